@@ -1,0 +1,269 @@
+"""Datasets: discovery of the supported layouts, the validation split, transforms, loaders.
+
+Layouts (label 1 = malignant):
+  * ``ROOT/{train,val,test}/{benign,malignant}/*`` (Kaggle "Melanoma Cancer Dataset"; any letter case)
+  * ``ROOT/{benign,malignant}/*`` (all of it is one split, called ``all``)
+  * ISIC ground-truth CSVs (``image_id,melanoma,...``) with images ``<image_id>.jpg`` under ROOT; ROOT may
+    be the CSV itself. The split is taken from the CSV's name (``Training`` -> train, ``Validation`` -> val).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset, default_collate
+from torchvision.transforms import v2
+
+from .config import CLASS_NAMES
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                 "validation": "val", "test": "test", "testing": "test"}
+
+
+class DatasetError(ValueError):
+    """A dataset folder or CSV that cannot be read as one of the supported layouts."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int  # 0 = benign, 1 = malignant
+
+
+def is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTS and not path.name.startswith(".")
+
+
+def _class_dirs(folder: Path) -> dict[int, Path]:
+    found = {}
+    for d in folder.iterdir():
+        if d.is_dir() and d.name.lower() in CLASS_NAMES:
+            found[CLASS_NAMES.index(d.name.lower())] = d
+    return found
+
+
+def _samples_from_class_dirs(dirs: dict[int, Path]) -> list[Sample]:
+    return [Sample(p, label) for label, d in sorted(dirs.items())
+            for p in sorted(d.rglob("*")) if is_image(p)]
+
+
+def _split_from_name(name: str) -> str:
+    lowered = name.lower()
+    for alias in ("validation", "valid", "training", "train", "testing", "test"):
+        if alias in lowered:
+            return SPLIT_ALIASES[alias]
+    return "all"
+
+
+def _samples_from_csv(csv_path: Path, image_root: Path) -> list[Sample]:
+    index = {p.stem: p for p in image_root.rglob("*") if is_image(p)}
+    samples, missing = [], []
+    with csv_path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"image_id", "melanoma"} <= set(reader.fieldnames):
+            raise DatasetError(f"{csv_path}: expected columns image_id,melanoma (got {reader.fieldnames})")
+        for row in reader:
+            path = index.get(row["image_id"])
+            if path is None:
+                missing.append(row["image_id"])
+                continue
+            samples.append(Sample(path, int(float(row["melanoma"]) >= 0.5)))
+    if missing:
+        warnings.warn(f"{csv_path.name}: {len(missing)} listed images not found under {image_root} "
+                      f"(first: {missing[0]}); they are left out", stacklevel=2)
+    return samples
+
+
+def _is_label_csv(path: Path) -> bool:
+    with path.open(newline="") as f:
+        header = next(csv.reader(f), [])
+    return {"image_id", "melanoma"} <= set(header)
+
+
+def discover(root: str | Path) -> dict[str, list[Sample]]:
+    """Find the labelled images under ``root``; returns ``{split: [Sample, ...]}``.
+
+    Raises DatasetError with the reason when ``root`` matches no supported layout.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root}: no such file or folder")
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise DatasetError(f"{root}: a dataset is a folder or a ground-truth CSV")
+        return {_split_from_name(root.stem): _samples_from_csv(root, root.parent)}
+
+    splits: dict[str, list[Sample]] = {}
+    for d in sorted(root.iterdir()):
+        split = SPLIT_ALIASES.get(d.name.lower())
+        if d.is_dir() and split and (dirs := _class_dirs(d)):
+            splits[split] = splits.get(split, []) + _samples_from_class_dirs(dirs)
+    if not splits and (dirs := _class_dirs(root)):
+        splits["all"] = _samples_from_class_dirs(dirs)
+    if not splits:
+        for csv_path in sorted(root.glob("*.csv")):
+            if _is_label_csv(csv_path):
+                split = _split_from_name(csv_path.stem)
+                splits[split] = splits.get(split, []) + _samples_from_csv(csv_path, root)
+    if not splits:
+        entries = ", ".join(sorted(p.name for p in root.iterdir())[:10]) or "nothing"
+        raise DatasetError(
+            f"{root}: no dataset found. Expected train/ and test/ with Benign/ and Malignant/ folders, "
+            f"Benign/ and Malignant/ folders directly, or an ISIC ground-truth CSV. Found: {entries}")
+    for split, samples in splits.items():
+        if not samples:
+            raise DatasetError(f"{root}: split '{split}' has no images")
+    return splits
+
+
+def select_split(splits: dict[str, list[Sample]], split: str) -> list[Sample]:
+    """One split by name; a dataset with a single split ``all`` serves every name."""
+    if split in splits:
+        return splits[split]
+    if list(splits) == ["all"]:
+        return splits["all"]
+    raise DatasetError(f"split '{split}' not found; the dataset has: {', '.join(splits)}")
+
+
+def make_train_val(splits: dict[str, list[Sample]], val_fraction: float = 0.1,
+                   seed: int = 42) -> tuple[list[Sample], list[Sample]]:
+    """Training and validation samples: the dataset's own ``val`` split when it has one, else a
+    stratified, seeded ``val_fraction`` of ``train`` (or of ``all``). Test images are never used."""
+    from sklearn.model_selection import train_test_split
+
+    pool = splits.get("train") or splits.get("all")
+    if not pool:
+        raise DatasetError(f"no training split; the dataset has: {', '.join(splits)}")
+    if "val" in splits:
+        return pool, splits["val"]
+    labels = [s.label for s in pool]
+    if min(labels.count(0), labels.count(1)) < 2:
+        raise DatasetError("training data needs at least 2 images of each class")
+    n_val = max(2, round(val_fraction * len(pool)))
+    train, val = train_test_split(pool, test_size=n_val, stratify=labels, random_state=seed)
+    return sorted(train, key=lambda s: str(s.path)), sorted(val, key=lambda s: str(s.path))
+
+
+def write_split(path: Path, parts: dict[str, list[Sample]]) -> str:
+    """Write ``split,label,path`` rows to ``path``; returns the sha256 of that file's content."""
+    lines = ["split,label,path"] + [f"{name},{s.label},{s.path}" for name, samples in parts.items()
+                                    for s in samples]
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image file as RGB, with its EXIF orientation applied. Raises OSError/ValueError."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        return im.convert("RGB")
+
+
+@dataclass
+class AugConfig:
+    """Training augmentation; angles in degrees, zoom as a +/- fraction of size, colour as jitter strength."""
+
+    rotation: float = 30.0
+    hflip: bool = True
+    vflip: bool = True
+    zoom: float = 0.1
+    shear: float = 5.0
+    fill_mode: str = "reflect"  # "constant" (black), "reflect" or "nearest", as Keras' fill_mode
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+    hue: float = 0.02
+
+
+FILL_PADDING = {"reflect": "reflect", "nearest": "edge"}
+
+
+def build_transform(img_size: int, mean, std, aug: AugConfig | None = None) -> v2.Compose:
+    """PIL RGB image of any size -> float tensor (3, img_size, img_size), normalised with mean/std.
+
+    The whole image is resized to a square (no crop), so a lesion near the edge is never cut off.
+    With ``aug`` the random training augmentation is applied after the resize.
+    """
+    steps: list = [v2.ToImage(), v2.Resize((img_size, img_size), antialias=True)]
+    if aug is not None:
+        if aug.fill_mode not in ("constant", *FILL_PADDING):
+            raise ValueError(f"fill_mode must be constant, reflect or nearest (got {aug.fill_mode!r})")
+        if aug.hflip:
+            steps.append(v2.RandomHorizontalFlip())
+        if aug.vflip:
+            steps.append(v2.RandomVerticalFlip())
+        affine = v2.RandomAffine(degrees=aug.rotation, scale=(1 - aug.zoom, 1 + aug.zoom),
+                                 shear=aug.shear, interpolation=v2.InterpolationMode.BILINEAR)
+        if aug.fill_mode == "constant":
+            steps.append(affine)
+        else:
+            # torchvision's affine only fills with a constant; padding first with reflected/edge
+            # pixels and cropping back afterwards gives Keras' reflect/nearest fill modes.
+            pad = img_size // 4
+            steps += [v2.Pad(pad, padding_mode=FILL_PADDING[aug.fill_mode]), affine,
+                      v2.CenterCrop(img_size)]
+        steps.append(v2.ColorJitter(aug.brightness, aug.contrast, aug.saturation, aug.hue))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    return v2.Compose(steps)
+
+
+class LesionDataset(Dataset):
+    """Items are ``(image (3, H, W) float32, label float32 scalar, index)``; ``None`` for an
+    unreadable file, which is named in one warning and dropped by :func:`collate_skip_none`."""
+
+    def __init__(self, samples: list[Sample], transform: v2.Compose):
+        self.samples = samples
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        s = self.samples[i]
+        try:
+            img = load_image(s.path)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            warnings.warn(f"skipping unreadable image {s.path}: {e}", stacklevel=1)
+            return None
+        return self.transform(img), torch.tensor(float(s.label)), i
+
+
+def collate_skip_none(batch):
+    batch = [b for b in batch if b is not None]
+    return default_collate(batch) if batch else None
+
+
+def make_loader(samples: list[Sample], transform: v2.Compose, batch_size: int, shuffle: bool = False,
+                num_workers: int = 0, drop_last: bool = False) -> DataLoader:
+    return DataLoader(LesionDataset(samples, transform), batch_size=batch_size, shuffle=shuffle,
+                      num_workers=num_workers, collate_fn=collate_skip_none, drop_last=drop_last,
+                      persistent_workers=num_workers > 0)
+
+
+class LesionDataModule(L.LightningDataModule):
+    """Train and validation loaders for one run; augmentation on train only."""
+
+    def __init__(self, train: list[Sample], val: list[Sample], img_size: int, mean, std,
+                 aug: AugConfig | None, batch_size: int = 32, num_workers: int = 2):
+        super().__init__()
+        self.train_samples, self.val_samples = train, val
+        self.train_tf = build_transform(img_size, mean, std, aug)
+        self.eval_tf = build_transform(img_size, mean, std)
+        self.batch_size, self.num_workers = batch_size, num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        return make_loader(self.train_samples, self.train_tf, self.batch_size, shuffle=True,
+                           num_workers=self.num_workers, drop_last=len(self.train_samples) > self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return make_loader(self.val_samples, self.eval_tf, self.batch_size, num_workers=self.num_workers)

@@ -1,0 +1,164 @@
+"""Training: a LightningModule with one logit and BCE, and ``train()`` that ends in a model folder."""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
+
+from .config import ModelConfig
+from .data import AugConfig, LesionDataModule, discover, make_train_val, write_split
+from .models import create_model, default_mean_std, save_model_folder
+
+
+@dataclass
+class TrainConfig:
+    """A training recipe. ``lr`` is the peak learning rate of a cosine schedule with warm-up."""
+
+    arch: str = "tf_efficientnet_lite0"
+    pretrained: str = "imagenet"
+    img_size: int = 224
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"  # "adam" or "adamw"
+    warmup_epochs: float = 0.3
+    patience: int = 3  # epochs without a better validation ROC-AUC before stopping
+    val_fraction: float = 0.1
+    seed: int = 42
+    num_workers: int = 2
+    aug: AugConfig = field(default_factory=AugConfig)
+    accelerator: str = "auto"
+    devices: str | int = "auto"
+    fast_dev_run: bool = False
+
+
+class LesionClassifier(L.LightningModule):
+    """Wraps a network with one output logit. ``forward``: (N, 3, H, W) -> logits (N,)."""
+
+    def __init__(self, arch: str, pretrained: str, lr: float, weight_decay: float, optimizer: str,
+                 warmup_epochs: float):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = create_model(arch, pretrained=pretrained).to(memory_format=torch.channels_last)
+        self.val_auc, self.val_acc = BinaryAUROC(), BinaryAccuracy()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.contiguous(memory_format=torch.channels_last)).squeeze(1)
+
+    def training_step(self, batch, batch_idx):
+        if batch is None:  # every image of the batch was unreadable
+            return None
+        x, y, _ = batch
+        loss = F.binary_cross_entropy_with_logits(self(x), y)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        if batch is None:
+            return
+        x, y, _ = batch
+        logits = self(x)
+        # torchmetrics gathers predictions from every rank before computing ROC-AUC.
+        self.val_auc.update(logits.sigmoid(), y.int())
+        self.val_acc.update(logits.sigmoid(), y.int())
+        self.log("val_loss", F.binary_cross_entropy_with_logits(logits, y), prog_bar=True,
+                 on_epoch=True, batch_size=len(y), sync_dist=True)
+
+    def on_validation_epoch_end(self):
+        self.log("val_auc", self.val_auc.compute(), prog_bar=True)
+        self.log("val_acc", self.val_acc.compute(), prog_bar=True)
+        self.val_auc.reset()
+        self.val_acc.reset()
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[hp.optimizer]
+        opt = opt_cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = max(1, int(hp.warmup_epochs * total / max(1, self.trainer.max_epochs)))
+
+        def schedule(step: int) -> float:  # linear warm-up, then cosine decay to zero
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _versions() -> dict[str, str]:
+    import timm
+
+    from . import __version__
+    return {"melanoma": __version__, "torch": torch.__version__, "timm": timm.__version__,
+            "lightning": L.__version__}
+
+
+def _progress_bar() -> L.Callback:
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+
+    # A live rich bar in a log file becomes megabytes of redraws; a sparse tqdm bar stays readable.
+    return RichProgressBar() if sys.stderr.isatty() else TQDMProgressBar(refresh_rate=50)
+
+
+def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train on the dataset at ``data``; returns the model folder ``out/model``.
+
+    ``out`` also receives ``split.csv`` (the exact train/val lists), ``checkpoints/{best,last}.ckpt``
+    and ``logs/`` (per-epoch metrics as CSV). With ``resume`` the run continues from ``last.ckpt``.
+    """
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    out = Path(out)
+    last_ckpt = out / "checkpoints" / "last.ckpt"
+    if resume and not last_ckpt.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {last_ckpt}")
+    if not resume and last_ckpt.is_file():
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    train_s, val_s = make_train_val(discover(data), cfg.val_fraction, cfg.seed)
+    split_hash = write_split(out / "split.csv", {"train": train_s, "val": val_s})
+    mean, std = default_mean_std(cfg.arch)
+    dm = LesionDataModule(train_s, val_s, cfg.img_size, mean, std, cfg.aug, cfg.batch_size, cfg.num_workers)
+    module = LesionClassifier(cfg.arch, cfg.pretrained, cfg.lr, cfg.weight_decay, cfg.optimizer,
+                              cfg.warmup_epochs)
+
+    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_auc", mode="max",
+                           enable_version_counter=False)
+    # Lightning saves `last` only in epochs that improve `best`; a second, unmonitored callback
+    # writes it after every epoch, so a crash costs at most one epoch.
+    last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", enable_version_counter=False)
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices,
+        callbacks=[ckpt, last, EarlyStopping(monitor="val_auc", mode="max", patience=cfg.patience),
+                   LearningRateMonitor("epoch"), _progress_bar()],
+        # a new logs/version_N per (re)start keeps the curves of every part of a resumed run
+        logger=CSVLogger(out, name="logs"), default_root_dir=out, deterministic=False,
+        fast_dev_run=cfg.fast_dev_run, enable_model_summary=False, log_every_n_steps=10)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last_ckpt) if resume else None)
+
+    if ckpt.best_model_path:  # empty under fast_dev_run, which saves no checkpoint
+        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    val_metrics = {k: round(float(v), 6) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
+    if ckpt.best_model_score is not None:
+        val_metrics["val_auc"] = round(float(ckpt.best_model_score), 6)
+    model_cfg = ModelConfig(
+        arch=cfg.arch, img_size=cfg.img_size, mean=mean, std=std, pretrained=cfg.pretrained,
+        training={"recipe": {**asdict(cfg)}, "data": str(data), "n_train": len(train_s),
+                  "n_val": len(val_s), "split_sha256": split_hash, "epochs_run": trainer.current_epoch,
+                  "best_val": val_metrics, "versions": _versions()})
+    if trainer.is_global_zero:
+        save_model_folder(module.net, model_cfg, out / "model")
+    return out / "model"

@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny synthetic datasets built on the fly, and the location of the real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+KAGGLE = SHARED_DATA / "melanoma_cancer_dataset"
+SAMPLES = REPO / "samples"
+
+
+def lesion_image(label: int, rng: np.random.Generator, size: int = 48) -> Image.Image:
+    """A skin-coloured square with a dark blob; malignant blobs are larger and irregular, so a
+    tiny network can tell the classes apart."""
+    img = np.full((size, size, 3), (205, 160, 140), dtype=np.float32) + rng.normal(0, 6, (size, size, 3))
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = size / 2 + rng.uniform(-3, 3, 2)
+    r = size * (0.32 if label else 0.16) * (1 + (0.3 * np.sin(5 * np.arctan2(yy - cy, xx - cx)) if label else 0))
+    mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+    img[mask] = (90, 55, 40) if label else (140, 95, 75)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+def write_class_folders(root: Path, n_per_class: int, seed: int = 0, names=("benign", "malignant"),
+                        ext: str = ".png") -> Path:
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(names):
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            lesion_image(label, rng).save(d / f"{name.lower()}_{i}{ext}")
+    return root
+
+
+@pytest.fixture
+def kaggle_like(tmp_path: Path) -> Path:
+    """train/ and test/ with mixed-case class folders, 12 + 6 images per class."""
+    root = tmp_path / "kaggle"
+    write_class_folders(root / "train", 12, seed=1, names=("Benign", "Malignant"), ext=".jpg")
+    write_class_folders(root / "test", 6, seed=2, names=("BENIGN", "malignant"), ext=".jpg")
+    return root
+
+
+@pytest.fixture
+def real_kaggle() -> Path:
+    if not KAGGLE.is_dir():
+        pytest.skip("../shared/data/melanoma_cancer_dataset is not available")
+    return KAGGLE
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path: Path) -> Path:
+    """An untrained small_cnn model folder (48 px input): fast, and enough for contract tests."""
+    from melanoma.config import ModelConfig
+    from melanoma.models import create_model, save_model_folder
+
+    return save_model_folder(create_model("small_cnn", pretrained="none"),
+                             ModelConfig(arch="small_cnn", img_size=48), tmp_path / "model")

@@ -1,0 +1,128 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import lesion_image, write_class_folders
+from PIL import Image
+
+from melanoma.data import (AugConfig, DatasetError, LesionDataset, build_transform, collate_skip_none,
+                           discover, make_train_val, select_split, write_split)
+
+
+def labels_by_name(samples):
+    return {s.path.name: s.label for s in samples}
+
+
+def test_discover_train_test_layout_any_letter_case(kaggle_like: Path):
+    splits = discover(kaggle_like)
+    assert set(splits) == {"train", "test"}
+    assert len(splits["train"]) == 24 and len(splits["test"]) == 12
+    for s in splits["train"] + splits["test"]:
+        assert s.label == int(s.path.parent.name.lower() == "malignant")
+
+
+def test_discover_class_folders_directly_is_one_split(tmp_path: Path):
+    write_class_folders(tmp_path, 3, names=("BeNiGn", "MALIGNANT"))
+    (tmp_path / "notes.txt").write_text("not an image")
+    splits = discover(tmp_path)
+    assert list(splits) == ["all"]
+    assert sorted(s.label for s in splits["all"]) == [0, 0, 0, 1, 1, 1]
+    # a single-split dataset serves any split name, e.g. --split test
+    assert select_split(splits, "test") == splits["all"]
+
+
+def test_discover_isic_csv_layout(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "ISIC-2017_Training_Data").mkdir()
+    (tmp_path / "ISIC-2017_Validation_Data").mkdir()
+    rows = {"Training": [("ISIC_1", 1.0), ("ISIC_2", 0.0), ("ISIC_3", 0.0)], "Validation": [("ISIC_9", 1.0)]}
+    for part, items in rows.items():
+        for image_id, mel in items:
+            lesion_image(int(mel), rng).save(tmp_path / f"ISIC-2017_{part}_Data" / f"{image_id}.jpg")
+        lines = ["image_id,melanoma,seborrheic_keratosis"] + [f"{i},{m},0.0" for i, m in items]
+        (tmp_path / f"ISIC-2017_{part}_Part3_GroundTruth.csv").write_text("\n".join(lines) + "\n")
+    splits = discover(tmp_path)
+    assert set(splits) == {"train", "val"}
+    assert labels_by_name(splits["train"]) == {"ISIC_1.jpg": 1, "ISIC_2.jpg": 0, "ISIC_3.jpg": 0}
+    assert labels_by_name(splits["val"]) == {"ISIC_9.jpg": 1}
+    # the CSV itself is also a dataset
+    assert labels_by_name(discover(tmp_path / "ISIC-2017_Validation_Part3_GroundTruth.csv")["val"]) == {"ISIC_9.jpg": 1}
+
+
+def test_discover_csv_with_missing_images_warns(tmp_path: Path):
+    lesion_image(1, np.random.default_rng(0)).save(tmp_path / "a.jpg")
+    (tmp_path / "labels.csv").write_text("image_id,melanoma\na,1\nb,0\n")
+    with pytest.warns(UserWarning, match="1 listed images not found"):
+        splits = discover(tmp_path)
+    assert labels_by_name(splits["all"]) == {"a.jpg": 1}
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p / "missing", "no such file or folder"),
+    (lambda p: (p / "cats").mkdir() or p, "no dataset found"),
+    (lambda p: (p / "x.txt").write_text("x") and p / "x.txt", "folder or a ground-truth CSV"),
+])
+def test_discover_rejects_wrong_folders_with_a_reason(tmp_path: Path, make, message):
+    with pytest.raises(DatasetError, match=message):
+        discover(make(tmp_path))
+
+
+def test_validation_split_is_stratified_seeded_and_disjoint(tmp_path: Path):
+    write_class_folders(tmp_path, 20)
+    splits = discover(tmp_path)
+    train, val = make_train_val(splits, val_fraction=0.2, seed=7)
+    assert len(val) == 8 and sum(s.label for s in val) == 4  # stratified: half malignant
+    assert not {s.path for s in train} & {s.path for s in val}
+    assert len(train) + len(val) == 40
+    assert make_train_val(splits, 0.2, seed=7) == (train, val)
+    assert make_train_val(splits, 0.2, seed=8)[1] != val
+    h1 = write_split(tmp_path / "a.csv", {"train": train, "val": val})
+    h2 = write_split(tmp_path / "b.csv", {"train": train, "val": val})
+    assert h1 == h2 and (tmp_path / "a.csv").read_text().count("\n") == 41
+
+
+def test_existing_val_split_is_used_as_is(kaggle_like: Path):
+    import shutil
+    shutil.copytree(kaggle_like / "test", kaggle_like / "val")
+    splits = discover(kaggle_like)
+    train, val = make_train_val(splits)
+    assert train == splits["train"] and val == splits["val"]
+
+
+@pytest.mark.parametrize("size", [(300, 200), (40, 40), (1000, 750)])
+def test_transforms_shape_dtype_and_range(size):
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (*size[::-1], 3), dtype=np.uint8))
+    for aug in (None, AugConfig()):
+        x = build_transform(64, (0.5,) * 3, (0.5,) * 3, aug)(img)
+        assert x.shape == (3, 64, 64) and x.dtype == torch.float32
+        assert x.min() >= -1.0 - 1e-5 and x.max() <= 1.0 + 1e-5
+
+
+def test_fill_mode_controls_exposed_corners():
+    torch.manual_seed(0)
+    white = Image.new("RGB", (64, 64), (255, 255, 255))
+    aug = dict(rotation=45, zoom=0.0, shear=0.0, hflip=False, vflip=False, brightness=0, contrast=0,
+               saturation=0, hue=0)
+    dark_pixels = {}
+    for mode in ("constant", "reflect", "nearest"):
+        tf = build_transform(64, (0.0,) * 3, (1.0,) * 3, AugConfig(fill_mode=mode, **aug))
+        dark_pixels[mode] = np.mean([(tf(white) < 0.5).float().mean().item() for _ in range(5)])
+    assert dark_pixels["constant"] > 0.05  # black corners
+    assert dark_pixels["reflect"] == 0 and dark_pixels["nearest"] == 0
+    with pytest.raises(ValueError, match="fill_mode"):
+        build_transform(64, (0.5,) * 3, (0.5,) * 3, AugConfig(fill_mode="wrap"))
+
+
+def test_unreadable_image_is_named_in_a_warning_and_skipped(tmp_path: Path):
+    write_class_folders(tmp_path, 2)
+    bad = tmp_path / "malignant" / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    samples = discover(tmp_path)["all"]
+    ds = LesionDataset(samples, build_transform(32, (0.5,) * 3, (0.5,) * 3))
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        items = [ds[i] for i in range(len(ds))]
+    assert sum(item is None for item in items) == 1
+    x, y, idx = collate_skip_none(items)
+    assert x.shape == (4, 3, 32, 32) and len(y) == 4
+    assert collate_skip_none([None, None]) is None

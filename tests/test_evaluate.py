@@ -1,0 +1,66 @@
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from melanoma.cli import app
+from melanoma.evaluate import compute_metrics, evaluate
+
+
+def test_metrics_on_a_hand_checked_example():
+    # threshold 0.5 -> predictions 1 1 0 0 | 1 0 0 0: tp=2 fn=2, fp=1 tn=3
+    labels = [1, 1, 1, 1, 0, 0, 0, 0]
+    probs = [0.9, 0.6, 0.4, 0.2, 0.7, 0.3, 0.1, 0.05]
+    m = compute_metrics(labels, probs, threshold=0.5)
+    assert m["confusion_matrix"] == [[3, 1], [2, 2]]
+    assert (m["n"], m["n_benign"], m["n_malignant"]) == (8, 4, 4)
+    assert m["accuracy"] == pytest.approx(5 / 8)
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["recall"] == pytest.approx(2 / 4)
+    assert m["specificity"] == pytest.approx(3 / 4)
+    assert m["f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
+    # ROC-AUC = share of (malignant, benign) pairs ranked right: 0.9 beats 4, 0.6 and 0.4 beat 3, 0.2 beats 2
+    assert m["roc_auc"] == pytest.approx((4 + 3 + 3 + 2) / 16)
+    assert compute_metrics(labels, probs, threshold=0.15)["confusion_matrix"] == [[2, 2], [0, 4]]
+
+
+def test_metrics_with_one_class_only():
+    m = compute_metrics([0, 0], [0.2, 0.8])
+    assert m["roc_auc"] is None and m["recall"] is None and m["specificity"] == 0.5
+
+
+def test_evaluate_writes_the_contracted_files(kaggle_like: Path, tiny_model_dir: Path, tmp_path: Path):
+    (kaggle_like / "test" / "malignant" / "broken.jpg").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        m = evaluate(kaggle_like, tmp_path / "eval", tiny_model_dir, split="test")
+    on_disk = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert on_disk == m
+    for key in ("n", "n_benign", "n_malignant", "accuracy", "precision", "recall", "specificity", "f1",
+                "roc_auc", "threshold", "confusion_matrix"):
+        assert key in m
+    assert (m["n"], m["n_benign"], m["n_malignant"]) == (12, 6, 6)
+    assert m["skipped"] == [str(kaggle_like / "test" / "malignant" / "broken.jpg")]
+    (tn, fp), (fn, tp) = m["confusion_matrix"]
+    assert tn + fp == 6 and fn + tp == 6
+    rows = list(csv.DictReader(open(tmp_path / "eval" / "predictions.csv")))
+    assert len(rows) == 12 and set(rows[0]) == {"path", "label", "p_malignant"}
+    assert all(0 <= float(r["p_malignant"]) <= 1 for r in rows)
+    assert (tmp_path / "eval" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_cli_prints_a_summary(kaggle_like: Path, tiny_model_dir: Path, tmp_path: Path):
+    result = CliRunner().invoke(app, ["evaluate", str(kaggle_like), "--model", str(tiny_model_dir),
+                                      "--out", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    assert "n=12" in result.output and "roc_auc" in result.output
+    assert (tmp_path / "e" / "metrics.json").is_file()
+
+
+def test_cli_errors_are_one_clear_line(tmp_path: Path):
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e")])
+    assert result.exit_code == 2 and "no such file or folder" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--model", str(tmp_path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output

@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from melanoma.config import ModelConfig
+from melanoma.models import (ModelError, create_model, lite_weights_file, load_model_folder,
+                             map_lite_state_dict, save_model_folder)
+
+
+def test_every_lite0_imagenet_tensor_maps_onto_timm():
+    import timm
+
+    src = torch.load(lite_weights_file("tf_efficientnet_lite0"), map_location="cpu", weights_only=True)
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    mapped = map_lite_state_dict(src, model)
+    assert len(src) == len(mapped) == len(model.state_dict()) == 296
+    assert mapped.keys() == model.state_dict().keys()
+    for key, tensor in mapped.items():
+        assert tensor.shape == model.state_dict()[key].shape, key
+
+
+def test_imagenet_weights_recognise_a_natural_image():
+    from skimage import data
+
+    model = create_model("tf_efficientnet_lite0", pretrained="imagenet", num_classes=1000).eval()
+    cat = torch.tensor(data.chelsea()).permute(2, 0, 1).float()[None] / 255
+    x = (torch.nn.functional.interpolate(cat, size=(224, 224), mode="bilinear", antialias=True) - 0.5) / 0.5
+    with torch.no_grad():
+        top5 = model(x).topk(5).indices[0].tolist()
+    assert top5[0] in range(281, 286)  # ImageNet's domestic cat classes (tabby ... Egyptian cat)
+
+
+def test_binary_head_and_baselines():
+    x = torch.randn(2, 3, 64, 64)
+    assert create_model("tf_efficientnet_lite0")(x).shape == (2, 1)
+    assert create_model("small_cnn", pretrained="none")(x).shape == (2, 1)
+    assert create_model("resnet18", pretrained="none")(x).shape == (2, 1)  # any timm name
+
+
+@pytest.mark.parametrize("arch, pretrained, message", [
+    ("resnet18", "imagenet", "offline ImageNet weights"),
+    ("no_such_net", "none", "unknown architecture"),
+    ("small_cnn", "imagenet", "from scratch"),
+    ("tf_efficientnet_lite0", "hub", "imagenet' or 'none"),
+])
+def test_bad_model_choices_are_explained(arch, pretrained, message):
+    with pytest.raises(ModelError, match=message):
+        create_model(arch, pretrained=pretrained)
+
+
+def test_model_folder_round_trip(tmp_path: Path):
+    model = create_model("small_cnn", pretrained="none").eval()
+    cfg = ModelConfig(arch="small_cnn", img_size=48, threshold=0.37, temperature=1.5,
+                      training={"note": "round trip"})
+    save_model_folder(model, cfg, tmp_path / "m")
+    loaded, loaded_cfg = load_model_folder(tmp_path / "m")
+    assert loaded_cfg == cfg
+    x = torch.randn(3, 3, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert not list((tmp_path / "m").glob("*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_broken_model_folders_give_clear_errors(tmp_path: Path):
+    save_model_folder(create_model("small_cnn", pretrained="none"), ModelConfig(arch="small_cnn"), tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="corrupt"):
+        load_model_folder(tmp_path)
+    save_model_folder(create_model("small_cnn", pretrained="none"), ModelConfig(arch="resnet18"), tmp_path)
+    with pytest.raises(ModelError, match="do not match"):
+        load_model_folder(tmp_path)
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(ModelError, match="config.json is missing"):
+        load_model_folder(tmp_path)
