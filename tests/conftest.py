@@ -61,3 +61,22 @@ def tiny_model_dir(tmp_path: Path) -> Path:
 
     return save_model_folder(create_model("small_cnn", pretrained="none"),
                              ModelConfig(arch="small_cnn", img_size=48), tmp_path / "model")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Audit caches go to a temporary folder, never the user's ~/.cache."""
+    monkeypatch.setenv("MELANOMA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+def textured_lesion(rng: np.random.Generator, size: int = 128) -> Image.Image:
+    """A lesion-like image with its own random texture: distinct draws are distinct images."""
+    from scipy.ndimage import gaussian_filter
+
+    base = np.full((size, size, 3), (200, 150, 130), np.float32)
+    texture = gaussian_filter(rng.normal(0, 40, (size, size, 3)), sigma=(3, 3, 0))
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = rng.uniform(0.35, 0.65, 2) * size
+    blob = np.exp(-(((yy - cy) / (0.2 * size)) ** 2 + ((xx - cx) / (0.25 * size)) ** 2))[..., None]
+    img = base + texture * 0.7 - blob * np.array([110, 95, 90]) + gaussian_filter(texture, 1) * blob
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))

@@ -2,6 +2,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -64,3 +65,31 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path):
     assert "Traceback" not in result.output
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--model", str(tmp_path)])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_bootstrap_ci_contains_the_estimate_and_narrows_with_n():
+    from melanoma.evaluate import metrics_with_ci
+
+    widths = []
+    for n in (100, 1600):
+        rng = np.random.default_rng(n)
+        y = rng.integers(0, 2, n)
+        p = np.clip(0.35 * y + 0.65 * rng.random(n), 0, 1)
+        m = metrics_with_ci(y, p, threshold=0.5, n_boot=300, seed=0)
+        for key in ("accuracy", "recall", "specificity", "roc_auc", "pr_auc", "f1"):
+            lo, hi = m[f"{key}_ci"]
+            assert lo <= m[key] <= hi, key
+        widths.append(m["roc_auc_ci"][1] - m["roc_auc_ci"][0])
+        assert metrics_with_ci(y, p, 0.5, n_boot=300, seed=0) == m  # seeded: reproducible
+    assert widths[1] < widths[0] / 2  # ~1/sqrt(n): 16x the data, about a quarter of the width
+
+
+def test_operating_points_read_off_the_roc_curve():
+    from melanoma.evaluate import operating_points
+
+    y = [0] * 10 + [1] * 10
+    p = [i / 100 for i in range(10)] + [0.05 + i / 10 for i in range(10)]  # one malignant below 0.06
+    m = operating_points(y, p)
+    # at specificity >= 0.90 (at most one benign above threshold) 9 of 10 malignant are found
+    assert m["sensitivity_at_specificity_0.90"] == pytest.approx(0.9)
+    assert m["specificity_at_sensitivity_0.95"] == pytest.approx(0.5)

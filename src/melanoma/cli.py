@@ -41,6 +41,10 @@ def train(
     patience: int = typer.Option(3, help="Early stopping: epochs without better validation ROC-AUC."),
     val_fraction: float = typer.Option(0.1, help="Share of train held out (stratified) when there is no val/."),
     seed: int = typer.Option(42),
+    target_sensitivity: float = typer.Option(0.95, help="Decision threshold: the validation sensitivity to reach."),
+    youden: bool = typer.Option(False, "--youden", help="Choose the threshold by Youden's J instead."),
+    group_duplicates: bool = typer.Option(True, help="Keep near-duplicate clusters on one side of train/val."),
+    drop_test_duplicates: bool = typer.Option(False, help="Leave out train images with a copy in test."),
     num_workers: int = typer.Option(2, help="Data-loading processes."),
     rotation: float = typer.Option(30.0, help="Augmentation: max rotation, degrees."),
     zoom: float = typer.Option(0.1, help="Augmentation: scale range 1 +/- zoom."),
@@ -63,7 +67,9 @@ def train(
                     brightness=color, contrast=color, saturation=color, hue=color / 5)
     cfg = TrainConfig(arch=arch, pretrained=pretrained, img_size=img_size, epochs=epochs, batch_size=batch_size,
                       lr=lr, weight_decay=weight_decay, optimizer=optimizer, patience=patience,
-                      val_fraction=val_fraction, seed=seed, num_workers=num_workers, aug=aug,
+                      val_fraction=val_fraction, seed=seed,
+                      target_sensitivity=None if youden else target_sensitivity,
+                      group_duplicates=group_duplicates, drop_test_duplicates=drop_test_duplicates, num_workers=num_workers, aug=aug,
                       accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
                       fast_dev_run=fast_dev_run)
     if optimizer not in ("adam", "adamw"):
@@ -73,6 +79,53 @@ def train(
     except (DatasetError, ModelError, FileNotFoundError, FileExistsError, ValueError) as e:
         fail(str(e))
     out.print(f"model folder written: [bold]{model_dir}[/]")
+
+
+@app.command()
+def calibrate(
+    model: Path = typer.Argument(..., help="Model folder whose config.json receives threshold and temperature."),
+    data: Path = typer.Argument(..., help="A labelled dataset, or a run's split.csv (its val rows are used)."),
+    split: str = typer.Option("val", help="Split of DATA to fit on. Never the test split."),
+    target_sensitivity: float = typer.Option(0.95, help="Threshold: the validation sensitivity to reach."),
+    youden: bool = typer.Option(False, "--youden", help="Choose the threshold by Youden's J instead."),
+) -> None:
+    """Fit the temperature and decision threshold of a model on validation data."""
+    from .calibrate import calibrate_model_folder
+    from .data import DatasetError, discover, read_split, select_split
+    from .models import ModelError
+
+    if split == "test":
+        fail("calibrating on the test split would make every test number optimistic; use validation data")
+    try:
+        splits = read_split(data) if data.suffix == ".csv" and data.name.startswith("split") else discover(data)
+        result = calibrate_model_folder(model, select_split(splits, split), None if youden else target_sensitivity)
+    except (DatasetError, ModelError) as e:
+        fail(str(e))
+    out.print_json(data=result)
+
+
+@app.command()
+def audit(
+    data: Path = typer.Argument(..., help="Dataset to audit (any supported layout)."),
+    against: Optional[Path] = typer.Option(None, help="A second dataset to look for copies in (e.g. ISIC 2017)."),
+    out_dir: Path = typer.Option(Path("runs/audit"), "--out", help="Folder for audit.json, clusters.csv, pairs.csv."),
+    min_similarity: float = typer.Option(0.98, help="Thumbnail correlation at which images count as copies."),
+) -> None:
+    """Find exact and near-duplicate images within a dataset, across its splits, and against another."""
+    from .audit import audit as run_audit
+    from .audit import write_audit
+    from .data import DatasetError
+
+    try:
+        with _progress("audit") as progress:
+            task = progress.add_task("hashing", total=None)
+            result = run_audit(data, against, min_similarity, on_progress=lambda n: progress.advance(task, n),
+                               on_start=lambda n: progress.update(task, total=n))
+    except DatasetError as e:
+        fail(str(e))
+    write_audit(result, out_dir)
+    out.print_json(data=result.summary)
+    out.print(f"written: {out_dir / 'audit.json'}, clusters.csv, pairs.csv")
 
 
 def _progress(total_label: str):
@@ -86,6 +139,22 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _metrics_table(m: dict, title: str):
+    from rich.table import Table
+
+    table = Table(title=f"{title}: n={m['n']} ({m['n_benign']} benign, {m['n_malignant']} malignant), "
+                        f"threshold {m['threshold']:.3f}")
+    for col, justify in (("metric", "left"), ("value", "right"), ("95% CI", "right")):
+        table.add_column(col, justify=justify)
+    for key in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc",
+                "sensitivity_at_specificity_0.90", "specificity_at_sensitivity_0.95", "ece"):
+        ci = m.get(f"{key}_ci")
+        table.add_row(key, _fmt(m.get(key)), f"{ci[0]:.4f} - {ci[1]:.4f}" if ci else "")
+    (tn, fp), (fn, tp) = m["confusion_matrix"]
+    table.add_row("confusion [[tn, fp], [fn, tp]]", f"[[{tn}, {fp}], [{fn}, {tp}]]", "")
+    return table
+
+
 @app.command()
 def evaluate(
     data: Path = typer.Argument(..., help="Labelled dataset (any supported layout)."),
@@ -93,31 +162,34 @@ def evaluate(
     split: str = typer.Option("test", help="Split to evaluate; a dataset with no splits is evaluated whole."),
     out_dir: Path = typer.Option(Path("runs/eval"), "--out", help="Folder for metrics.json, predictions.csv, plots."),
     batch_size: int = typer.Option(32, min=1),
+    clean: bool = typer.Option(True, help="Also report the clean test: images with no near-duplicate in train "
+                                          "(audited on demand, cached). Needs train and test splits."),
 ) -> None:
     """Metrics of a model on a labelled split: printed, and written to OUT/metrics.json."""
-    from rich.table import Table
-
     from .data import DatasetError
     from .evaluate import evaluate as run_eval
     from .models import ModelError
 
+    from .audit import cached_audit
+    from .data import discover
+
     try:
         with _progress("evaluate") as progress:
+            clean_paths = None
+            if clean and split == "test" and {"train", "test"} <= set(discover(data)):
+                task = progress.add_task("auditing train/test duplicates", total=None)
+                clean_paths = cached_audit(data, on_progress=lambda n: progress.advance(task, n),
+                                           on_start=lambda n: progress.update(task, total=n)).clean_test_paths()
             task = progress.add_task("predicting", total=None)
             m = run_eval(data, out_dir, model, split, batch_size,
                          on_batch=lambda n: progress.advance(task, n),
-                         on_start=lambda n: progress.update(task, total=n))
+                         on_start=lambda n: progress.update(task, total=n), clean_paths=clean_paths)
     except (DatasetError, ModelError) as e:
         fail(str(e))
-    table = Table(title=f"{m['split']} split of {data}: n={m['n']} ({m['n_benign']} benign, "
-                        f"{m['n_malignant']} malignant), threshold {m['threshold']:.3f}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc"):
-        table.add_row(key, _fmt(m[key]))
-    (tn, fp), (fn, tp) = m["confusion_matrix"]
-    table.add_row("confusion [[tn, fp], [fn, tp]]", f"[[{tn}, {fp}], [{fn}, {tp}]]")
-    out.print(table)
+    out.print(_metrics_table(m, f"{m['split']} split of {data}"))
+    if "clean" in m:
+        out.print(_metrics_table(m["clean"], f"clean {m['split']} (no near-duplicate in train; "
+                                             f"{m['clean']['n_excluded']} excluded)"))
     if m["skipped"]:
         err.print(f"[yellow]{len(m['skipped'])} unreadable images skipped[/] (listed in metrics.json)")
     out.print(f"written: {out_dir / 'metrics.json'}, predictions.csv, confusion_matrix.png")

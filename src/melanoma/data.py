@@ -133,11 +133,15 @@ def select_split(splits: dict[str, list[Sample]], split: str) -> list[Sample]:
     raise DatasetError(f"split '{split}' not found; the dataset has: {', '.join(splits)}")
 
 
-def make_train_val(splits: dict[str, list[Sample]], val_fraction: float = 0.1,
-                   seed: int = 42) -> tuple[list[Sample], list[Sample]]:
+def make_train_val(splits: dict[str, list[Sample]], val_fraction: float = 0.1, seed: int = 42,
+                   groups: dict[str, int] | None = None) -> tuple[list[Sample], list[Sample]]:
     """Training and validation samples: the dataset's own ``val`` split when it has one, else a
-    stratified, seeded ``val_fraction`` of ``train`` (or of ``all``). Test images are never used."""
-    from sklearn.model_selection import train_test_split
+    stratified, seeded ``val_fraction`` of ``train`` (or of ``all``). Test images are never used.
+
+    With ``groups`` (path -> duplicate-cluster id, from the audit) whole clusters go to one side, so
+    no near-duplicate of a validation image is trained on.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
     pool = splits.get("train") or splits.get("all")
     if not pool:
@@ -147,8 +151,14 @@ def make_train_val(splits: dict[str, list[Sample]], val_fraction: float = 0.1,
     labels = [s.label for s in pool]
     if min(labels.count(0), labels.count(1)) < 2:
         raise DatasetError("training data needs at least 2 images of each class")
-    n_val = max(2, round(val_fraction * len(pool)))
-    train, val = train_test_split(pool, test_size=n_val, stratify=labels, random_state=seed)
+    if groups is None:
+        n_val = max(2, round(val_fraction * len(pool)))
+        train, val = train_test_split(pool, test_size=n_val, stratify=labels, random_state=seed)
+    else:
+        ids = [groups.get(str(s.path), -1 - i) for i, s in enumerate(pool)]  # unaudited: own group
+        folds = StratifiedGroupKFold(n_splits=max(2, round(1 / val_fraction)), shuffle=True, random_state=seed)
+        train_idx, val_idx = next(folds.split(pool, labels, ids))
+        train, val = [pool[i] for i in train_idx], [pool[i] for i in val_idx]
     return sorted(train, key=lambda s: str(s.path)), sorted(val, key=lambda s: str(s.path))
 
 
@@ -160,6 +170,15 @@ def write_split(path: Path, parts: dict[str, list[Sample]]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_split(path: str | Path) -> dict[str, list[Sample]]:
+    """The ``split,label,path`` file written by :func:`write_split`, back as ``{split: samples}``."""
+    out: dict[str, list[Sample]] = {}
+    with Path(path).open(newline="") as f:
+        for row in csv.DictReader(f):
+            out.setdefault(row["split"], []).append(Sample(Path(row["path"]), int(row["label"])))
+    return out
 
 
 def load_image(path: str | Path) -> Image.Image:

@@ -46,17 +46,70 @@ def compute_metrics(labels, probs, threshold: float = 0.5) -> dict:
     }
 
 
-def plot_confusion_matrix(cm: list[list[int]], path: Path, title: str) -> None:
+SENS_AT_SPEC = (0.80, 0.90, 0.95)
+SPEC_AT_SENS = (0.90, 0.95)
+
+
+def operating_points(labels, probs) -> dict[str, float | None]:
+    """Best sensitivity reachable at each specificity in SENS_AT_SPEC, and vice versa, read off the
+    ROC curve (keys like ``sensitivity_at_specificity_0.90``)."""
+    from sklearn.metrics import roc_curve
+
+    y = np.asarray(labels, dtype=int)
+    out: dict[str, float | None] = {}
+    if len(set(y.tolist())) < 2:
+        fpr = tpr = None
+    else:
+        fpr, tpr, _ = roc_curve(y, np.asarray(probs, float))
+    for s in SENS_AT_SPEC:
+        out[f"sensitivity_at_specificity_{s:.2f}"] = None if fpr is None else float(tpr[1 - fpr >= s].max())
+    for t in SPEC_AT_SENS:
+        out[f"specificity_at_sensitivity_{t:.2f}"] = None if fpr is None else float((1 - fpr)[tpr >= t].max())
+    return out
+
+
+def full_metrics(labels, probs, threshold: float) -> dict:
+    """compute_metrics plus the ROC operating points."""
+    return {**compute_metrics(labels, probs, threshold), **operating_points(labels, probs)}
+
+
+def bootstrap_ci(labels, probs, threshold: float, n_boot: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> dict[str, list[float] | None]:
+    """Percentile bootstrap confidence intervals (images resampled with replacement, seeded) for
+    every scalar metric of :func:`full_metrics`: ``{"roc_auc": [lo, hi], ...}``."""
+    y, p = np.asarray(labels, int), np.asarray(probs, float)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        for key, value in full_metrics(y[idx], p[idx], threshold).items():
+            if isinstance(value, float) and key != "threshold":
+                draws.setdefault(key, []).append(value)
+    alpha = (1 - level) / 2
+    return {key: [float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))] for key, v in draws.items()}
+
+
+def metrics_with_ci(labels, probs, threshold: float, n_boot: int = 1000, seed: int = 0) -> dict:
+    """full_metrics with a ``<metric>_ci`` entry ([low, high], 95%) beside each scalar metric."""
+    m = full_metrics(labels, probs, threshold)
+    cis = bootstrap_ci(labels, probs, threshold, n_boot, seed) if len(labels) else {}
+    out = {}
+    for key, value in m.items():
+        out[key] = value
+        if key in cis:
+            out[f"{key}_ci"] = cis[key]
+    return out
+
+
+def _figure(path: Path, draw: Callable, size=(4.4, 4.0)) -> None:
+    """Draw with ``draw(ax)`` and save a PNG atomically (headless backend)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
 
-    fig, ax = plt.subplots(figsize=(4.2, 4))
-    ConfusionMatrixDisplay(np.array(cm), display_labels=["benign", "malignant"]).plot(
-        ax=ax, cmap="Blues", colorbar=False, values_format="d")
-    ax.set_title(title, fontsize=10)
+    fig, ax = plt.subplots(figsize=size)
+    draw(ax)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
@@ -64,14 +117,49 @@ def plot_confusion_matrix(cm: list[list[int]], path: Path, title: str) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def write_plots(labels, probs, metrics: dict, out: Path, title: str) -> None:
+    """confusion_matrix.png, roc.png, pr.png and reliability.png for one set of predictions."""
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
+
+    from .calibrate import reliability_curve
+
+    y, p = np.asarray(labels, int), np.asarray(probs, float)
+    _figure(out / "confusion_matrix.png", lambda ax: (
+        ConfusionMatrixDisplay(np.array(metrics["confusion_matrix"]), display_labels=["benign", "malignant"])
+        .plot(ax=ax, cmap="Blues", colorbar=False, values_format="d"),
+        ax.set_title(f"{title}\nthreshold {metrics['threshold']:.3f}", fontsize=9)))
+    if metrics["roc_auc"] is None:
+        return
+    _figure(out / "roc.png", lambda ax: (
+        RocCurveDisplay.from_predictions(y, p, ax=ax, name="model", plot_chance_level=True),
+        ax.set_title(f"ROC, {title}", fontsize=9)))
+    _figure(out / "pr.png", lambda ax: (
+        PrecisionRecallDisplay.from_predictions(y, p, ax=ax, name="model", plot_chance_level=True),
+        ax.set_title(f"Precision-recall, {title}", fontsize=9)))
+    curve = reliability_curve(p, y)
+
+    def reliability(ax):
+        ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
+        ax.plot(curve["mean_predicted"], curve["fraction_malignant"], "o-", label="model")
+        ax.set_xlabel("mean predicted p(malignant)")
+        ax.set_ylabel("observed fraction malignant")
+        ax.set_title(f"Reliability (ECE {metrics['ece']:.3f}), {title}", fontsize=9)
+        ax.legend(loc="upper left")
+    _figure(out / "reliability.png", reliability)
+
+
 def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = None, split: str = "test",
              batch_size: int = 32, on_batch: Callable[[int], None] | None = None,
-             on_start: Callable[[int], None] | None = None) -> dict:
+             on_start: Callable[[int], None] | None = None, n_boot: int = 1000,
+             clean_paths: set[str] | None = None) -> dict:
     """Predict every image of ``split`` of the dataset at ``data`` and write the results to ``out``.
 
     A dataset without train/test folders is evaluated whole. Unreadable images are left out of the
-    metrics and listed in ``metrics.json`` under ``skipped``.
+    metrics and listed under ``skipped``. Every scalar metric has a ``<name>_ci`` 95% bootstrap
+    interval. With ``clean_paths`` (the images with no near-duplicate in training data) the same
+    metrics are also computed on that subset, under ``clean``.
     """
+    from .calibrate import expected_calibration_error
     from .data import discover, select_split
     from .predict import Predictor
 
@@ -82,10 +170,21 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
         on_start(len(samples))
     probs = predictor.predict_samples(samples, on_batch)
     ok = [(s, p) for s, p in zip(samples, probs) if p is not None]
-    metrics = compute_metrics([s.label for s, _ in ok], [p for _, p in ok], predictor.cfg.threshold)
-    metrics = {"data": str(data), "split": split if split in splits else "all", **metrics,
+    labels, scores = [s.label for s, _ in ok], [p for _, p in ok]
+    threshold = predictor.cfg.threshold
+
+    def summary(y, p) -> dict:
+        return {**metrics_with_ci(y, p, threshold, n_boot), "ece": expected_calibration_error(p, y) if y else None}
+
+    split_name = split if split in splits else "all"
+    metrics = {"data": str(data), "split": split_name, **summary(labels, scores),
                "temperature": predictor.cfg.temperature, "model": str(model_dir or "bundled"),
+               "ci": f"95% percentile bootstrap, {n_boot} resamples of images, seed 0",
                "skipped": [str(s.path) for s, p in zip(samples, probs) if p is None]}
+    if clean_paths is not None:
+        keep = [i for i, (s, _) in enumerate(ok) if str(s.path) in clean_paths]
+        metrics["clean"] = {**summary([labels[i] for i in keep], [scores[i] for i in keep]),
+                            "n_excluded": len(ok) - len(keep)}
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,6 +194,5 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     writer.writerow(["path", "label", "p_malignant"])
     writer.writerows([str(s.path), s.label, f"{p:.6f}"] for s, p in ok)
     atomic_write_text(out / "predictions.csv", buf.getvalue())
-    plot_confusion_matrix(metrics["confusion_matrix"], out / "confusion_matrix.png",
-                          f"{metrics['split']} split, n={metrics['n']}, threshold={metrics['threshold']:.2f}")
+    write_plots(labels, scores, metrics, out, f"{split_name} split, n={metrics['n']}")
     return metrics

@@ -55,20 +55,26 @@ class Predictor:
     def proba_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits / self.cfg.temperature)
 
-    def predict_samples(self, samples: list[Sample],
-                        on_batch: Callable[[int], None] | None = None) -> list[float | None]:
-        """p(malignant) per sample, in order; ``None`` where the image could not be read."""
-        probs: list[float | None] = [None] * len(samples)
+    def predict_logits(self, samples: list[Sample],
+                       on_batch: Callable[[int], None] | None = None) -> list[float | None]:
+        """Raw logit per sample, in order; ``None`` where the image could not be read."""
+        out: list[float | None] = [None] * len(samples)
         loader = make_loader(samples, self.transform, self.batch_size, num_workers=self.num_workers)
         for batch in loader:
             if batch is None:
                 continue
             x, _, idx = batch
-            for i, p in zip(idx.tolist(), self.proba_from_logits(self.logits(x)).tolist()):
-                probs[i] = p
+            for i, z in zip(idx.tolist(), self.logits(x).tolist()):
+                out[i] = z
             if on_batch:
                 on_batch(len(idx))
-        return probs
+        return out
+
+    def predict_samples(self, samples: list[Sample],
+                        on_batch: Callable[[int], None] | None = None) -> list[float | None]:
+        """Calibrated p(malignant) per sample, in order; ``None`` where the image could not be read."""
+        logits = self.predict_logits(samples, on_batch)
+        return [None if z is None else float(self.proba_from_logits(torch.tensor(z))) for z in logits]
 
     def label(self, p: float) -> str:
         return self.cfg.class_names[int(p >= self.cfg.threshold)]

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
+from .calibrate import calibrate_model_folder
 from .config import ModelConfig
 from .data import AugConfig, LesionDataModule, discover, make_train_val, write_split
 from .models import create_model, default_mean_std, save_model_folder
@@ -33,6 +34,9 @@ class TrainConfig:
     patience: int = 3  # epochs without a better validation ROC-AUC before stopping
     val_fraction: float = 0.1
     seed: int = 42
+    target_sensitivity: float | None = 0.95  # threshold rule on validation data; None = Youden's J
+    group_duplicates: bool = True  # keep each near-duplicate cluster on one side of train/val
+    drop_test_duplicates: bool = False  # leave out training images that have a copy in test
     num_workers: int = 2
     aug: AugConfig = field(default_factory=AugConfig)
     accelerator: str = "auto"
@@ -127,7 +131,19 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     out.mkdir(parents=True, exist_ok=True)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    train_s, val_s = make_train_val(discover(data), cfg.val_fraction, cfg.seed)
+    splits = discover(data)
+    audit, dropped = None, []
+    if cfg.group_duplicates or cfg.drop_test_duplicates:
+        from .audit import cached_audit
+
+        audit = cached_audit(data)
+    if cfg.drop_test_duplicates and "test" in splits:
+        test_clusters = {c for (s, split), c in zip(audit.samples, audit.cluster_ids) if split == "test"}
+        groups = audit.groups()
+        dropped = [s for s in splits.get("train", []) if groups.get(str(s.path)) in test_clusters]
+        splits["train"] = [s for s in splits.get("train", []) if groups.get(str(s.path)) not in test_clusters]
+    train_s, val_s = make_train_val(splits, cfg.val_fraction, cfg.seed,
+                                    audit.groups() if cfg.group_duplicates and audit else None)
     split_hash = write_split(out / "split.csv", {"train": train_s, "val": val_s})
     mean, std = default_mean_std(cfg.arch)
     dm = LesionDataModule(train_s, val_s, cfg.img_size, mean, std, cfg.aug, cfg.batch_size, cfg.num_workers)
@@ -157,8 +173,9 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     model_cfg = ModelConfig(
         arch=cfg.arch, img_size=cfg.img_size, mean=mean, std=std, pretrained=cfg.pretrained,
         training={"recipe": {**asdict(cfg)}, "data": str(data), "n_train": len(train_s),
-                  "n_val": len(val_s), "split_sha256": split_hash, "epochs_run": trainer.current_epoch,
+                  "n_val": len(val_s), "n_dropped_test_duplicates": len(dropped), "split_sha256": split_hash, "epochs_run": trainer.current_epoch,
                   "best_val": val_metrics, "versions": _versions()})
     if trainer.is_global_zero:
         save_model_folder(module.net, model_cfg, out / "model")
+        calibrate_model_folder(out / "model", val_s, cfg.target_sensitivity, cfg.batch_size)
     return out / "model"

@@ -1,0 +1,94 @@
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import textured_lesion
+from PIL import Image, ImageEnhance, ImageOps
+
+from melanoma.audit import audit, cached_audit, write_audit
+from melanoma.data import discover, make_train_val
+
+
+def copies(img: Image.Image) -> dict[str, Image.Image]:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=75)
+    w, h = img.size
+    c = round(0.05 * w)
+    return {"jpeg": Image.open(io.BytesIO(buf.getvalue())).convert("RGB"),
+            "resize": img.resize((w * 2, h * 2), Image.Resampling.BICUBIC),
+            "crop": img.crop((c, c, w - c, h - c)),
+            "hflip": ImageOps.mirror(img), "rot90": img.rotate(90),
+            "brighter": ImageEnhance.Brightness(img).enhance(1.15)}
+
+
+@pytest.fixture
+def planted(tmp_path: Path) -> Path:
+    """train: 20 distinct images per class; test: 6 copies of train images (one per kind of edit),
+    plus 6 new distinct images."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "d"
+    originals = []
+    for split, cls in [("train", "benign"), ("train", "malignant"), ("test", "benign"), ("test", "malignant")]:
+        (root / split / cls).mkdir(parents=True)
+    for i in range(40):
+        img = textured_lesion(rng)
+        cls = "malignant" if i % 2 else "benign"
+        img.save(root / "train" / cls / f"t{i}.png")
+        originals.append((img, cls, i))
+    for k, kind in enumerate(copies(originals[0][0])):
+        src_img, cls, i = originals[k]
+        copies(src_img)[kind].save(root / "test" / cls / f"copy_{kind}_of_t{i}.jpg")
+    for j in range(6):
+        textured_lesion(rng).save(root / "test" / ("malignant" if j % 2 else "benign") / f"new{j}.png")
+    return root
+
+
+def test_planted_copies_are_found_and_distinct_images_are_not(planted: Path, tmp_path: Path):
+    result = audit(planted)
+    clean = {Path(p).name for p in result.clean_test_paths()}
+    assert clean == {f"new{j}.png" for j in range(6)}  # every edited copy was caught, no new image was
+    s = result.summary
+    assert s["test_with_copy_in_train"] == {"benign": 3, "malignant": 3, "total": 6}
+    assert s["near_duplicate_clusters"] == 6 and s["images_in_near_duplicate_clusters"] == 12
+    assert s["clusters_with_disagreeing_labels"] == 0
+    write_audit(result, tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "audit.json").read_text()) == s
+    rows = (tmp_path / "out" / "clusters.csv").read_text().splitlines()
+    assert rows[0] == "path,split,label,cluster_id,cluster_size" and len(rows) == 53
+
+
+def test_exact_copy_with_another_label_is_flagged(tmp_path: Path):
+    rng = np.random.default_rng(1)
+    for cls in ("benign", "malignant"):
+        (tmp_path / cls).mkdir()
+    img = textured_lesion(rng)
+    img.save(tmp_path / "benign" / "a.png")
+    img.save(tmp_path / "malignant" / "a_again.png")
+    textured_lesion(rng).save(tmp_path / "malignant" / "b.png")
+    s = audit(tmp_path).summary
+    assert s["exact_duplicate_groups"] == 1 and s["clusters_with_disagreeing_labels"] == 1
+
+
+def test_cross_dataset_overlap(planted: Path, tmp_path: Path):
+    other = tmp_path / "other" / "malignant"
+    other.mkdir(parents=True)
+    Image.open(planted / "train" / "malignant" / "t1.png").resize((200, 200)).save(other / "x.jpg")
+    textured_lesion(np.random.default_rng(9)).save(other / "y.png")
+    s = audit(planted, against=tmp_path / "other").summary
+    assert s["against"]["n_images"] == 2 and s["against"]["n_with_copy_in_data"] == 1
+    assert s["against"]["per_class"] == {"benign": 0, "malignant": 1}
+
+
+def test_grouped_validation_keeps_clusters_together(planted: Path):
+    import shutil
+    # give every train image a near-copy inside train, so grouping matters
+    for p in list((planted / "train").rglob("*.png")):
+        Image.open(p).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(p.with_name(p.stem + "_flip.png"))
+    shutil.rmtree(planted / "test")
+    groups = cached_audit(planted).groups()
+    train, val = make_train_val(discover(planted), val_fraction=0.25, seed=0, groups=groups)
+    assert {groups[str(s.path)] for s in train}.isdisjoint({groups[str(s.path)] for s in val})
+    assert len(val) == 20 and sum(s.label for s in val) == 10
+    assert cached_audit(planted).summary == cached_audit(planted).summary  # served from the cache

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from melanoma.calibrate import (choose_threshold, expected_calibration_error, fit_temperature,
+                                reliability_curve, sigmoid)
+
+
+def overconfident(n: int = 4000, scale: float = 4.0, seed: int = 0):
+    """Labels drawn from sigmoid(z), and a model that reports scale * z: right ranking, overconfident."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 2, n)
+    y = (rng.random(n) < sigmoid(z)).astype(int)
+    return scale * z, y
+
+
+def test_temperature_undoes_overconfidence_and_lowers_ece():
+    logits, y = overconfident()
+    t = fit_temperature(logits, y)
+    assert t == pytest.approx(4.0, rel=0.15)
+    before = expected_calibration_error(sigmoid(logits), y)
+    after = expected_calibration_error(sigmoid(logits / t), y)
+    assert before > 0.08 and after < 0.03 and after < before / 3
+
+
+def test_threshold_meets_the_target_sensitivity_on_validation():
+    logits, y = overconfident(scale=1.0, seed=1)
+    p = sigmoid(logits)
+    for target in (0.8, 0.9, 0.95):
+        thr = choose_threshold(p, y, target)
+        sensitivity = (p[y == 1] >= thr).mean()
+        assert sensitivity >= target
+        # and it is the most specific such threshold: any higher one misses the target
+        higher = np.unique(p[p > thr]).min()
+        assert (p[y == 1] >= higher).mean() < target
+
+
+def test_youden_threshold_separates_two_clean_groups():
+    p = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.9])
+    y = np.array([0, 0, 0, 1, 1, 1])
+    thr = choose_threshold(p, y, None)
+    assert 0.3 < thr <= 0.6
+
+
+def test_reliability_curve_counts_every_image():
+    logits, y = overconfident(n=500)
+    curve = reliability_curve(sigmoid(logits), y, n_bins=10)
+    assert sum(curve["count"]) == 500
+    assert all(0 <= f <= 1 for f in curve["fraction_malignant"])
