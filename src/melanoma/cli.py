@@ -128,6 +128,52 @@ def audit(
     out.print(f"written: {out_dir / 'audit.json'}, clusters.csv, pairs.csv")
 
 
+@app.command()
+def eda(
+    data: Path = typer.Argument(..., help="Dataset to describe (any supported layout)."),
+    out_dir: Path = typer.Option(Path("runs/eda"), "--out", help="Folder for eda.json and sample grids."),
+) -> None:
+    """Counts, image sizes and modes, colour statistics, sample grids, and a shortcut check."""
+    from rich.table import Table
+
+    from .data import DatasetError
+    from .eda import eda as run_eda
+
+    try:
+        with _progress("eda") as progress:
+            task = progress.add_task("reading images", total=None)
+            summary = run_eda(data, out_dir, on_progress=lambda n: progress.advance(task, n))
+    except DatasetError as e:
+        fail(str(e))
+    table = Table(title=f"Shortcut check on {data} (all splits): AUC of each feature alone, 0.5 = no signal")
+    for col in ("feature", "benign mean", "malignant mean", "AUC"):
+        table.add_column(col, justify="left" if col == "feature" else "right")
+    for name, row in summary["shortcuts"].items():
+        table.add_row(name, _fmt(row["benign_mean"]), _fmt(row["malignant_mean"]), _fmt(row["auc"]))
+    out.print(json.dumps({"counts": summary["counts"], "sizes": summary["sizes"], "modes": summary["modes"]}))
+    out.print(table)
+    out.print(f"written: {out_dir / 'eda.json'}, grid_benign.png, grid_malignant.png")
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="An evaluation folder (melanoma evaluate --out RUN_DIR)."),
+    eda_data: Optional[Path] = typer.Option(None, "--eda", help="Also run the EDA on this dataset into RUN_DIR."),
+) -> None:
+    """One self-contained HTML report: curves, metrics with CIs, audit, EDA, training, mistakes."""
+    from .data import DatasetError
+    from .eda import eda as run_eda
+    from .report import build_report
+
+    try:
+        if eda_data:
+            run_eda(eda_data, run_dir)
+        path = build_report(run_dir)
+    except (FileNotFoundError, DatasetError) as e:
+        fail(str(e))
+    out.print(f"written: [bold]{path}[/]")
+
+
 def _progress(total_label: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -140,6 +186,7 @@ def _fmt(v) -> str:
 
 
 def _metrics_table(m: dict, title: str):
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"{title}: n={m['n']} ({m['n_benign']} benign, {m['n_malignant']} malignant), "
@@ -151,7 +198,7 @@ def _metrics_table(m: dict, title: str):
         ci = m.get(f"{key}_ci")
         table.add_row(key, _fmt(m.get(key)), f"{ci[0]:.4f} - {ci[1]:.4f}" if ci else "")
     (tn, fp), (fn, tp) = m["confusion_matrix"]
-    table.add_row("confusion [[tn, fp], [fn, tp]]", f"[[{tn}, {fp}], [{fn}, {tp}]]", "")
+    table.add_row(escape("confusion [[tn, fp], [fn, tp]]"), escape(f"[[{tn}, {fp}], [{fn}, {tp}]]"), "")
     return table
 
 
@@ -171,6 +218,7 @@ def evaluate(
     from .models import ModelError
 
     from .audit import cached_audit
+    from .config import atomic_write_text
     from .data import discover
 
     try:
@@ -178,8 +226,10 @@ def evaluate(
             clean_paths = None
             if clean and split == "test" and {"train", "test"} <= set(discover(data)):
                 task = progress.add_task("auditing train/test duplicates", total=None)
-                clean_paths = cached_audit(data, on_progress=lambda n: progress.advance(task, n),
-                                           on_start=lambda n: progress.update(task, total=n)).clean_test_paths()
+                result = cached_audit(data, on_progress=lambda n: progress.advance(task, n),
+                                      on_start=lambda n: progress.update(task, total=n))
+                clean_paths = result.clean_test_paths()
+                atomic_write_text(out_dir / "audit.json", json.dumps(result.summary, indent=2) + "\n")
             task = progress.add_task("predicting", total=None)
             m = run_eval(data, out_dir, model, split, batch_size,
                          on_batch=lambda n: progress.advance(task, n),

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from .calibrate import calibrate_model_folder
-from .config import ModelConfig
+from .config import ModelConfig, atomic_write_text
 from .data import AugConfig, LesionDataModule, discover, make_train_val, write_split
 from .models import create_model, default_mean_std, save_model_folder
 
@@ -113,6 +113,25 @@ def _progress_bar() -> L.Callback:
     return RichProgressBar() if sys.stderr.isatty() else TQDMProgressBar(refresh_rate=50)
 
 
+def collect_training_log(run_dir: Path) -> str:
+    """Per-epoch rows (epoch, train_loss, val_loss, val_auc, val_acc) of every part of a run, as CSV."""
+    import csv
+
+    epochs: dict[int, dict] = {}
+    for log in sorted([*run_dir.glob("logs/metrics.csv"), *run_dir.glob("logs/version_*/metrics.csv")]):
+        for row in csv.DictReader(log.open()):
+            if row.get("epoch"):
+                e = epochs.setdefault(int(row["epoch"]), {})
+                for key, name in (("train_loss_epoch", "train_loss"), ("val_loss", "val_loss"),
+                                  ("val_auc", "val_auc"), ("val_acc", "val_acc")):
+                    if row.get(key):
+                        e[name] = float(row[key])
+    lines = ["epoch,train_loss,val_loss,val_auc,val_acc"]
+    lines += [",".join([str(e)] + [f"{v[k]:.6f}" if k in v else "" for k in ("train_loss", "val_loss", "val_auc", "val_acc")])
+              for e, v in sorted(epochs.items())]
+    return "\n".join(lines) + "\n"
+
+
 def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False) -> Path:
     """Train on the dataset at ``data``; returns the model folder ``out/model``.
 
@@ -177,5 +196,6 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                   "best_val": val_metrics, "versions": _versions()})
     if trainer.is_global_zero:
         save_model_folder(module.net, model_cfg, out / "model")
+        atomic_write_text(out / "model" / "training_log.csv", collect_training_log(out))
         calibrate_model_folder(out / "model", val_s, cfg.target_sensitivity, cfg.batch_size)
     return out / "model"

@@ -1,0 +1,38 @@
+import json
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from melanoma.cli import app
+
+
+def test_report_is_one_self_contained_html(kaggle_like: Path, tiny_model_dir: Path, tmp_path: Path):
+    runner = CliRunner()
+    run = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", str(kaggle_like), "--model", str(tiny_model_dir), "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    m = json.loads((run / "metrics.json").read_text())
+    assert "clean" in m and (run / "audit.json").is_file()  # train + test: audited on demand
+    result = runner.invoke(app, ["report", str(run), "--eda", str(kaggle_like)])
+    assert result.exit_code == 0, result.output
+    doc = (run / "report.html").read_text()
+    for heading in ("Metrics, full test split", "Metrics, clean test split", "Curves", "Duplicate audit",
+                    "EDA and shortcut check", "Most confident mistakes", "not a diagnosis"):
+        assert heading in doc
+    assert f"n = {m['n']}" in doc and f"{m['roc_auc']:.3f}" in doc
+    assert len(re.findall(r'src="data:image/png;base64,', doc)) >= 4  # plots inlined
+    assert not re.findall(r'src="(?!data:)', doc)  # nothing fetched from elsewhere
+
+
+def test_report_needs_an_evaluation(tmp_path: Path):
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "no metrics.json" in result.output
+
+
+def test_audit_cli_writes_its_files(kaggle_like: Path, tmp_path: Path):
+    result = CliRunner().invoke(app, ["audit", str(kaggle_like), "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "a" / "audit.json").read_text())
+    assert summary["n_images"] == 36
+    assert (tmp_path / "a" / "clusters.csv").read_text().startswith("path,split,label,cluster_id")
