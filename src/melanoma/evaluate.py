@@ -159,7 +159,7 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     interval. With ``clean_paths`` (the images with no near-duplicate in training data) the same
     metrics are also computed on that subset, under ``clean``.
     """
-    from .calibrate import expected_calibration_error
+    from .calibrate import expected_calibration_error, sigmoid
     from .data import discover, select_split
     from .predict import Predictor
 
@@ -168,23 +168,28 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     predictor = Predictor(model_dir, batch_size=batch_size, num_workers=1 if len(samples) > 256 else 0)
     if on_start:
         on_start(len(samples))
-    probs = predictor.predict_samples(samples, on_batch)
-    ok = [(s, p) for s, p in zip(samples, probs) if p is not None]
-    labels, scores = [s.label for s, _ in ok], [p for _, p in ok]
+    logits = predictor.predict_logits(samples, on_batch)
+    temperature = predictor.cfg.temperature
+    probs = [None if z is None else float(sigmoid(np.float64(z) / temperature)) for z in logits]
+    ok = [(s, p, z) for s, p, z in zip(samples, probs, logits) if p is not None]
+    labels, scores = [s.label for s, _, _ in ok], [p for _, p, _ in ok]
+    raw = [float(sigmoid(np.float64(z))) for _, _, z in ok]  # before temperature scaling
     threshold = predictor.cfg.threshold
 
-    def summary(y, p) -> dict:
-        return {**metrics_with_ci(y, p, threshold, n_boot), "ece": expected_calibration_error(p, y) if y else None}
+    def summary(idx: list[int]) -> dict:
+        y, p = [labels[i] for i in idx], [scores[i] for i in idx]
+        return {**metrics_with_ci(y, p, threshold, n_boot),
+                "ece": expected_calibration_error(p, y) if y else None,
+                "ece_before_temperature": expected_calibration_error([raw[i] for i in idx], y) if y else None}
 
     split_name = split if split in splits else "all"
-    metrics = {"data": str(data), "split": split_name, **summary(labels, scores),
-               "temperature": predictor.cfg.temperature, "model": str(model_dir or "bundled"),
+    metrics = {"data": str(data), "split": split_name, **summary(list(range(len(ok)))),
+               "temperature": temperature, "model": str(model_dir or "bundled"),
                "ci": f"95% percentile bootstrap, {n_boot} resamples of images, seed 0",
                "skipped": [str(s.path) for s, p in zip(samples, probs) if p is None]}
     if clean_paths is not None:
-        keep = [i for i, (s, _) in enumerate(ok) if str(s.path) in clean_paths]
-        metrics["clean"] = {**summary([labels[i] for i in keep], [scores[i] for i in keep]),
-                            "n_excluded": len(ok) - len(keep)}
+        keep = [i for i, (s, _, _) in enumerate(ok) if str(s.path) in clean_paths]
+        metrics["clean"] = {**summary(keep), "n_excluded": len(ok) - len(keep)}
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -192,7 +197,7 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["path", "label", "p_malignant"])
-    writer.writerows([str(s.path), s.label, f"{p:.6f}"] for s, p in ok)
+    writer.writerows([str(s.path), s.label, f"{p:.6f}"] for s, p, _ in ok)
     atomic_write_text(out / "predictions.csv", buf.getvalue())
     write_plots(labels, scores, metrics, out, f"{split_name} split, n={metrics['n']}")
     return metrics
