@@ -17,11 +17,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.transforms import v2
 
 from .config import CLASS_NAMES
+from .imaging import open_rgb
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
@@ -181,11 +182,9 @@ def read_split(path: str | Path) -> dict[str, list[Sample]]:
     return out
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image file as RGB, with its EXIF orientation applied. Raises OSError/ValueError."""
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        return im.convert("RGB")
+def load_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
+    """Any supported image file as RGB (see :mod:`melanoma.imaging`); raises ImageError (a ValueError)."""
+    return open_rgb(path, draft_size)
 
 
 @dataclass
@@ -240,9 +239,10 @@ class LesionDataset(Dataset):
     """Items are ``(image (3, H, W) float32, label float32 scalar, index)``; ``None`` for an
     unreadable file, which is named in one warning and dropped by :func:`collate_skip_none`."""
 
-    def __init__(self, samples: list[Sample], transform: v2.Compose):
+    def __init__(self, samples: list[Sample], transform: v2.Compose, draft_size: int | None = None):
         self.samples = samples
         self.transform = transform
+        self.draft_size = draft_size  # let big JPEGs decode at reduced size (inference only)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -250,7 +250,7 @@ class LesionDataset(Dataset):
     def __getitem__(self, i: int):
         s = self.samples[i]
         try:
-            img = load_image(s.path)
+            img = load_image(s.path, self.draft_size)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             warnings.warn(f"skipping unreadable image {s.path}: {e}", stacklevel=1)
             return None
@@ -263,8 +263,8 @@ def collate_skip_none(batch):
 
 
 def make_loader(samples: list[Sample], transform: v2.Compose, batch_size: int, shuffle: bool = False,
-                num_workers: int = 0, drop_last: bool = False) -> DataLoader:
-    return DataLoader(LesionDataset(samples, transform), batch_size=batch_size, shuffle=shuffle,
+                num_workers: int = 0, drop_last: bool = False, draft_size: int | None = None) -> DataLoader:
+    return DataLoader(LesionDataset(samples, transform, draft_size), batch_size=batch_size, shuffle=shuffle,
                       num_workers=num_workers, collate_fn=collate_skip_none, drop_last=drop_last,
                       persistent_workers=num_workers > 0)
 

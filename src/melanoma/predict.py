@@ -30,11 +30,11 @@ def expand_paths(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def unreadable_reason(path: Path) -> str:
-    """Why ``path`` cannot be decoded, in one line (re-opens it: only called for failures)."""
+    """Why ``path`` cannot be used, in one line (re-opens it: only called for failures)."""
     try:
         load_image(path)
-    except Exception as e:  # noqa: BLE001 - any decoder error is the answer we want
-        return f"unreadable image: {type(e).__name__}: {e}"
+    except ValueError as e:  # ImageError carries the user-facing reason
+        return str(e)
     return "unreadable image"
 
 

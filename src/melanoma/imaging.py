@@ -1,0 +1,86 @@
+"""Opening any image a user throws at us: one function, one kind of error with a one-line reason.
+
+Accepted: JPEG, PNG, BMP, TIFF, WebP, GIF (first frame); modes 1, L, LA, P, PA, RGB, RGBA, CMYK, YCbCr,
+I;16 and I (16/32-bit grey), with the EXIF orientation applied. Transparent pixels are composited
+onto white, as a viewer would show them. Refused before full decoding: empty files, non-images, images
+over MAX_PIXELS (decompression bombs) and images under MIN_SIDE pixels on a side.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 80_000_000  # about 9,000 x 9,000; larger is refused before its pixels are decoded
+MIN_SIDE = 32  # pixels; smaller images hold too little of a lesion to judge
+FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF", "MPO")
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image; ``str(e)`` is a one-line reason for the user."""
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        # 16-bit files use 0-65535; 32-bit and float ones any range: their own maximum becomes 255
+        scale = 255.0 / 65535.0 if im.mode.startswith("I;16") else 255.0 / a.max() if a.max() > 255 else 1.0
+        return Image.fromarray(np.clip(a * scale, 0, 255).astype(np.uint8)).convert("RGB")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def open_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
+    """Decode ``path`` into an RGB image, or raise ImageError with the reason.
+
+    ``draft_size`` lets the JPEG decoder scale down by powers of two while decoding (much faster for
+    big photos) while keeping at least that many pixels on each side.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except OSError as e:
+        raise ImageError(f"cannot read file: {e.strerror or e}") from None
+    if path.is_dir():
+        raise ImageError("is a folder, not an image")
+    if size == 0:
+        raise ImageError("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check below decides
+            im = Image.open(path)
+    except UnidentifiedImageError:
+        raise ImageError("not an image (unrecognised format)") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"image too large (over {MAX_PIXELS:,} pixels)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"truncated or corrupt image ({e})") from None
+    with im:
+        if im.format not in FORMATS:
+            raise ImageError(f"unsupported format {im.format}; use JPEG, PNG, BMP, TIFF, WebP or GIF")
+        w, h = im.size
+        if w * h > MAX_PIXELS:
+            raise ImageError(f"image too large ({w}x{h} > {MAX_PIXELS:,} pixels)")
+        if min(w, h) < MIN_SIDE:
+            raise ImageError(f"image too small ({w}x{h}; at least {MIN_SIDE} px a side)")
+        try:
+            if draft_size and im.format == "JPEG":
+                im.draft("RGB", (draft_size, draft_size))
+            im.seek(0)  # animated images: the first frame
+            im = ImageOps.exif_transpose(im)
+            return _to_rgb(im)
+        except (OSError, SyntaxError, ValueError, IndexError, EOFError) as e:
+            raise ImageError(f"truncated or corrupt image ({e})") from None
+
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
