@@ -32,7 +32,7 @@ def test_predict_json_contract(tmp_path: Path, tiny_model_dir: Path):
     assert all(0 <= r["p_malignant"] <= 1 and r["label"] in ("benign", "malignant") for r in ok)
     errors = {Path(r["path"]).name: r["error"] for r in rows if r["status"] == "error"}
     assert errors.keys() == {"truncated.png", "absent.jpg"}
-    assert errors["absent.jpg"] == "no such file" and "unreadable image" in errors["truncated.png"]
+    assert errors["absent.jpg"] == "no such file" and errors["truncated.png"] == "not an image (unrecognised format)"
 
 
 def test_label_follows_the_configured_threshold(tiny_model_dir: Path):

@@ -249,28 +249,41 @@ def evaluate(
 def predict(
     paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
     model: Optional[Path] = typer.Option(None, help="Model folder; the bundled model by default."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of objects instead of a table."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of objects (same as --format json)."),
+    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON/CSV here instead of stdout."),
+    tta: bool = typer.Option(False, "--tta", help="Average the 8 flips/rotations of each image."),
+    explain_dir: Optional[Path] = typer.Option(None, "--explain", help="Also write Grad-CAM overlays here."),
     batch_size: int = typer.Option(32, min=1),
 ) -> None:
-    """p(malignant) and a label for each image. Exits 1 when any file could not be read."""
+    """p(malignant) and a label for each image, or why it cannot be assessed.
+
+    Exit code 0 when every image was assessed, 1 when any was refused (error or out_of_distribution).
+    """
+    import csv
+    import io
+
     from rich.table import Table
 
     from .models import ModelError
     from .predict import Predictor, expand_paths
 
+    fmt = "json" if as_json else fmt
+    if fmt not in ("table", "json", "csv"):
+        fail("--format must be table, json or csv")
     files = expand_paths(paths)
     if not files:
         fail("no images found in " + " ".join(paths))
     try:
-        predictor = Predictor(model, batch_size=batch_size)
+        predictor = Predictor(model, batch_size=batch_size, tta=tta)
     except ModelError as e:
         fail(str(e))
     with _progress("predict") as progress:
         task = progress.add_task("predicting", total=len(files))
         rows = predictor.predict_paths(files, on_batch=lambda n: progress.advance(task, n))
-    if as_json:
-        print(json.dumps(rows, indent=2))
-    else:
+    if explain_dir:
+        _write_explanations(predictor, [Path(r["path"]) for r in rows if r["status"] == "ok"], explain_dir)
+    if fmt == "table":
         table = Table(title=f"threshold {predictor.cfg.threshold:.3f}")
         for col, justify in (("file", "left"), ("p(malignant)", "right"), ("label", "left")):
             table.add_column(col, justify=justify)
@@ -279,9 +292,60 @@ def predict(
                 style = "red" if r["label"] == "malignant" else "green"
                 table.add_row(r["path"], f"{r['p_malignant']:.3f}", f"[{style}]{r['label']}[/]")
             else:
-                table.add_row(r["path"], "-", f"[yellow]error: {r['error']}[/]")
+                table.add_row(r["path"], "-", f"[yellow]{r['status']}: {r['error']}[/]")
         out.print(table)
-    if any(r["status"] == "error" for r in rows):
+    else:
+        if fmt == "json":
+            text = json.dumps(rows, indent=2) + "\n"
+        else:
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            text = buf.getvalue()
+        if output:
+            from .config import atomic_write_text
+
+            atomic_write_text(output, text)
+        else:
+            sys.stdout.write(text)
+    if any(r["status"] != "ok" for r in rows):
+        raise typer.Exit(1)
+
+
+def _write_explanations(predictor, paths: list[Path], out_dir: Path) -> list[Path]:
+    from .explain import Explainer
+
+    explainer = Explainer(predictor)
+    written = []
+    for p in paths:
+        try:
+            written.append(explainer.explain_file(p, out_dir))
+        except ValueError as e:
+            err.print(f"[yellow]{p}: {e}[/]")
+    err.print(f"Grad-CAM overlays written to {out_dir} ({len(written)} images)")
+    return written
+
+
+@app.command()
+def explain(
+    paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
+    out_dir: Path = typer.Option(Path("runs/explain"), "--out", help="Folder for <name>_gradcam.png overlays."),
+    model: Optional[Path] = typer.Option(None, help="Model folder; the bundled model by default."),
+) -> None:
+    """Grad-CAM heatmaps: where in each image the malignancy score comes from."""
+    from .models import ModelError
+    from .predict import Predictor, expand_paths
+
+    files = expand_paths(paths)
+    if not files:
+        fail("no images found in " + " ".join(paths))
+    try:
+        predictor = Predictor(model)
+    except ModelError as e:
+        fail(str(e))
+    written = _write_explanations(predictor, files, out_dir)
+    if len(written) < len(files):
         raise typer.Exit(1)
 
 

@@ -7,10 +7,12 @@ import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .data import Sample, build_transform, is_image, load_image, make_loader
 from .models import load_model_folder
+from .ood import OODDetector, is_flat
 
 
 def expand_paths(inputs: Iterable[str | Path]) -> list[Path]:
@@ -39,36 +41,74 @@ def unreadable_reason(path: Path) -> str:
 
 
 class Predictor:
-    """A loaded model folder. ``predict_proba`` maps images to calibrated p(malignant)."""
+    """A loaded model folder: images -> logits, calibrated p(malignant), and the "cannot assess" gate.
 
-    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 32, num_workers: int = 0):
+    ``tta`` averages the logits of the 8 flips/rotations of each image (8x the compute).
+    """
+
+    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 32, num_workers: int = 0,
+                 use_ood: bool = True, tta: bool = False):
         self.model, self.cfg = load_model_folder(model_dir)
         self.model = self.model.to(memory_format=torch.channels_last)
+        self.model_dir = Path(model_dir) if model_dir else None
         self.transform = build_transform(self.cfg.img_size, self.cfg.mean, self.cfg.std)
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.num_workers, self.tta = batch_size, num_workers, tta
+        self.has_features = hasattr(self.model, "forward_head")  # timm models; not small_cnn
+        from .models import DEFAULT_MODEL_DIR
+
+        self.ood = OODDetector.load(self.model_dir or DEFAULT_MODEL_DIR) if use_ood and self.has_features else None
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(N, 3, S, S) normalised images -> (N,) logits and (N, D) pooled features (or None)."""
+        x = x.contiguous(memory_format=torch.channels_last)
+        if not self.has_features:
+            return self.model(x).squeeze(1), None
+        feats = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        logits = self.model.get_classifier()(feats).squeeze(1)
+        if self.tta:
+            views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)][1:]
+            logits = (logits + sum(self.model(v).squeeze(1) for v in views)) / 8
+        return logits, feats
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) normalised images -> (N,) logits."""
-        return self.model(x.contiguous(memory_format=torch.channels_last)).squeeze(1)
+        return self.forward(x)[0]
 
     def proba_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits / self.cfg.temperature)
 
-    def predict_logits(self, samples: list[Sample],
-                       on_batch: Callable[[int], None] | None = None) -> list[float | None]:
-        """Raw logit per sample, in order; ``None`` where the image could not be read."""
-        out: list[float | None] = [None] * len(samples)
-        loader = make_loader(samples, self.transform, self.batch_size, num_workers=self.num_workers)
+    def run(self, samples: list[Sample], on_batch: Callable[[int], None] | None = None) -> list[dict | None]:
+        """Per sample, in order: ``{"logit", "ood_score", "flat", "features"}``; None if unreadable."""
+        out: list[dict | None] = [None] * len(samples)
+        loader = make_loader(samples, self.transform, self.batch_size, num_workers=self.num_workers,
+                             draft_size=self.cfg.img_size)
         for batch in loader:
             if batch is None:
                 continue
             x, _, idx = batch
-            for i, z in zip(idx.tolist(), self.logits(x).tolist()):
-                out[i] = z
+            logits, feats = self.forward(x)
+            flat = is_flat(x, self.cfg.mean, self.cfg.std)
+            scores = self.ood.score(feats.numpy()) if self.ood is not None else [None] * len(idx)
+            for k, i in enumerate(idx.tolist()):
+                out[i] = {"logit": float(logits[k]), "flat": bool(flat[k]),
+                          "ood_score": None if scores[k] is None else float(scores[k]),
+                          "features": None if feats is None else feats[k].numpy()}
             if on_batch:
                 on_batch(len(idx))
         return out
+
+    def is_out_of_distribution(self, r: dict) -> bool:
+        return r["flat"] or (self.ood is not None and r["ood_score"] > self.ood.threshold)
+
+    def features(self, samples: list[Sample]) -> np.ndarray:
+        """(N, D) pooled features of the readable samples."""
+        return np.stack([r["features"] for r in self.run(samples) if r is not None])
+
+    def predict_logits(self, samples: list[Sample],
+                       on_batch: Callable[[int], None] | None = None) -> list[float | None]:
+        """Raw logit per sample, in order; ``None`` where the image could not be read."""
+        return [None if r is None else r["logit"] for r in self.run(samples, on_batch)]
 
     def predict_samples(self, samples: list[Sample],
                         on_batch: Callable[[int], None] | None = None) -> list[float | None]:
@@ -80,20 +120,26 @@ class Predictor:
         return self.cfg.class_names[int(p >= self.cfg.threshold)]
 
     def predict_paths(self, paths: list[Path], on_batch: Callable[[int], None] | None = None) -> list[dict]:
-        """One dict per path: ``path``, ``p_malignant``, ``label``, ``status`` ('ok' or 'error'), ``error``."""
+        """One dict per path: ``path``, ``status`` (ok, error or out_of_distribution), ``p_malignant``
+        and ``label`` (None unless ok), ``error`` (the reason, for errors), ``ood_score``."""
         readable = [p for p in paths if p.is_file()]
         with warnings.catch_warnings():  # the rows below carry the reason instead
             warnings.simplefilter("ignore")
-            probs = dict(zip(readable, self.predict_samples([Sample(p, 0) for p in readable], on_batch)))
+            results = dict(zip(readable, self.run([Sample(p, 0) for p in readable], on_batch)))
         rows = []
         for p in paths:
-            prob = probs.get(p)
-            if prob is None:
-                reason = "no such file" if not p.exists() else "not a file" if not p.is_file() else \
-                    unreadable_reason(p)
-                rows.append({"path": str(p), "p_malignant": None, "label": None, "status": "error",
-                             "error": reason})
+            r = results.get(p)
+            row = {"path": str(p), "status": "ok", "p_malignant": None, "label": None, "error": None,
+                   "ood_score": None}
+            if r is None:
+                row.update(status="error", error=unreadable_reason(p) if p.exists() else "no such file")
+            elif self.is_out_of_distribution(r):
+                row.update(status="out_of_distribution", ood_score=r["ood_score"],
+                           error="cannot assess: blank or single-colour image" if r["flat"] else
+                           "cannot assess: does not look like a dermoscopic lesion image")
             else:
-                rows.append({"path": str(p), "p_malignant": round(prob, 6), "label": self.label(prob),
-                             "status": "ok", "error": None})
+                prob = float(self.proba_from_logits(torch.tensor(r["logit"])))
+                row.update(p_malignant=round(prob, 6), label=self.label(prob),
+                           ood_score=None if r["ood_score"] is None else round(r["ood_score"], 4))
+            rows.append(row)
         return rows

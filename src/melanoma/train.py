@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from .calibrate import calibrate_model_folder
+from .ood import fit_ood_for_model
 from .config import ModelConfig, atomic_write_text
 from .data import AugConfig, LesionDataModule, discover, make_train_val, write_split
 from .models import create_model, default_mean_std, save_model_folder
@@ -198,4 +199,9 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         save_model_folder(module.net, model_cfg, out / "model")
         atomic_write_text(out / "model" / "training_log.csv", collect_training_log(out))
         calibrate_model_folder(out / "model", val_s, cfg.target_sensitivity, cfg.batch_size)
+        if hasattr(module.net, "forward_head"):  # the "cannot assess" gate needs pooled features
+            import random
+
+            fit = random.Random(cfg.seed).sample(train_s, min(2000, len(train_s)))
+            fit_ood_for_model(out / "model", fit, val_s, batch_size=cfg.batch_size)
     return out / "model"

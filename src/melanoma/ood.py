@@ -1,0 +1,101 @@
+"""The "cannot assess" gate: is this input a dermoscopic lesion image like the ones the model knows?
+
+The score of an image is how far its pooled CNN features (the classifier's input) lie from those of
+training images: a Mahalanobis distance inside the top principal components plus the share of the
+feature vector outside them (Lee et al. 2018's feature-space detector, in a low-rank form that 2,000
+images can estimate). Cats, screenshots, charts and landscapes land far away. Blank and
+single-colour images are refused outright: they have no lesion to assess.
+
+The threshold is a high quantile of the scores of held-out lesion images (validation split), so the
+expected false rejection rate on lesions is known by construction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+OOD_FILE = "ood.safetensors"
+FLAT_STD = 0.02  # grey-level std (0-1) under which an image is called blank / single-colour
+
+
+class OODDetector:
+    """Scores (N, D) feature vectors; larger = less like the training lesions."""
+
+    def __init__(self, mean: np.ndarray, components: np.ndarray, variances: np.ndarray, residual_scale: float,
+                 threshold: float):
+        self.mean, self.components, self.variances = mean, components, variances
+        self.residual_scale, self.threshold = residual_scale, threshold
+
+    @classmethod
+    def fit(cls, features: np.ndarray, k: int = 64) -> "OODDetector":
+        from sklearn.decomposition import PCA
+
+        k = min(k, len(features) - 1, features.shape[1])
+        pca = PCA(n_components=k, random_state=0).fit(features)
+        det = cls(pca.mean_.astype(np.float32), pca.components_.astype(np.float32),
+                  pca.explained_variance_.astype(np.float32), 1.0, float("inf"))
+        det.residual_scale = float(np.mean(det._parts(features)[1])) or 1.0
+        return det
+
+    def _parts(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        centred = f - self.mean
+        proj = centred @ self.components.T
+        inside = (proj**2 / self.variances).mean(axis=1)
+        residual = (centred**2).sum(axis=1) - (proj**2).sum(axis=1)
+        return inside, np.maximum(residual, 0)
+
+    def score(self, f: np.ndarray) -> np.ndarray:
+        inside, residual = self._parts(np.asarray(f, np.float32))
+        return inside + residual / self.residual_scale
+
+    def save(self, model_dir: Path) -> None:
+        from safetensors.numpy import save
+
+        from .config import atomic_write_bytes
+
+        # safetensors writes raw buffers: Fortran-ordered arrays (PCA's) must be made C-contiguous
+        data = {k: np.ascontiguousarray(v) for k, v in
+                {"mean": self.mean, "components": self.components, "variances": self.variances}.items()}
+        data |= {"residual_scale": np.array([self.residual_scale], np.float32),
+                 "threshold": np.array([self.threshold], np.float32)}
+        atomic_write_bytes(model_dir / OOD_FILE, save(data))
+
+    @classmethod
+    def load(cls, model_dir: Path) -> "OODDetector | None":
+        from safetensors.numpy import load_file
+
+        path = Path(model_dir) / OOD_FILE
+        if not path.is_file():
+            return None
+        d = load_file(path)
+        return cls(d["mean"], d["components"], d["variances"], float(d["residual_scale"][0]),
+                   float(d["threshold"][0]))
+
+
+def is_flat(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """(N, 3, H, W) normalised batch -> (N,) bool: the image is (nearly) one colour."""
+    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    grey = (x * s + m).mean(dim=1)
+    return grey.flatten(1).std(dim=1) < FLAT_STD
+
+
+def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile: float = 0.995,
+                      batch_size: int = 32) -> dict:
+    """Fit the gate on features of ``fit_samples`` (training images), set its threshold at the
+    ``quantile`` of ``val_samples`` scores, and save it into the model folder."""
+    from .predict import Predictor
+
+    model_dir = Path(model_dir)
+    predictor = Predictor(model_dir, batch_size=batch_size, num_workers=1, use_ood=False)
+    fit_f = predictor.features(fit_samples)
+    val_f = predictor.features(val_samples)
+    det = OODDetector.fit(fit_f)
+    val_scores = det.score(val_f)
+    det.threshold = float(np.quantile(val_scores, quantile))
+    det.save(model_dir)
+    return {"n_fit": len(fit_f), "n_val": len(val_f), "quantile": quantile, "threshold": det.threshold,
+            "val_rejected": float((val_scores > det.threshold).mean())}

@@ -1,0 +1,83 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SAMPLES, textured_lesion
+
+from melanoma.config import ModelConfig
+from melanoma.models import create_model, save_model_folder
+from melanoma.nonlesion import nonlesion_images
+from melanoma.ood import OODDetector, fit_ood_for_model
+from melanoma.data import Sample
+from melanoma.predict import Predictor, expand_paths
+
+
+def test_detector_scores_far_points_higher_and_round_trips(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(8, 40))
+    inside = rng.normal(size=(500, 8)) @ basis + rng.normal(0, 0.05, (500, 40))
+    det = OODDetector.fit(inside[:400], k=8)
+    det.threshold = float(np.quantile(det.score(inside[400:]), 0.99))
+    off_subspace = rng.normal(0, 1, (50, 40))  # same scale, wrong directions
+    far_inside = rng.normal(size=(50, 8)) @ basis * 6  # right directions, far away
+    assert (det.score(off_subspace) > det.threshold).mean() > 0.95
+    assert (det.score(far_inside) > det.threshold).mean() > 0.95
+    assert (det.score(inside[400:]) <= det.threshold).mean() >= 0.99
+    det.save(tmp_path)
+    again = OODDetector.load(tmp_path)
+    assert np.allclose(again.score(off_subspace), det.score(off_subspace), rtol=1e-5)
+
+
+def write_lesions(folder: Path, n: int, seed: int) -> list[Sample]:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(n):
+        p = folder / f"l{i}.png"
+        textured_lesion(rng, size=96).save(p)
+        samples.append(Sample(p, 0))
+    return samples
+
+
+def test_gate_rejects_non_lesions_and_passes_lesions(tmp_path: Path):
+    """An ImageNet backbone with a gate fitted on (synthetic) lesions says "cannot assess" for photos,
+    charts, text and blanks, and assesses new lesions."""
+    model_dir = save_model_folder(create_model("tf_efficientnet_lite0"), ModelConfig(img_size=96), tmp_path / "m")
+    fit = write_lesions(tmp_path / "fit", 120, seed=1)
+    val = write_lesions(tmp_path / "val", 60, seed=2)
+    fit_ood_for_model(model_dir, fit, val, quantile=0.99)
+    new = write_lesions(tmp_path / "new", 40, seed=3)
+    others = []
+    for name, img in list(nonlesion_images(crops_per_photo=0))[::3]:
+        others.append(tmp_path / "others" / f"{name}.png")
+        others[-1].parent.mkdir(exist_ok=True)
+        img.save(others[-1])
+    predictor = Predictor(model_dir)
+    rows = predictor.predict_paths(others)
+    rejected = [r for r in rows if r["status"] == "out_of_distribution"]
+    assert len(rejected) / len(rows) >= 0.9
+    assert all(r["label"] is None and r["p_malignant"] is None and "cannot assess" in r["error"] for r in rejected)
+    passed = [r for r in predictor.predict_paths([s.path for s in new]) if r["status"] == "ok"]
+    assert len(passed) / len(new) >= 0.9
+
+
+def test_blank_images_are_never_assessed(tmp_path: Path, tiny_model_dir: Path):
+    from PIL import Image
+
+    Image.new("RGB", (100, 100), (200, 150, 140)).save(tmp_path / "skin_colour.png")
+    row = Predictor(tiny_model_dir).predict_paths([tmp_path / "skin_colour.png"])[0]
+    assert row["status"] == "out_of_distribution" and "blank" in row["error"]
+
+
+def test_bundled_gate_on_real_lesions_and_generated_non_lesions(tmp_path: Path):
+    predictor = Predictor()
+    if predictor.ood is None:
+        pytest.fail("the bundled model ships without its out-of-distribution gate")
+    lesion_rows = predictor.predict_paths(expand_paths([SAMPLES]))
+    assert all(r["status"] == "ok" for r in lesion_rows)
+    paths = []
+    for name, img in nonlesion_images(crops_per_photo=1):
+        paths.append(tmp_path / f"{name}.png")
+        img.save(paths[-1])
+    rows = predictor.predict_paths(paths)
+    assert sum(r["status"] == "out_of_distribution" for r in rows) / len(rows) >= 0.95
