@@ -1,4 +1,6 @@
 import json
+
+import numpy as np
 from pathlib import Path
 
 from conftest import SAMPLES, write_class_folders
@@ -50,3 +52,50 @@ def test_bundled_model_on_the_bundled_samples():
     assert all(r["status"] == "ok" for r in rows)
     labels = [int(Path(r["path"]).parent.name == "malignant") for r in rows]
     assert compute_metrics(labels, [r["p_malignant"] for r in rows])["roc_auc"] > 0.8
+
+
+def test_csv_output_tta_and_explain(tmp_path: Path):
+    import csv
+
+    from melanoma.models import DEFAULT_MODEL_DIR
+
+    imgs = [str(SAMPLES / "malignant" / "test_malignant_5744.jpg"), str(SAMPLES / "benign" / "test_benign_6340.jpg")]
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", *imgs, "--format", "csv", "--output", str(tmp_path / "p.csv"),
+                                 "--explain", str(tmp_path / "cam")])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert [r["status"] for r in rows] == ["ok", "ok"] and {"path", "p_malignant", "label"} <= set(rows[0])
+    assert sorted(p.name for p in (tmp_path / "cam").iterdir()) == [
+        "test_benign_6340_gradcam.png", "test_malignant_5744_gradcam.png"]
+    plain = Predictor(DEFAULT_MODEL_DIR).predict_paths([Path(p) for p in imgs])
+    tta = Predictor(DEFAULT_MODEL_DIR, tta=True).predict_paths([Path(p) for p in imgs])
+    for a, b in zip(plain, tta):
+        assert a["p_malignant"] != b["p_malignant"] and abs(a["p_malignant"] - b["p_malignant"]) < 0.3
+        assert a["label"] == b["label"]
+
+
+def test_gradcam_heat_follows_the_evidence(tiny_model_dir: Path):
+    """A model whose score is the brightness of the image's left half puts its heat on the left."""
+    import torch
+    from PIL import Image
+
+    from melanoma.explain import Explainer
+
+    predictor = Predictor(tiny_model_dir)
+    net = predictor.model
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.zero_()
+                for c in range(min(m.in_channels, m.out_channels)):
+                    m.weight[c, c, 1, 1] = 1.0
+        lin = net.head[-1]
+        lin.weight.zero_()
+        lin.weight[0, 0] = 1.0
+        lin.bias.zero_()
+    img = np.full((48, 48, 3), 40, np.uint8)
+    img[:, :24] = 220
+    cam = Explainer(predictor).heatmap(Image.fromarray(img))
+    assert cam.shape == (48, 48)
+    assert cam[:, :24].mean() > cam[:, 24:].mean()
