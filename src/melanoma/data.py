@@ -43,6 +43,14 @@ def is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTS and not path.name.startswith(".")
 
 
+def find_images(root: Path) -> list[Path]:
+    """Image files under ``root``, recursively and following symbolic links, sorted."""
+    import os
+
+    return sorted(p for d, _, names in os.walk(root, followlinks=True) for n in names
+                  if is_image(p := Path(d) / n))
+
+
 def _class_dirs(folder: Path) -> dict[int, Path]:
     found = {}
     for d in folder.iterdir():
@@ -52,8 +60,7 @@ def _class_dirs(folder: Path) -> dict[int, Path]:
 
 
 def _samples_from_class_dirs(dirs: dict[int, Path]) -> list[Sample]:
-    return [Sample(p, label) for label, d in sorted(dirs.items())
-            for p in sorted(d.rglob("*")) if is_image(p)]
+    return [Sample(p, label) for label, d in sorted(dirs.items()) for p in find_images(d)]
 
 
 def _split_from_name(name: str) -> str:
@@ -65,7 +72,7 @@ def _split_from_name(name: str) -> str:
 
 
 def _samples_from_csv(csv_path: Path, image_root: Path) -> list[Sample]:
-    index = {p.stem: p for p in image_root.rglob("*") if is_image(p)}
+    index = {p.stem: p for p in find_images(image_root)}
     samples, missing = [], []
     with csv_path.open(newline="") as f:
         reader = csv.DictReader(f)

@@ -1,9 +1,12 @@
 """The "cannot assess" gate: is this input a dermoscopic lesion image like the ones the model knows?
 
-The score of an image is how far its pooled CNN features (the classifier's input) lie from those of
-training images: a Mahalanobis distance inside the top principal components plus the share of the
-feature vector outside them (Lee et al. 2018's feature-space detector, in a low-rank form that 2,000
-images can estimate). Cats, screenshots, charts and landscapes land far away. Blank and
+The score of an image is how far its CNN features lie from those of training images: a Mahalanobis
+distance inside the top principal components plus the share of the feature vector outside them (Lee et
+al. 2018's feature-space detector, in a low-rank form that 2,000 images can estimate). The features
+are the globally pooled outputs of the middle-to-late stages (EfficientNet blocks 3-6), each dimension
+standardised: measured on the bundled model, the final pooled features (the classifier's input) let
+74% of cat photos, screenshots and charts through, because fine-tuning keeps only what tells benign
+from malignant; the intermediate stages still describe what the image is. Cats, screenshots, charts and landscapes land far away. Blank and
 single-colour images are refused outright: they have no lesion to assess.
 
 The threshold is a high quantile of the scores of held-out lesion images (validation split), so the
@@ -25,18 +28,21 @@ class OODDetector:
     """Scores (N, D) feature vectors; larger = less like the training lesions."""
 
     def __init__(self, mean: np.ndarray, components: np.ndarray, variances: np.ndarray, residual_scale: float,
-                 threshold: float):
+                 threshold: float, scale: np.ndarray | None = None):
         self.mean, self.components, self.variances = mean, components, variances
+        self.scale = np.ones_like(mean) if scale is None else scale  # per-dimension std of the fit features
         self.residual_scale, self.threshold = residual_scale, threshold
 
     @classmethod
     def fit(cls, features: np.ndarray, k: int = 64) -> "OODDetector":
         from sklearn.decomposition import PCA
 
+        scale = features.std(axis=0) + 1e-6
+        features = features / scale
         k = min(k, len(features) - 1, features.shape[1])
         pca = PCA(n_components=k, random_state=0).fit(features)
         det = cls(pca.mean_.astype(np.float32), pca.components_.astype(np.float32),
-                  pca.explained_variance_.astype(np.float32), 1.0, float("inf"))
+                  pca.explained_variance_.astype(np.float32), 1.0, float("inf"), scale.astype(np.float32))
         det.residual_scale = float(np.mean(det._parts(features)[1])) or 1.0
         return det
 
@@ -48,7 +54,7 @@ class OODDetector:
         return inside, np.maximum(residual, 0)
 
     def score(self, f: np.ndarray) -> np.ndarray:
-        inside, residual = self._parts(np.asarray(f, np.float32))
+        inside, residual = self._parts(np.asarray(f, np.float32) / self.scale)
         return inside + residual / self.residual_scale
 
     def save(self, model_dir: Path) -> None:
@@ -58,7 +64,8 @@ class OODDetector:
 
         # safetensors writes raw buffers: Fortran-ordered arrays (PCA's) must be made C-contiguous
         data = {k: np.ascontiguousarray(v) for k, v in
-                {"mean": self.mean, "components": self.components, "variances": self.variances}.items()}
+                {"mean": self.mean, "components": self.components, "variances": self.variances,
+                 "scale": self.scale}.items()}
         data |= {"residual_scale": np.array([self.residual_scale], np.float32),
                  "threshold": np.array([self.threshold], np.float32)}
         atomic_write_bytes(model_dir / OOD_FILE, save(data))
@@ -72,7 +79,7 @@ class OODDetector:
             return None
         d = load_file(path)
         return cls(d["mean"], d["components"], d["variances"], float(d["residual_scale"][0]),
-                   float(d["threshold"][0]))
+                   float(d["threshold"][0]), d.get("scale"))
 
 
 def is_flat(x: torch.Tensor, mean, std) -> torch.Tensor:

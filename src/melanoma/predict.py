@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Sample, build_transform, is_image, load_image, make_loader
+from .data import Sample, build_transform, find_images, load_image, make_loader
 from .models import load_model_folder
 from .ood import OODDetector, is_flat
 
@@ -25,7 +25,7 @@ def expand_paths(inputs: Iterable[str | Path]) -> list[Path]:
         matches = [Path(m) for m in sorted(glob.glob(item, recursive=True))] if glob.has_magic(item) else [Path(item)]
         for p in matches:
             if p.is_dir():
-                found += sorted(q for q in p.rglob("*") if is_image(q))
+                found += find_images(p)
             else:
                 found.append(p)
     return list(dict.fromkeys(found))
@@ -54,18 +54,27 @@ class Predictor:
         self.transform = build_transform(self.cfg.img_size, self.cfg.mean, self.cfg.std)
         self.batch_size, self.num_workers, self.tta = batch_size, num_workers, tta
         self.has_features = hasattr(self.model, "forward_head")  # timm models; not small_cnn
+        self._stages: dict[int, torch.Tensor] = {}
+        blocks = getattr(self.model, "blocks", None)
+        if self.has_features and blocks is not None and len(blocks) >= 7:  # EfficientNet: gate on blocks 3-6
+            for i in range(3, 7):
+                blocks[i].register_forward_hook(lambda _m, _i, out, i=i: self._stages.__setitem__(i, out))
         from .models import DEFAULT_MODEL_DIR
 
         self.ood = OODDetector.load(self.model_dir or DEFAULT_MODEL_DIR) if use_ood and self.has_features else None
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(N, 3, S, S) normalised images -> (N,) logits and (N, D) pooled features (or None)."""
+        """(N, 3, S, S) normalised images -> (N,) logits and (N, D) gate features (or None)."""
         x = x.contiguous(memory_format=torch.channels_last)
         if not self.has_features:
             return self.model(x).squeeze(1), None
-        feats = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-        logits = self.model.get_classifier()(feats).squeeze(1)
+        self._stages.clear()
+        pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        logits = self.model.get_classifier()(pooled).squeeze(1)
+        # the gate's features: pooled intermediate stages where hooked (see ood.py for why), else pooled
+        feats = torch.cat([self._stages[i].mean(dim=(2, 3)) for i in sorted(self._stages)], 1) \
+            if self._stages else pooled
         if self.tta:
             views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)][1:]
             logits = (logits + sum(self.model(v).squeeze(1) for v in views)) / 8
