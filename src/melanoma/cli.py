@@ -211,6 +211,7 @@ def evaluate(
     batch_size: int = typer.Option(32, min=1),
     clean: bool = typer.Option(True, help="Also report the clean test: images with no near-duplicate in train "
                                           "(audited on demand, cached). Needs train and test splits."),
+    tta: bool = typer.Option(False, "--tta", help="Average the 8 flips/rotations of each image."),
 ) -> None:
     """Metrics of a model on a labelled split: printed, and written to OUT/metrics.json."""
     from .data import DatasetError
@@ -233,7 +234,7 @@ def evaluate(
             task = progress.add_task("predicting", total=None)
             m = run_eval(data, out_dir, model, split, batch_size,
                          on_batch=lambda n: progress.advance(task, n),
-                         on_start=lambda n: progress.update(task, total=n), clean_paths=clean_paths)
+                         on_start=lambda n: progress.update(task, total=n), clean_paths=clean_paths, tta=tta)
     except (DatasetError, ModelError) as e:
         fail(str(e))
     out.print(_metrics_table(m, f"{m['split']} split of {data}"))

@@ -151,7 +151,7 @@ def write_plots(labels, probs, metrics: dict, out: Path, title: str) -> None:
 def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = None, split: str = "test",
              batch_size: int = 32, on_batch: Callable[[int], None] | None = None,
              on_start: Callable[[int], None] | None = None, n_boot: int = 1000,
-             clean_paths: set[str] | None = None) -> dict:
+             clean_paths: set[str] | None = None, tta: bool = False) -> dict:
     """Predict every image of ``split`` of the dataset at ``data`` and write the results to ``out``.
 
     A dataset without train/test folders is evaluated whole. Unreadable images are left out of the
@@ -165,7 +165,7 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
 
     splits = discover(data)
     samples = select_split(splits, split)
-    predictor = Predictor(model_dir, batch_size=batch_size, num_workers=1 if len(samples) > 256 else 0)
+    predictor = Predictor(model_dir, batch_size=batch_size, num_workers=1 if len(samples) > 256 else 0, tta=tta)
     if on_start:
         on_start(len(samples))
     logits = predictor.predict_logits(samples, on_batch)
@@ -184,7 +184,7 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
 
     split_name = split if split in splits else "all"
     metrics = {"data": str(data), "split": split_name, **summary(list(range(len(ok)))),
-               "temperature": temperature, "model": str(model_dir or "bundled"),
+               "temperature": temperature, "model": str(model_dir or "bundled"), "tta": tta,
                "ci": f"95% percentile bootstrap, {n_boot} resamples of images, seed 0",
                "skipped": [str(s.path) for s, p in zip(samples, probs) if p is None]}
     if clean_paths is not None:
