@@ -99,3 +99,21 @@ def test_gradcam_heat_follows_the_evidence(tiny_model_dir: Path):
     cam = Explainer(predictor).heatmap(Image.fromarray(img))
     assert cam.shape == (48, 48)
     assert cam[:, :24].mean() > cam[:, 24:].mean()
+
+
+def test_every_bad_input_gets_its_own_error_row_and_the_batch_goes_on(tmp_path: Path, tiny_model_dir: Path):
+    from conftest import textured_lesion
+    from test_imaging import BAD
+
+    good = tmp_path / "good.png"
+    lesion = textured_lesion(np.random.default_rng(0), size=96)
+    lesion.save(good)
+    for name, (make, _) in BAD.items():
+        (tmp_path / name).write_bytes(make(lesion))
+    args = ["predict", str(good), *[str(tmp_path / n) for n in sorted(BAD)], "--model", str(tiny_model_dir), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    rows = {Path(r["path"]).name: r for r in json.loads(result.stdout)}
+    assert rows["good.png"]["status"] == "ok"
+    for name, (_, reason) in BAD.items():
+        assert rows[name]["status"] == "error" and reason in rows[name]["error"], name
