@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # glibc's malloc otherwise returns tensor memory to the OS after every batch: ~2x slower on CPU.
 export GLIBC_TUNABLES := glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
 
-.PHONY: setup run test test-fast clean
+.PHONY: setup run test test-fast serve space clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,16 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
+
+serve: setup
+	$(BIN)/melanoma serve
+
+# A folder ready to push to a Gradio Space on Hugging Face (see README, "Deploy to Hugging Face").
+space:
+	rm -rf build/space && mkdir -p build/space/src
+	cp space/app.py space/requirements.txt space/README.md build/space/
+	cp -r src/melanoma build/space/src/ && cp -r samples build/space/
+	find build/space -name __pycache__ -prune -exec rm -rf {} +
 
 clean:
 	rm -rf runs .pytest_cache

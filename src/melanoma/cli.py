@@ -350,6 +350,23 @@ def explain(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    model: Optional[Path] = typer.Option(None, help="Model folder; the bundled model by default."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes it to the network."),
+    port: int = typer.Option(7860),
+    share: bool = typer.Option(False, "--share", help="Ask Gradio for a public share link (off by default)."),
+) -> None:
+    """The web app (Gradio): one image or a batch, with the decision and a Grad-CAM overlay."""
+    from .app import serve as run_server
+    from .models import ModelError
+
+    try:
+        run_server(model, host, port, share)
+    except ModelError as e:
+        fail(str(e))
+
+
 def main() -> None:
     """Entry point. Sets the malloc tunables (which glibc reads only at process start) by
     re-executing once, then runs the command line."""

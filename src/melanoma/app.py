@@ -1,0 +1,99 @@
+"""The Gradio web app: one image (upload, drag and drop, paste, webcam) or a batch, with the decision,
+a Grad-CAM overlay and a plain-language disclaimer. ``melanoma serve`` starts it on 127.0.0.1."""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from pathlib import Path
+
+DISCLAIMER = ("**This is a research tool, not a diagnosis.** It can be wrong, and it was trained on one public "
+              "dataset of dermoscopic images. If you are worried about a mole or a skin lesion, see a "
+              "dermatologist.")
+MAX_FILE_SIZE = "20mb"  # uploads above this are refused by the server with a message
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def _model_card_numbers(cfg) -> str:
+    t = cfg.training
+    best, cal = t.get("best_val", {}), t.get("calibration", {})
+    lines = [f"- Architecture: `{cfg.arch}` at {cfg.img_size} px, trained on {t.get('n_train', '?')} images"]
+    if best:
+        lines.append(f"- Validation (n = {t.get('n_val', '?')}): ROC-AUC {best.get('val_auc', float('nan')):.3f}")
+    if cal:
+        lines.append(f"- Decision threshold {cfg.threshold:.3f}, chosen on validation data for sensitivity >= 0.95 "
+                     f"(validation sensitivity {cal['val_sensitivity']:.3f}, specificity {cal['val_specificity']:.3f})")
+    return "\n".join(lines)
+
+
+def build_app(model_dir: str | Path | None = None):
+    """The Gradio Blocks app for a model folder (the bundled model by default); model loaded and warmed."""
+    import gradio as gr
+    from PIL import Image
+
+    from .data import load_image
+    from .explain import Explainer
+    from .predict import Predictor
+
+    predictor = Predictor(model_dir)
+    explainer = Explainer(predictor)
+    warm = Image.new("RGB", (predictor.cfg.img_size,) * 2, (200, 150, 130))
+    explainer.overlay(warm)  # the first click is then as quick as the tenth
+
+    def assess(path: str | None):
+        if not path:
+            raise gr.Error("Please add an image first.")
+        row = predictor.predict_paths([Path(path)])[0]
+        if row["status"] == "error":
+            raise gr.Error(f"Cannot read this file: {row['error']}")
+        if row["status"] == "out_of_distribution":
+            return (f"## Cannot assess\n{row['error'].removeprefix('cannot assess: ').capitalize()}. "
+                    "Please upload a dermoscopic image of a single skin lesion.", None, None)
+        p, label = row["p_malignant"], row["label"]
+        verdict = ("## Looks malignant — please see a dermatologist" if label == "malignant"
+                   else "## Looks benign")
+        text = (f"{verdict}\n\np(malignant) = **{p:.3f}** (decision threshold {predictor.cfg.threshold:.3f}; "
+                f"above it the tool says malignant).")
+        return text, {"malignant": p, "benign": 1 - p}, explainer.overlay(load_image(path))
+
+    def assess_batch(files: list | None):
+        if not files:
+            raise gr.Error("Please add one or more images.")
+        rows = predictor.predict_paths([Path(getattr(f, "name", f)) for f in files])
+        table = [[Path(r["path"]).name, r["status"], "" if r["p_malignant"] is None else f"{r['p_malignant']:.3f}",
+                  r["label"] or "", r["error"] or ""] for r in rows]
+        out = Path(tempfile.mkdtemp()) / "predictions.csv"
+        with out.open("w", newline="") as f:
+            csv.writer(f).writerows([["file", "status", "p_malignant", "label", "reason"], *table])
+        return table, str(out)
+
+    examples = sorted(str(p) for p in SAMPLES.glob("*/*.jpg"))[::4] if SAMPLES.is_dir() else []
+    with gr.Blocks(title="melanoma-classifier") as demo:
+        gr.Markdown("# melanoma-classifier\nBenign or malignant? A second opinion for dermoscopic images.")
+        gr.Markdown(DISCLAIMER)
+        with gr.Tab("One image"):
+            with gr.Row():
+                image = gr.Image(type="filepath", sources=["upload", "clipboard", "webcam"], label="Dermoscopic image")
+                with gr.Column():
+                    verdict = gr.Markdown(elem_id="verdict")
+                    probs = gr.Label(num_top_classes=2, label="Probability")
+                    heat = gr.Image(label="Where the score comes from (Grad-CAM)", elem_id="heatmap")
+            button = gr.Button("Assess", variant="primary")
+            button.click(assess, inputs=image, outputs=[verdict, probs, heat], api_name="predict")
+            if examples:
+                gr.Examples(examples, inputs=image)
+        with gr.Tab("Many images"):
+            files = gr.File(file_count="multiple", label="Images")
+            run = gr.Button("Assess all", variant="primary")
+            table = gr.Dataframe(headers=["file", "status", "p_malignant", "label", "reason"], label="Results")
+            download = gr.File(label="CSV")
+            run.click(assess_batch, inputs=files, outputs=[table, download], api_name="predict_batch")
+        with gr.Accordion("About the model", open=True):
+            gr.Markdown(_model_card_numbers(predictor.cfg))
+    return demo
+
+
+def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 7860, share: bool = False):
+    demo = build_app(model_dir)
+    demo.queue(default_concurrency_limit=2).launch(server_name=host, server_port=port, share=share,
+                                                   max_file_size=MAX_FILE_SIZE, show_error=True)

@@ -1,0 +1,64 @@
+"""The web app through its API (gradio_client) and in a real browser (Debian's chromium + playwright)."""
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLES
+
+gr = pytest.importorskip("gradio")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    from melanoma.app import MAX_FILE_SIZE, build_app
+
+    demo = build_app()
+    port = free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                        max_file_size=MAX_FILE_SIZE, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_api_answers_and_survives_a_bad_file(server: str, tmp_path: Path):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    verdict, probs, heat = client.predict(handle_file(str(SAMPLES / "malignant" / "test_malignant_6091.jpg")),
+                                          api_name="/predict")
+    assert "malignant" in verdict.lower() and heat
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"this is not an image")
+    with pytest.raises(Exception, match="(?i)error|cannot|image"):
+        client.predict(handle_file(str(bad)), api_name="/predict")
+    verdict, _, _ = client.predict(handle_file(str(SAMPLES / "benign" / "test_benign_7076.jpg")), api_name="/predict")
+    assert "benign" in verdict.lower()  # still up, still right
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed")
+def test_browser_upload_shows_label_and_heatmap(server: str, tmp_path: Path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(server)
+        page.locator("input[type=file]").first.set_input_files(str(SAMPLES / "malignant" / "test_malignant_6091.jpg"))
+        page.get_by_role("button", name="Assess", exact=True).click()
+        page.locator("#verdict").get_by_text("malignant").first.wait_for(timeout=60_000)
+        page.locator("#heatmap img").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+        assert "not a diagnosis" in page.content()
+        browser.close()
+    assert (tmp_path / "app.png").stat().st_size > 10_000
