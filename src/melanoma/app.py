@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import tempfile
+import threading
 from pathlib import Path
 
 DISCLAIMER = ("**This is a research tool, not a diagnosis.** It can be wrong, and it was trained on one public "
@@ -37,13 +38,18 @@ def build_app(model_dir: str | Path | None = None):
 
     predictor = Predictor(model_dir)
     explainer = Explainer(predictor)
+    # The model's forward hooks (gate features, Grad-CAM activations) hold per-call state: one request
+    # uses the model at a time. Torch already spreads one call over every core, so little is lost.
+    model_lock = threading.Lock()
     warm = Image.new("RGB", (predictor.cfg.img_size,) * 2, (200, 150, 130))
     explainer.overlay(warm)  # the first click is then as quick as the tenth
 
     def assess(path: str | None):
         if not path:
             raise gr.Error("Please add an image first.")
-        row = predictor.predict_paths([Path(path)])[0]
+        with model_lock:
+            row = predictor.predict_paths([Path(path)])[0]
+            heatmap = explainer.overlay(load_image(path)) if row["status"] == "ok" else None
         if row["status"] == "error":
             raise gr.Error(f"Cannot read this file: {row['error']}")
         if row["status"] == "out_of_distribution":
@@ -54,12 +60,13 @@ def build_app(model_dir: str | Path | None = None):
                    else "## Looks benign")
         text = (f"{verdict}\n\np(malignant) = **{p:.3f}** (decision threshold {predictor.cfg.threshold:.3f}; "
                 f"above it the tool says malignant).")
-        return text, {"malignant": p, "benign": 1 - p}, explainer.overlay(load_image(path))
+        return text, {"malignant": p, "benign": 1 - p}, heatmap
 
     def assess_batch(files: list | None):
         if not files:
             raise gr.Error("Please add one or more images.")
-        rows = predictor.predict_paths([Path(getattr(f, "name", f)) for f in files])
+        with model_lock:
+            rows = predictor.predict_paths([Path(getattr(f, "name", f)) for f in files])
         table = [[Path(r["path"]).name, r["status"], "" if r["p_malignant"] is None else f"{r['p_malignant']:.3f}",
                   r["label"] or "", r["error"] or ""] for r in rows]
         out = Path(tempfile.mkdtemp()) / "predictions.csv"
