@@ -367,6 +367,29 @@ def serve(
         fail(str(e))
 
 
+@app.command("export-hub")
+def export_hub_cmd(
+    model_dir: Path = typer.Argument(..., help="Model folder to export (e.g. runs/NAME/model)."),
+    out_dir: Path = typer.Argument(..., help="Folder to write the model repository into."),
+    metrics: Optional[Path] = typer.Option(None, help="An evaluation's metrics.json, for the model card."),
+    push: Optional[str] = typer.Option(None, help="Also upload to this Hugging Face repo (user/name)."),
+) -> None:
+    """A Hugging Face model repository folder: config.json, model.safetensors, model.onnx, README.md."""
+    from .export import export_hub, push_to_hub
+    from .models import ModelError
+
+    try:
+        folder = export_hub(model_dir, out_dir, metrics)
+    except (ModelError, FileNotFoundError) as e:
+        fail(str(e))
+    out.print(f"written: [bold]{folder}[/]")
+    if push:
+        try:
+            out.print(f"uploaded: {push_to_hub(folder, push)}")
+        except Exception as e:  # noqa: BLE001 - network, auth or hub errors: one line, folder stays
+            fail(f"upload to {push} failed ({type(e).__name__}: {e}); the folder {folder} is complete")
+
+
 def main() -> None:
     """Entry point. Sets the malloc tunables (which glibc reads only at process start) by
     re-executing once, then runs the command line."""
