@@ -54,6 +54,9 @@ def train(
     color: float = typer.Option(0.1, help="Colour jitter strength (brightness, contrast, saturation)."),
     accelerator: str = typer.Option("auto", help="auto, cpu or gpu."),
     devices: str = typer.Option("auto", help="Number of devices, or auto."),
+    num_nodes: int = typer.Option(1, help="Machines (torchrun / SLURM launch one process per device)."),
+    strategy: str = typer.Option("auto", help="auto, ddp, ddp_spawn, ... (Lightning strategies)."),
+    precision: Optional[str] = typer.Option(None, help="32-true, bf16-mixed, 16-mixed; default bf16-mixed on GPU."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     fast_dev_run: bool = typer.Option(False, "--fast-dev-run", help="One batch of train and val, for a smoke test."),
 ) -> None:
@@ -71,12 +74,13 @@ def train(
                       target_sensitivity=None if youden else target_sensitivity,
                       group_duplicates=group_duplicates, drop_test_duplicates=drop_test_duplicates, num_workers=num_workers, aug=aug,
                       accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
+                      num_nodes=num_nodes, strategy=strategy, precision=precision,
                       fast_dev_run=fast_dev_run)
     if optimizer not in ("adam", "adamw"):
         fail("--optimizer must be adam or adamw")
     try:
         model_dir = run_training(data, out_dir, cfg, resume=resume)
-    except (DatasetError, ModelError, FileNotFoundError, FileExistsError, ValueError) as e:
+    except (DatasetError, ModelError, FileNotFoundError, FileExistsError, ValueError, OSError) as e:
         fail(str(e))
     out.print(f"model folder written: [bold]{model_dir}[/]")
 

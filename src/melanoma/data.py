@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.transforms import v2
 
-from .config import CLASS_NAMES
+from .config import CLASS_NAMES, atomic_write_text
 from .imaging import open_rgb
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
@@ -175,8 +175,7 @@ def write_split(path: Path, parts: dict[str, list[Sample]]) -> str:
     lines = ["split,label,path"] + [f"{name},{s.label},{s.path}" for name, samples in parts.items()
                                     for s in samples]
     text = "\n".join(lines) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    atomic_write_text(path, text)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

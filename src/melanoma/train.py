@@ -42,6 +42,9 @@ class TrainConfig:
     aug: AugConfig = field(default_factory=AugConfig)
     accelerator: str = "auto"
     devices: str | int = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # e.g. ddp; one process per device, launched by Lightning, torchrun or SLURM
+    precision: str | None = None  # None: bf16-mixed on CUDA, 32 elsewhere
     fast_dev_run: bool = False
 
 
@@ -133,6 +136,26 @@ def collect_training_log(run_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+MIN_FREE_BYTES = 200 * 2**20  # two checkpoints and a model folder of lite0-sized models, with margin
+
+
+def check_writable(out: Path) -> None:
+    """Fail before training, not after an hour of it, when ``out`` cannot hold the run's files."""
+    import shutil
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise PermissionError(f"cannot write to {out}: {e.strerror or e}") from None
+    free = shutil.disk_usage(out).free
+    if free < MIN_FREE_BYTES:
+        raise OSError(f"only {free / 2**20:.0f} MB free under {out}; a run needs at least "
+                      f"{MIN_FREE_BYTES / 2**20:.0f} MB for its checkpoints and model folder")
+
+
 def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False) -> Path:
     """Train on the dataset at ``data``; returns the model folder ``out/model``.
 
@@ -148,7 +171,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         raise FileNotFoundError(f"--resume: no checkpoint at {last_ckpt}")
     if not resume and last_ckpt.is_file():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     splits = discover(data)
@@ -175,8 +198,10 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     # Lightning saves `last` only in epochs that improve `best`; a second, unmonitored callback
     # writes it after every epoch, so a crash costs at most one epoch.
     last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", enable_version_counter=False)
+    precision = cfg.precision or ("bf16-mixed" if torch.cuda.is_available() and cfg.accelerator != "cpu" else "32-true")
     trainer = L.Trainer(
-        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices,
+        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy, precision=precision,
         callbacks=[ckpt, last, EarlyStopping(monitor="val_auc", mode="max", patience=cfg.patience),
                    LearningRateMonitor("epoch"), _progress_bar()],
         # a new logs/version_N per (re)start keeps the curves of every part of a resumed run
