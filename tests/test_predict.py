@@ -117,3 +117,24 @@ def test_every_bad_input_gets_its_own_error_row_and_the_batch_goes_on(tmp_path: 
     assert rows["good.png"]["status"] == "ok"
     for name, (_, reason) in BAD.items():
         assert rows[name]["status"] == "error" and reason in rows[name]["error"], name
+
+
+def test_explainer_assess_agrees_with_predict(tmp_path: Path):
+    """The app's single-pass path (Grad-CAM forward) gives the same rows as predict."""
+    from PIL import Image
+
+    from melanoma.data import load_image
+    from melanoma.explain import Explainer
+
+    Image.new("RGB", (120, 120), (90, 90, 200)).save(tmp_path / "blank.png")
+    paths = expand_paths([SAMPLES])[::4] + [tmp_path / "blank.png"]
+    predictor = Predictor()
+    expected = predictor.predict_paths(paths)
+    explainer = Explainer(predictor)
+    for p, want in zip(paths, expected):
+        row, overlay = explainer.assess(load_image(p, draft_size=predictor.cfg.img_size), p)
+        assert row["status"] == want["status"] and row["label"] == want["label"]
+        if want["status"] == "ok":
+            assert abs(row["p_malignant"] - want["p_malignant"]) < 1e-4 and overlay.size == (224, 224)
+        else:
+            assert overlay is None

@@ -47,9 +47,12 @@ def build_app(model_dir: str | Path | None = None):
     def assess(path: str | None):
         if not path:
             raise gr.Error("Please add an image first.")
+        try:
+            img = load_image(path, draft_size=predictor.cfg.img_size)
+        except ValueError as e:  # ImageError: the one-line reason
+            raise gr.Error(f"Cannot read this file: {e}") from None
         with model_lock:
-            row = predictor.predict_paths([Path(path)])[0]
-            heatmap = explainer.overlay(load_image(path)) if row["status"] == "ok" else None
+            row, heatmap = explainer.assess(img, Path(path))
         if row["status"] == "error":
             raise gr.Error(f"Cannot read this file: {row['error']}")
         if row["status"] == "out_of_distribution":

@@ -135,20 +135,29 @@ class Predictor:
         with warnings.catch_warnings():  # the rows below carry the reason instead
             warnings.simplefilter("ignore")
             results = dict(zip(readable, self.run([Sample(p, 0) for p in readable], on_batch)))
-        rows = []
-        for p in paths:
-            r = results.get(p)
-            row = {"path": str(p), "status": "ok", "p_malignant": None, "label": None, "error": None,
-                   "ood_score": None}
-            if r is None:
-                row.update(status="error", error=unreadable_reason(p) if p.exists() else "no such file")
-            elif self.is_out_of_distribution(r):
-                row.update(status="out_of_distribution", ood_score=r["ood_score"],
-                           error="cannot assess: blank or single-colour image" if r["flat"] else
-                           "cannot assess: does not look like a dermoscopic lesion image")
-            else:
-                prob = float(self.proba_from_logits(torch.tensor(r["logit"])))
-                row.update(p_malignant=round(prob, 6), label=self.label(prob),
-                           ood_score=None if r["ood_score"] is None else round(r["ood_score"], 4))
-            rows.append(row)
-        return rows
+        return [self.decide(results.get(p), p) for p in paths]
+
+    def decide(self, r: dict | None, path: Path) -> dict:
+        """The output row for one image from its :meth:`run` result (None = unreadable)."""
+        row = {"path": str(path), "status": "ok", "p_malignant": None, "label": None, "error": None,
+               "ood_score": None}
+        if r is None:
+            row.update(status="error", error=unreadable_reason(path) if path.exists() else "no such file")
+        elif self.is_out_of_distribution(r):
+            row.update(status="out_of_distribution", ood_score=r["ood_score"],
+                       error="cannot assess: blank or single-colour image" if r["flat"] else
+                       "cannot assess: does not look like a dermoscopic lesion image")
+        else:
+            prob = float(self.proba_from_logits(torch.tensor(r["logit"])))
+            row.update(p_malignant=round(prob, 6), label=self.label(prob),
+                       ood_score=None if r["ood_score"] is None else round(r["ood_score"], 4))
+        return row
+
+    def result_from_outputs(self, x: torch.Tensor, logits: torch.Tensor) -> dict:
+        """:meth:`run`'s result for a one-image batch ``x`` whose forward pass has just run (its logits
+        given; the gate's stage features still held by the hooks), e.g. inside Grad-CAM."""
+        feats = torch.cat([self._stages[i].mean(dim=(2, 3)) for i in sorted(self._stages)], 1).detach() \
+            if self._stages else None
+        score = None if self.ood is None or feats is None else float(self.ood.score(feats.numpy())[0])
+        return {"logit": float(logits.reshape(-1)[0]), "flat": bool(is_flat(x, self.cfg.mean, self.cfg.std)[0]),
+                "ood_score": score, "features": None}
