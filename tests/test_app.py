@@ -81,3 +81,15 @@ def test_concurrent_requests_get_their_own_answers(server: str):
 
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(ask, images)) == expected
+
+
+def test_oversized_upload_is_refused(server: str, tmp_path: Path):
+    from gradio_client import Client, handle_file
+
+    big = tmp_path / "huge.jpg"
+    big.write_bytes(b"\xff\xd8\xff" + b"\0" * (21 * 2**20))  # over the 20 MB limit
+    client = Client(server, verbose=False)
+    with pytest.raises(Exception, match="(?i)size|large|exceed"):
+        client.predict(handle_file(str(big)), api_name="/predict")
+    verdict, _, _ = client.predict(handle_file(str(SAMPLES / "benign" / "test_benign_7076.jpg")), api_name="/predict")
+    assert "looks benign" in verdict.lower()

@@ -62,7 +62,13 @@ def test_kill_9_mid_training_then_resume(tmp_path: Path):
     first_after_resume = [int(r["epoch"]) for r in csv.DictReader(open(sorted((run / "logs").glob("version_*/metrics.csv"))[-1]))
                           if r.get("val_auc")][0]
     assert first_after_resume >= done  # at most the interrupted epoch is redone
-    assert json.loads((run / "model" / "config.json").read_text())["arch"] == "small_cnn"
+    resumed = json.loads((run / "model" / "config.json").read_text())["training"]["best_val"]
+    straight = tmp_path / "straight"
+    result = subprocess.run(cli("train", str(data), "--out", str(straight), "--epochs", "40", *TINY),
+                            env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    uninterrupted = json.loads((straight / "model" / "config.json").read_text())["training"]["best_val"]
+    assert resumed["val_auc"] == pytest.approx(uninterrupted["val_auc"], abs=0.05)  # as good, within noise
 
 
 def test_crash_during_a_save_leaves_the_previous_file_intact(tmp_path: Path, monkeypatch):
