@@ -92,3 +92,18 @@ def test_grouped_validation_keeps_clusters_together(planted: Path):
     assert {groups[str(s.path)] for s in train}.isdisjoint({groups[str(s.path)] for s in val})
     assert len(val) == 20 and sum(s.label for s in val) == 10
     assert cached_audit(planted).summary == cached_audit(planted).summary  # served from the cache
+
+
+def test_training_can_drop_train_images_that_have_a_copy_in_test(planted: Path, tmp_path: Path):
+    import csv as csv_module
+
+    from melanoma.models import load_model_folder
+    from melanoma.train import TrainConfig, train
+
+    cfg = TrainConfig(arch="small_cnn", pretrained="none", img_size=32, epochs=1, batch_size=8, num_workers=0,
+                      val_fraction=0.25, accelerator="cpu", devices=1, fast_dev_run=True, drop_test_duplicates=True)
+    model_dir = train(planted, tmp_path / "run", cfg)
+    _, model_cfg = load_model_folder(model_dir)
+    assert model_cfg.training["n_dropped_test_duplicates"] == 6
+    used = {Path(r["path"]).name for r in csv_module.DictReader(open(tmp_path / "run" / "split.csv"))}
+    assert len(used) == 34 and not {f"t{i}.png" for i in range(6)} & used
