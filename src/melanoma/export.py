@@ -50,6 +50,10 @@ def model_card(cfg: ModelConfig, metrics: dict | None = None) -> str:
         "validation split" + (f" (rule: {cal['threshold_rule']})" if cal else ""),
         f"- Trained on {t.get('n_train', '?')} images of `{t.get('data', '?')}`; validation {t.get('n_val', '?')} "
         f"images; recipe: {json.dumps({k: v for k, v in recipe.items() if k != 'aug'})}", "",
+        "Trained with:", "", "```bash",
+        f"melanoma train {t.get('data', 'DATA')} --out runs/NAME --arch {cfg.arch} --img-size {cfg.img_size} "
+        f"--epochs {recipe.get('epochs', '?')} --batch-size {recipe.get('batch_size', '?')} --lr {recipe.get('lr', '?')} "
+        f"--seed {recipe.get('seed', '?')}", "```", "",
         "## Results", "",
     ]
     if best:
@@ -70,7 +74,8 @@ def model_card(cfg: ModelConfig, metrics: dict | None = None) -> str:
               "- Trained on one public dataset (Kaggle \"Melanoma Cancer Dataset\", from the ISIC archive) whose "
               "malignant images often come from other sources than its benign ones (dermatoscope vignettes, "
               "rulers): the model may partly rely on such artefacts.",
-              "- Mostly light skin in the training data; performance on darker skin tones is unknown.",
+              "- The skin tones of the training images were not measured; the ISIC archive is mostly light skin, so "
+              "performance on darker skin is unknown.",
               "- Not for non-dermoscopic photos.", "",
               "## Use", "", "```bash", "pip install melanoma-classifier",
               "melanoma predict lesion.jpg --model path/to/this/folder", "```", ""]
