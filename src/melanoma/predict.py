@@ -72,13 +72,18 @@ class Predictor:
         self._stages.clear()
         pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
         logits = self.model.get_classifier()(pooled).squeeze(1)
-        # the gate's features: pooled intermediate stages where hooked (see ood.py for why), else pooled
-        feats = torch.cat([self._stages[i].mean(dim=(2, 3)) for i in sorted(self._stages)], 1) \
-            if self._stages else pooled
+        feats = self._gate_features(pooled)
         if self.tta:
             views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)][1:]
             logits = (logits + sum(self.model(v).squeeze(1) for v in views)) / 8
         return logits, feats
+
+    def _gate_features(self, pooled: torch.Tensor | None) -> torch.Tensor | None:
+        """The gate's features of the last forward pass: the pooled intermediate stages where hooked
+        (see ood.py for why), else the final pooled features."""
+        if not self._stages:
+            return pooled
+        return torch.cat([self._stages[i].mean(dim=(2, 3)) for i in sorted(self._stages)], 1).detach()
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,8 +161,7 @@ class Predictor:
     def result_from_outputs(self, x: torch.Tensor, logits: torch.Tensor) -> dict:
         """:meth:`run`'s result for a one-image batch ``x`` whose forward pass has just run (its logits
         given; the gate's stage features still held by the hooks), e.g. inside Grad-CAM."""
-        feats = torch.cat([self._stages[i].mean(dim=(2, 3)) for i in sorted(self._stages)], 1).detach() \
-            if self._stages else None
+        feats = self._gate_features(None)
         score = None if self.ood is None or feats is None else float(self.ood.score(feats.numpy())[0])
         return {"logit": float(logits.reshape(-1)[0]), "flat": bool(is_flat(x, self.cfg.mean, self.cfg.std)[0]),
                 "ood_score": score, "features": None}
