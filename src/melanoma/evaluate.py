@@ -159,6 +159,8 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     interval. With ``clean_paths`` (the images with no near-duplicate in training data) the same
     metrics are also computed on that subset, under ``clean``.
     """
+    import torch
+
     from .calibrate import expected_calibration_error, sigmoid
     from .data import discover, select_split
     from .predict import Predictor
@@ -170,7 +172,7 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
         on_start(len(samples))
     logits = predictor.predict_logits(samples, on_batch)
     temperature = predictor.cfg.temperature
-    probs = [None if z is None else float(sigmoid(np.float64(z) / temperature)) for z in logits]
+    probs = [None if z is None else float(predictor.proba_from_logits(torch.tensor(z))) for z in logits]
     ok = [(s, p, z) for s, p, z in zip(samples, probs, logits) if p is not None]
     labels, scores = [s.label for s, _, _ in ok], [p for _, p, _ in ok]
     raw = [float(sigmoid(np.float64(z))) for _, _, z in ok]  # before temperature scaling
