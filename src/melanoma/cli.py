@@ -26,14 +26,25 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+# Options of `train` that set more than the TrainConfig field of the same name.
+OPTION_FIELDS = {"flips": ["aug.hflip", "aug.vflip"], "youden": ["target_sensitivity"],
+                 "color": ["aug.brightness", "aug.contrast", "aug.saturation", "aug.hue"],
+                 **{k: [f"aug.{k}"] for k in ("rotation", "zoom", "shear", "fill_mode", "vignette")},
+                 "out_dir": [], "resume": [], "recipe": []}
+
+
 @app.command()
 def train(
+    ctx: typer.Context,
     data: Path = typer.Argument(..., help="Dataset folder (train/test/<class>, <class>/) or ground-truth CSV."),
     out_dir: Path = typer.Option(Path("runs/default"), "--out", help="Run folder; the model lands in OUT/model."),
     arch: str = typer.Option("tf_efficientnet_lite0", help="timm architecture name, or small_cnn."),
     pretrained: str = typer.Option("imagenet", help="imagenet (EfficientNet-Lite0/1/2 only) or none."),
     epochs: int = typer.Option(10, min=1),
     img_size: int = typer.Option(224, min=32, help="Square model input, pixels."),
+    recipe: Optional[Path] = typer.Option(None, help="YAML recipe (TrainConfig fields); options given here override it."),
+    color_constancy: Optional[str] = typer.Option(None, help="shades_of_grey, applied in training and inference."),
+    freeze_blocks: int = typer.Option(0, min=0, help="Keep the stem and this many first blocks frozen."),
     batch_size: int = typer.Option(32, min=2),
     lr: float = typer.Option(5e-4, help="Peak learning rate (one-cycle cosine schedule)."),
     weight_decay: float = typer.Option(1e-4),
@@ -52,6 +63,7 @@ def train(
     fill_mode: str = typer.Option("reflect", help="constant, reflect or nearest (exposed corners)."),
     flips: bool = typer.Option(True, help="Random horizontal and vertical flips."),
     color: float = typer.Option(0.1, help="Colour jitter strength (brightness, contrast, saturation)."),
+    vignette: float = typer.Option(0.0, help="Augmentation: probability of a dark circular frame."),
     accelerator: str = typer.Option("auto", help="auto, cpu or gpu."),
     devices: str = typer.Option("auto", help="Number of devices, or auto."),
     num_nodes: int = typer.Option(1, help="Machines (torchrun / SLURM launch one process per device)."),
@@ -63,12 +75,13 @@ def train(
     """Fine-tune a CNN and write a self-contained model folder (model.safetensors + config.json)."""
     from .data import AugConfig, DatasetError
     from .models import ModelError
-    from .train import TrainConfig
+    from .train import TrainConfig, load_recipe
     from .train import train as run_training
 
     aug = AugConfig(rotation=rotation, hflip=flips, vflip=flips, zoom=zoom, shear=shear, fill_mode=fill_mode,
-                    brightness=color, contrast=color, saturation=color, hue=color / 5)
-    cfg = TrainConfig(arch=arch, pretrained=pretrained, img_size=img_size, epochs=epochs, batch_size=batch_size,
+                    brightness=color, contrast=color, saturation=color, hue=color / 5, vignette=vignette)
+    cfg = TrainConfig(arch=arch, pretrained=pretrained, img_size=img_size, color_constancy=color_constancy,
+                      freeze_blocks=freeze_blocks, epochs=epochs, batch_size=batch_size,
                       lr=lr, weight_decay=weight_decay, optimizer=optimizer, patience=patience,
                       val_fraction=val_fraction, seed=seed,
                       target_sensitivity=None if youden else target_sensitivity,
@@ -76,10 +89,28 @@ def train(
                       accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
                       num_nodes=num_nodes, strategy=strategy, precision=precision,
                       fast_dev_run=fast_dev_run)
-    if optimizer not in ("adam", "adamw"):
+    if recipe is not None:
+        try:
+            base = load_recipe(recipe)
+        except (OSError, ValueError, TypeError) as e:
+            fail(f"recipe {recipe}: {e}")
+        given = [k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"
+                 and k != "data"]  # by name: typer may bundle its own click
+        for name in given:
+            for dotted in OPTION_FIELDS.get(name, [name]):
+                obj_new, obj_base, attr = cfg, base, dotted
+                if dotted.startswith("aug."):
+                    obj_new, obj_base, attr = cfg.aug, base.aug, dotted[4:]
+                setattr(obj_base, attr, getattr(obj_new, attr))
+        cfg = base
+    if cfg.optimizer not in ("adam", "adamw"):
         fail("--optimizer must be adam or adamw")
     try:
         model_dir = run_training(data, out_dir, cfg, resume=resume)
+        if recipe is not None:  # the recipe travels with the model it made
+            from .config import atomic_write_text
+
+            atomic_write_text(model_dir / "recipe.yaml", recipe.read_text())
     except (DatasetError, ModelError, FileNotFoundError, FileExistsError, ValueError, OSError) as e:
         fail(str(e))
     out.print(f"model folder written: [bold]{model_dir}[/]")

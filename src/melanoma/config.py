@@ -28,6 +28,7 @@ class ModelConfig:
     threshold: float = 0.5
     temperature: float = 1.0
     pretrained: str = "imagenet"  # provenance of the initial weights: "imagenet" or "none"
+    color_constancy: str | None = None  # "shades_of_grey": applied to every image after the resize
     training: dict[str, Any] = field(default_factory=dict)  # recipe, data, split hash, versions, val metrics
 
     def to_dict(self) -> dict[str, Any]:

@@ -84,3 +84,21 @@ def open_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
 
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+COLOR_CONSTANCY = (None, "shades_of_grey")
+
+
+def shades_of_grey(img: Image.Image, p: float = 6.0) -> Image.Image:
+    """Colour constancy (Finlayson & Trezzi 2004): estimate the illuminant per channel as the
+    Minkowski p-norm mean of the pixels and rescale the channels so that it becomes neutral grey.
+
+    Different dermatoscopes and clinics tint their images; removing the tint keeps a classifier from
+    learning the camera. Used the same way in training, PyTorch inference and the torch-free ONNX
+    path, so all three see identical pixels. RGB uint8 in, RGB uint8 out, same size.
+    """
+    # Hand-written: no maintained library ships this estimator (it is 5 lines of numpy).
+    a = np.asarray(img, dtype=np.float32)
+    illum = np.power(np.mean(np.power(a, p), axis=(0, 1)), 1.0 / p)  # (3,)
+    gain = np.linalg.norm(illum) / (np.sqrt(3.0) * np.maximum(illum, 1e-6))  # grey illuminant: gain 1
+    return Image.fromarray(np.clip(a * gain, 0, 255).round().astype(np.uint8))

@@ -26,6 +26,8 @@ class TrainConfig:
     arch: str = "tf_efficientnet_lite0"
     pretrained: str = "imagenet"
     img_size: int = 224
+    color_constancy: str | None = None  # "shades_of_grey", applied in training and at inference
+    freeze_blocks: int = 0  # EfficientNet: keep the stem and this many first blocks at ImageNet weights
     epochs: int = 10
     batch_size: int = 32
     lr: float = 5e-4
@@ -48,15 +50,43 @@ class TrainConfig:
     fast_dev_run: bool = False
 
 
+def load_recipe(path: str | Path) -> TrainConfig:
+    """A YAML file of TrainConfig fields (``aug:`` as a mapping) -> TrainConfig; unknown keys are errors."""
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError("a recipe is a mapping of TrainConfig fields")
+    raw.pop("notes", None)  # free text for the reader
+    aug = AugConfig(**(raw.pop("aug", None) or {}))
+    return TrainConfig(**raw, aug=aug)
+
+
 class LesionClassifier(L.LightningModule):
     """Wraps a network with one output logit. ``forward``: (N, 3, H, W) -> logits (N,)."""
 
     def __init__(self, arch: str, pretrained: str, lr: float, weight_decay: float, optimizer: str,
-                 warmup_epochs: float):
+                 warmup_epochs: float, freeze_blocks: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self.net = create_model(arch, pretrained=pretrained).to(memory_format=torch.channels_last)
         self.val_auc, self.val_acc = BinaryAUROC(), BinaryAccuracy()
+        # The high-resolution early layers cost most of the backward pass and learn generic edges;
+        # freezing them trains ~1.3x (2 blocks) to ~1.6x (3 blocks) faster on CPU at 224 px.
+        self.frozen = self._frozen_modules(freeze_blocks)  # a plain list: not registered twice
+        for m in self.frozen:
+            m.requires_grad_(False)
+
+    def _frozen_modules(self, n: int) -> list[torch.nn.Module]:
+        if n <= 0:
+            return []
+        if not hasattr(self.net, "blocks"):
+            raise ValueError(f"freeze_blocks needs an EfficientNet-style model (got {self.hparams.arch})")
+        return [self.net.conv_stem, self.net.bn1, *self.net.blocks[:n]]
+
+    def on_train_epoch_start(self):
+        for m in self.frozen:
+            m.eval()  # frozen layers keep their ImageNet batch-norm statistics too
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.contiguous(memory_format=torch.channels_last)).squeeze(1)
@@ -89,7 +119,7 @@ class LesionClassifier(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[hp.optimizer]
-        opt = opt_cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        opt = opt_cls([p for p in self.parameters() if p.requires_grad], lr=hp.lr, weight_decay=hp.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = max(1, int(hp.warmup_epochs * total / max(1, self.trainer.max_epochs)))
 
@@ -189,9 +219,10 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                                     audit.groups() if cfg.group_duplicates and audit else None)
     split_hash = write_split(out / "split.csv", {"train": train_s, "val": val_s})
     mean, std = default_mean_std(cfg.arch)
-    dm = LesionDataModule(train_s, val_s, cfg.img_size, mean, std, cfg.aug, cfg.batch_size, cfg.num_workers)
+    dm = LesionDataModule(train_s, val_s, cfg.img_size, mean, std, cfg.aug, cfg.batch_size, cfg.num_workers,
+                          cfg.color_constancy)
     module = LesionClassifier(cfg.arch, cfg.pretrained, cfg.lr, cfg.weight_decay, cfg.optimizer,
-                              cfg.warmup_epochs)
+                              cfg.warmup_epochs, cfg.freeze_blocks)
 
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_auc", mode="max",
                            enable_version_counter=False)
@@ -217,6 +248,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         val_metrics["val_auc"] = round(float(ckpt.best_model_score), 6)
     model_cfg = ModelConfig(
         arch=cfg.arch, img_size=cfg.img_size, mean=mean, std=std, pretrained=cfg.pretrained,
+        color_constancy=cfg.color_constancy,
         training={"recipe": {**asdict(cfg)}, "data": str(data), "n_train": len(train_s),
                   "n_val": len(val_s), "n_dropped_test_duplicates": len(dropped), "split_sha256": split_hash, "epochs_run": trainer.current_epoch,
                   "best_val": val_metrics, "versions": _versions()})
