@@ -17,7 +17,7 @@ from pathlib import Path
 
 from melanoma.data import discover
 from melanoma.nonlesion import nonlesion_images
-from melanoma.predict import Predictor
+from melanoma.inference import load_predictor
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--lesions", type=Path, nargs="+", required=True)
     ap.add_argument("--out", type=Path, default=Path("runs/ood-gate"))
     args = ap.parse_args()
-    predictor = Predictor(args.model, num_workers=1)
+    predictor = load_predictor(args.model, num_workers=2)
     report: dict = {"threshold": predictor.ood.threshold if predictor.ood else None}
     with tempfile.TemporaryDirectory() as tmp:
         paths = []

@@ -126,3 +126,27 @@ def test_unreadable_image_is_named_in_a_warning_and_skipped(tmp_path: Path):
     x, y, idx = collate_skip_none(items)
     assert x.shape == (4, 3, 32, 32) and len(y) == 4
     assert collate_skip_none([None, None]) is None
+
+
+def test_shades_of_grey_removes_a_colour_cast_and_keeps_neutral_images():
+    from melanoma.imaging import shades_of_grey
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(40, 200, (64, 64, 1)).repeat(3, axis=2).astype(np.uint8)
+    tinted = np.clip(grey * np.array([1.0, 0.8, 0.6]), 0, 255).astype(np.uint8)  # a warm camera
+    corrected = np.asarray(shades_of_grey(Image.fromarray(tinted)), np.float32)
+    means = corrected.reshape(-1, 3).mean(axis=0)
+    assert means.max() - means.min() < 0.03 * means.mean()  # the cast is gone
+    assert np.abs(np.asarray(shades_of_grey(Image.fromarray(grey)), np.int16) - grey).max() <= 1
+
+
+def test_vignette_darkens_the_rim_and_keeps_the_centre():
+    from melanoma.data import RandomVignette
+
+    torch.manual_seed(0)
+    img = torch.full((3, 64, 64), 200, dtype=torch.uint8)
+    outs = torch.stack([RandomVignette(p=1.0)(img) for _ in range(10)])
+    assert outs.dtype == torch.uint8 and (outs[:, :, 32, 32] == 200).all()  # the lesion stays
+    corners = outs[:, :, [0, 0, -1, -1], [0, -1, 0, -1]].float()
+    assert corners.mean() < 100  # the frame is dark
+    assert torch.equal(RandomVignette(p=0.0)(img), img)

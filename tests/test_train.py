@@ -1,3 +1,4 @@
+import json
 import csv
 from pathlib import Path
 
@@ -50,3 +51,43 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path: Path):
     data = write_class_folders(tmp_path / "data", 4)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train(data, tmp_path / "run", tiny_config(), resume=True)
+
+
+def test_frozen_blocks_keep_their_imagenet_weights_and_the_rest_learns():
+    from melanoma.train import LesionClassifier
+
+    module = LesionClassifier("tf_efficientnet_lite0", "none", 1e-2, 0.0, "adam", 0.0, freeze_blocks=2)
+    before = {k: v.clone() for k, v in module.net.state_dict().items()}
+    opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-2)
+    module.train()
+    module.on_train_epoch_start()
+    x, y = torch.randn(4, 3, 64, 64), torch.tensor([0.0, 1.0, 0.0, 1.0])
+    torch.nn.functional.binary_cross_entropy_with_logits(module(x), y).backward()
+    opt.step()
+    after = module.net.state_dict()
+    frozen = [k for k in before if k.startswith(("conv_stem", "bn1", "blocks.0.", "blocks.1."))]
+    trained = [k for k in before if k.startswith(("blocks.2.", "blocks.6.", "conv_head", "classifier"))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # running stats too
+    assert any(not torch.equal(before[k], after[k]) for k in trained)
+
+
+def test_recipe_file_with_command_line_overrides(tmp_path: Path, kaggle_like: Path):
+    from typer.testing import CliRunner
+
+    from melanoma.cli import app
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("arch: small_cnn\npretrained: none\nimg_size: 40\nepochs: 3\nlr: 0.002\n"
+                      "color_constancy: shades_of_grey\naug:\n  vignette: 0.5\n  rotation: 10\n")
+    result = CliRunner().invoke(app, ["train", str(kaggle_like), "--recipe", str(recipe), "--out",
+                                      str(tmp_path / "run"), "--img-size", "48", "--no-flips", "--fast-dev-run"])
+    assert result.exit_code == 0, result.output
+    cfg = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    r = cfg["training"]["recipe"]
+    assert (cfg["img_size"], r["epochs"], r["lr"], cfg["color_constancy"]) == (48, 3, 0.002, "shades_of_grey")
+    assert (r["aug"]["vignette"], r["aug"]["rotation"], r["aug"]["hflip"]) == (0.5, 10, False)
+    assert (tmp_path / "run" / "model" / "recipe.yaml").read_text() == recipe.read_text()
+
+    recipe.write_text("epochs: 3\nlearning_rate: 0.1\n")
+    result = CliRunner().invoke(app, ["train", str(kaggle_like), "--recipe", str(recipe), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "learning_rate" in result.output and "Traceback" not in result.output

@@ -3,6 +3,7 @@ a Grad-CAM overlay and a plain-language disclaimer. ``melanoma serve`` starts it
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import tempfile
 import threading
@@ -34,10 +35,16 @@ def build_app(model_dir: str | Path | None = None):
 
     from .data import load_image
     from .explain import Explainer
+    from .config import DEFAULT_MODEL_DIR
+    from .inference import ONNX_FILE, OnnxPredictor
     from .predict import Predictor
 
-    predictor = Predictor(model_dir)
+    predictor = Predictor(model_dir)  # PyTorch: Grad-CAM needs gradients
     explainer = Explainer(predictor)
+    # Batches run on ONNX Runtime when the model folder has model.onnx: ~2x faster on CPU, and its
+    # session is thread-safe, so batches need not wait for the lock below.
+    folder = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
+    batch_predictor = OnnxPredictor(folder) if (folder / ONNX_FILE).is_file() else predictor
     # The model's forward hooks (gate features, Grad-CAM activations) hold per-call state: one request
     # uses the model at a time. Torch already spreads one call over every core, so little is lost.
     model_lock = threading.Lock()
@@ -68,8 +75,9 @@ def build_app(model_dir: str | Path | None = None):
     def assess_batch(files: list | None):
         if not files:
             raise gr.Error("Please add one or more images.")
-        with model_lock:
-            rows = predictor.predict_paths([Path(getattr(f, "name", f)) for f in files])
+        paths = [Path(getattr(f, "name", f)) for f in files]
+        with model_lock if batch_predictor is predictor else contextlib.nullcontext():
+            rows = batch_predictor.predict_paths(paths)
         table = [[Path(r["path"]).name, r["status"], "" if r["p_malignant"] is None else f"{r['p_malignant']:.3f}",
                   r["label"] or "", r["error"] or ""] for r in rows]
         out = Path(tempfile.mkdtemp()) / "predictions.csv"

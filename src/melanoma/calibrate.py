@@ -82,7 +82,7 @@ def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | N
     config.json. Returns what was fitted, with validation ECE before and after and sample sizes."""
     from pathlib import Path
 
-    from .config import ModelConfig
+    from .config import ModelConfig, write_checksums
     from .predict import Predictor
 
     predictor = Predictor(model_dir, batch_size=batch_size, num_workers=1 if len(val_samples) > 256 else 0)
@@ -107,4 +107,5 @@ def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | N
     cfg.temperature, cfg.threshold = temperature, threshold
     cfg.training["calibration"] = result
     cfg.save(cfg_path)
+    write_checksums(cfg_path.parent)
     return result

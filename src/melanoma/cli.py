@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -54,6 +55,8 @@ def train(
     seed: int = typer.Option(42),
     target_sensitivity: float = typer.Option(0.95, help="Decision threshold: the validation sensitivity to reach."),
     youden: bool = typer.Option(False, "--youden", help="Choose the threshold by Youden's J instead."),
+    extra_train: list[Path] = typer.Option([], help="Also train on this dataset's train split, minus its "
+                                                    "copies of DATA's images (repeatable)."),
     group_duplicates: bool = typer.Option(True, help="Keep near-duplicate clusters on one side of train/val."),
     drop_test_duplicates: bool = typer.Option(False, help="Leave out train images with a copy in test."),
     num_workers: int = typer.Option(2, help="Data-loading processes."),
@@ -74,7 +77,7 @@ def train(
 ) -> None:
     """Fine-tune a CNN and write a self-contained model folder (model.safetensors + config.json)."""
     from .data import AugConfig, DatasetError
-    from .models import ModelError
+    from .config import ModelError
     from .train import TrainConfig, load_recipe
     from .train import train as run_training
 
@@ -85,6 +88,7 @@ def train(
                       lr=lr, weight_decay=weight_decay, optimizer=optimizer, patience=patience,
                       val_fraction=val_fraction, seed=seed,
                       target_sensitivity=None if youden else target_sensitivity,
+                      extra_train=[str(p) for p in extra_train],
                       group_duplicates=group_duplicates, drop_test_duplicates=drop_test_duplicates, num_workers=num_workers, aug=aug,
                       accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
                       num_nodes=num_nodes, strategy=strategy, precision=precision,
@@ -106,7 +110,7 @@ def train(
     if cfg.optimizer not in ("adam", "adamw"):
         fail("--optimizer must be adam or adamw")
     try:
-        model_dir = run_training(data, out_dir, cfg, resume=resume)
+        model_dir = run_training(data, out_dir, cfg, resume=resume, command=shlex.join(["melanoma", *sys.argv[1:]]))
         if recipe is not None:  # the recipe travels with the model it made
             from .config import atomic_write_text
 
@@ -127,7 +131,7 @@ def calibrate(
     """Fit the temperature and decision threshold of a model on validation data."""
     from .calibrate import calibrate_model_folder
     from .data import DatasetError, discover, read_split, select_split
-    from .models import ModelError
+    from .config import ModelError
 
     if split == "test":
         fail("calibrating on the test split would make every test number optimistic; use validation data")
@@ -247,11 +251,12 @@ def evaluate(
     clean: bool = typer.Option(True, help="Also report the clean test: images with no near-duplicate in train "
                                           "(audited on demand, cached). Needs train and test splits."),
     tta: bool = typer.Option(False, "--tta", help="Average the 8 flips/rotations of each image."),
+    engine: str = typer.Option("auto", help="onnx (ONNX Runtime, no torch), torch, or auto (onnx when the model has model.onnx)."),
 ) -> None:
     """Metrics of a model on a labelled split: printed, and written to OUT/metrics.json."""
     from .data import DatasetError
     from .evaluate import evaluate as run_eval
-    from .models import ModelError
+    from .config import ModelError
 
     from .audit import cached_audit
     from .config import atomic_write_text
@@ -269,7 +274,7 @@ def evaluate(
             task = progress.add_task("predicting", total=None)
             m = run_eval(data, out_dir, model, split, batch_size,
                          on_batch=lambda n: progress.advance(task, n),
-                         on_start=lambda n: progress.update(task, total=n), clean_paths=clean_paths, tta=tta)
+                         on_start=lambda n: progress.update(task, total=n), clean_paths=clean_paths, tta=tta, engine=engine)
     except (DatasetError, ModelError) as e:
         fail(str(e))
     out.print(_metrics_table(m, f"{m['split']} split of {data}"))
@@ -289,6 +294,7 @@ def predict(
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON/CSV here instead of stdout."),
     tta: bool = typer.Option(False, "--tta", help="Average the 8 flips/rotations of each image."),
+    engine: str = typer.Option("auto", help="onnx (ONNX Runtime, no torch), torch, or auto (onnx when the model has model.onnx)."),
     explain_dir: Optional[Path] = typer.Option(None, "--explain", help="Also write Grad-CAM overlays here."),
     batch_size: int = typer.Option(32, min=1),
 ) -> None:
@@ -301,8 +307,8 @@ def predict(
 
     from rich.table import Table
 
-    from .models import ModelError
-    from .predict import Predictor, expand_paths
+    from .config import ModelError
+    from .inference import expand_paths, load_predictor
 
     fmt = "json" if as_json else fmt
     if fmt not in ("table", "json", "csv"):
@@ -311,8 +317,9 @@ def predict(
     if not files:
         fail("no images found in " + " ".join(paths))
     try:
-        predictor = Predictor(model, batch_size=batch_size, tta=tta)
-    except ModelError as e:
+        # Grad-CAM needs gradients, so --explain runs on PyTorch
+        predictor = load_predictor(model, "torch" if explain_dir else engine, batch_size=batch_size, tta=tta)
+    except (ModelError, ValueError) as e:
         fail(str(e))
     with _progress("predict") as progress:
         task = progress.add_task("predicting", total=len(files))
@@ -370,7 +377,7 @@ def explain(
     model: Optional[Path] = typer.Option(None, help="Model folder; the bundled model by default."),
 ) -> None:
     """Grad-CAM heatmaps: where in each image the malignancy score comes from."""
-    from .models import ModelError
+    from .config import ModelError
     from .predict import Predictor, expand_paths
 
     files = expand_paths(paths)
@@ -394,7 +401,7 @@ def serve(
 ) -> None:
     """The web app (Gradio): one image or a batch, with the decision and a Grad-CAM overlay."""
     from .app import serve as run_server
-    from .models import ModelError
+    from .config import ModelError
 
     try:
         run_server(model, host, port, share)
@@ -411,7 +418,7 @@ def export_hub_cmd(
 ) -> None:
     """A Hugging Face model repository folder: config.json, model.safetensors, model.onnx, README.md."""
     from .export import export_hub, push_to_hub
-    from .models import ModelError
+    from .config import ModelError
 
     try:
         folder = export_hub(model_dir, out_dir, metrics)

@@ -10,6 +10,13 @@ from pathlib import Path
 from typing import Any
 
 CLASS_NAMES = ("benign", "malignant")
+DEFAULT_MODEL_DIR = Path(__file__).parent / "weights" / "default"  # the bundled model
+CHECKSUMS = "SHA256SUMS"  # `sha256sum -c` format, one line per file of the model folder
+CHECKED_FILES = ("config.json", "model.safetensors", "model.onnx", "ood.safetensors")
+
+
+class ModelError(RuntimeError):
+    """A model folder that is missing, incomplete, altered, or does not match its config."""
 
 
 @dataclass
@@ -80,3 +87,51 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def sha256_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_checksums(model_dir: str | Path) -> None:
+    """(Re)write ``SHA256SUMS`` for the model files present; every writer of a model folder calls it."""
+    model_dir = Path(model_dir)
+    lines = [f"{sha256_file(model_dir / n)}  {n}" for n in CHECKED_FILES if (model_dir / n).is_file()]
+    atomic_write_text(model_dir / CHECKSUMS, "\n".join(lines) + "\n")
+
+
+def verify_checksums(model_dir: Path, names: tuple[str, ...]) -> None:
+    """Raise ModelError when one of ``names`` differs from its line in ``SHA256SUMS``.
+
+    Folders without the file (older ones, hand-made ones) are accepted as they are; the bundled
+    model has one, so a damaged install or an edited weight file is caught before it predicts.
+    """
+    listing = model_dir / CHECKSUMS
+    if not listing.is_file():
+        return
+    expected = dict(reversed(line.split(maxsplit=1)) for line in listing.read_text().splitlines() if line.strip())
+    for name in names:
+        if name in expected and not (model_dir / name).is_file():
+            raise ModelError(f"{model_dir / name} is listed in {CHECKSUMS} but missing")
+        if name in expected and sha256_file(model_dir / name) != expected[name]:
+            raise ModelError(f"{model_dir / name} does not match its checksum in {CHECKSUMS}: the file is "
+                             "damaged or was changed (reinstall the package; after a deliberate edit, delete "
+                             f"{CHECKSUMS} or refit with `melanoma calibrate`)")
+
+
+def load_config(model_dir: Path, weights: str) -> ModelConfig:
+    """The verified config of a model folder that must hold ``weights`` (e.g. model.onnx)."""
+    for name in ("config.json", weights):
+        if not (model_dir / name).is_file():
+            raise ModelError(f"{model_dir} is not a model folder: {name} is missing")
+    verify_checksums(model_dir, ("config.json", weights, "ood.safetensors"))
+    try:
+        return ModelConfig.load(model_dir / "config.json")
+    except (ValueError, TypeError) as e:
+        raise ModelError(f"{model_dir}/config.json is invalid: {e}") from e

@@ -22,33 +22,14 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.transforms import v2
 
 from .config import CLASS_NAMES, atomic_write_text
-from .imaging import COLOR_CONSTANCY, open_rgb, shades_of_grey
+from .imaging import COLOR_CONSTANCY, IMAGE_EXTS, Sample, find_images, is_image, open_rgb, shades_of_grey  # noqa: F401
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "test": "test", "testing": "test"}
 
 
 class DatasetError(ValueError):
     """A dataset folder or CSV that cannot be read as one of the supported layouts."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    path: Path
-    label: int  # 0 = benign, 1 = malignant
-
-
-def is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTS and not path.name.startswith(".")
-
-
-def find_images(root: Path) -> list[Path]:
-    """Image files under ``root``, recursively and following symbolic links, sorted."""
-    import os
-
-    return sorted(p for d, _, names in os.walk(root, followlinks=True) for n in names
-                  if is_image(p := Path(d) / n))
 
 
 def _class_dirs(folder: Path) -> dict[int, Path]:

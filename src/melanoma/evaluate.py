@@ -151,7 +151,7 @@ def write_plots(labels, probs, metrics: dict, out: Path, title: str) -> None:
 def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = None, split: str = "test",
              batch_size: int = 32, on_batch: Callable[[int], None] | None = None,
              on_start: Callable[[int], None] | None = None, n_boot: int = 1000,
-             clean_paths: set[str] | None = None, tta: bool = False) -> dict:
+             clean_paths: set[str] | None = None, tta: bool = False, engine: str = "auto") -> dict:
     """Predict every image of ``split`` of the dataset at ``data`` and write the results to ``out``.
 
     A dataset without train/test folders is evaluated whole. Unreadable images are left out of the
@@ -159,20 +159,20 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     interval. With ``clean_paths`` (the images with no near-duplicate in training data) the same
     metrics are also computed on that subset, under ``clean``.
     """
-    import torch
-
     from .calibrate import expected_calibration_error, sigmoid
+    from .config import DEFAULT_MODEL_DIR, sha256_file
     from .data import discover, select_split
-    from .predict import Predictor
+    from .inference import load_predictor
 
     splits = discover(data)
     samples = select_split(splits, split)
-    predictor = Predictor(model_dir, batch_size=batch_size, num_workers=1 if len(samples) > 256 else 0, tta=tta)
+    predictor = load_predictor(model_dir, engine, batch_size=batch_size,
+                               num_workers=1 if len(samples) > 256 else 0, tta=tta)
     if on_start:
         on_start(len(samples))
     logits = predictor.predict_logits(samples, on_batch)
     temperature = predictor.cfg.temperature
-    probs = [None if z is None else float(predictor.proba_from_logits(torch.tensor(z))) for z in logits]
+    probs = [None if z is None else float(predictor.proba_from_logits(z)) for z in logits]
     ok = [(s, p, z) for s, p, z in zip(samples, probs, logits) if p is not None]
     labels, scores = [s.label for s, _, _ in ok], [p for _, p, _ in ok]
     raw = [float(sigmoid(np.float64(z))) for _, _, z in ok]  # before temperature scaling
@@ -187,6 +187,7 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     split_name = split if split in splits else "all"
     metrics = {"data": str(data), "split": split_name, **summary(list(range(len(ok)))),
                "temperature": temperature, "model": str(model_dir or "bundled"), "tta": tta,
+               "model_sha256": sha256_file(Path(model_dir or DEFAULT_MODEL_DIR) / "model.safetensors"),
                "ci": f"95% percentile bootstrap, {n_boot} resamples of images, seed 0",
                "skipped": [str(s.path) for s, p in zip(samples, probs) if p is None]}
     if clean_paths is not None:

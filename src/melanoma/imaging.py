@@ -9,6 +9,7 @@ over MAX_PIXELS (decompression bombs) and images under MIN_SIDE pixels on a side
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,25 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 80_000_000  # about 9,000 x 9,000; larger is refused before its pixels are decoded
 MIN_SIDE = 32  # pixels; smaller images hold too little of a lesion to judge
 FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF", "MPO")
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int  # 0 = benign, 1 = malignant
+
+
+def is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTS and not path.name.startswith(".")
+
+
+def find_images(root: Path) -> list[Path]:
+    """Image files under ``root``, recursively and following symbolic links, sorted."""
+    import os
+
+    return sorted(p for d, _, names in os.walk(root, followlinks=True) for n in names
+                  if is_image(p := Path(d) / n))
 
 
 class ImageError(ValueError):

@@ -14,15 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ModelConfig, atomic_write_bytes
+from .config import DEFAULT_MODEL_DIR, ModelConfig, ModelError, atomic_write_bytes, load_config, write_checksums  # noqa: F401
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "weights" / "default"
 LITE_ARCHS = {f"tf_efficientnet_lite{i}": i for i in range(5)}
 LITE_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # the TF EfficientNet-Lite input normalisation
-
-
-class ModelError(RuntimeError):
-    """A model folder that is missing, incomplete or does not match its config."""
 
 
 class SmallCNN(nn.Module):
@@ -127,6 +122,7 @@ def save_model_folder(model: nn.Module, cfg: ModelConfig, out_dir: str | Path) -
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write_bytes(out_dir / "model.safetensors", save(state, metadata={"arch": cfg.arch}))
     cfg.save(out_dir / "config.json")
+    write_checksums(out_dir)
     return out_dir
 
 
@@ -136,13 +132,7 @@ def load_model_folder(model_dir: str | Path | None = None) -> tuple[nn.Module, M
     from safetensors.torch import load_file
 
     model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
-    for name in ("config.json", "model.safetensors"):
-        if not (model_dir / name).is_file():
-            raise ModelError(f"{model_dir} is not a model folder: {name} is missing")
-    try:
-        cfg = ModelConfig.load(model_dir / "config.json")
-    except (ValueError, TypeError) as e:
-        raise ModelError(f"{model_dir}/config.json is invalid: {e}") from e
+    cfg = load_config(model_dir, "model.safetensors")
     try:
         state = load_file(model_dir / "model.safetensors")
     except (SafetensorError, OSError) as e:

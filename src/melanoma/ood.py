@@ -18,7 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 OOD_FILE = "ood.safetensors"
 FLAT_STD = 0.02  # grey-level std (0-1) under which an image is called blank / single-colour
@@ -60,7 +59,7 @@ class OODDetector:
     def save(self, model_dir: Path) -> None:
         from safetensors.numpy import save
 
-        from .config import atomic_write_bytes
+        from .config import atomic_write_bytes, write_checksums
 
         # safetensors writes raw buffers: Fortran-ordered arrays (PCA's) must be made C-contiguous
         data = {k: np.ascontiguousarray(v) for k, v in
@@ -69,6 +68,7 @@ class OODDetector:
         data |= {"residual_scale": np.array([self.residual_scale], np.float32),
                  "threshold": np.array([self.threshold], np.float32)}
         atomic_write_bytes(model_dir / OOD_FILE, save(data))
+        write_checksums(model_dir)
 
     @classmethod
     def load(cls, model_dir: Path) -> "OODDetector | None":
@@ -82,12 +82,11 @@ class OODDetector:
                    float(d["threshold"][0]), d.get("scale"))
 
 
-def is_flat(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """(N, 3, H, W) normalised batch -> (N,) bool: the image is (nearly) one colour."""
-    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
-    grey = (x * s + m).mean(dim=1)
-    return grey.flatten(1).std(dim=1) < FLAT_STD
+def is_flat(x, mean, std) -> np.ndarray:
+    """(N, 3, H, W) normalised batch (numpy or CPU torch) -> (N,) bool: the image is (nearly) one colour."""
+    x = np.asarray(x, dtype=np.float32)
+    grey = (x * np.asarray(std, np.float32).reshape(1, 3, 1, 1) + np.asarray(mean, np.float32).reshape(1, 3, 1, 1)).mean(axis=1)
+    return grey.reshape(len(x), -1).std(axis=1) < FLAT_STD
 
 
 def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile: float = 0.995,

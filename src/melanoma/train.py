@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from .calibrate import calibrate_model_folder
 from .ood import fit_ood_for_model
-from .config import ModelConfig, atomic_write_text
+from .config import ModelConfig, atomic_write_text, write_checksums
 from .data import AugConfig, LesionDataModule, discover, make_train_val, write_split
 from .models import create_model, default_mean_std, save_model_folder
 
@@ -38,6 +39,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 42
     target_sensitivity: float | None = 0.95  # threshold rule on validation data; None = Youden's J
+    extra_train: list[str] = field(default_factory=list)  # datasets whose train split is added to training
     group_duplicates: bool = True  # keep each near-duplicate cluster on one side of train/val
     drop_test_duplicates: bool = False  # leave out training images that have a copy in test
     num_workers: int = 2
@@ -166,6 +168,19 @@ def collect_training_log(run_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def extra_training_samples(data: str | Path, extra: str | Path) -> tuple[list, int]:
+    """The train split of dataset ``extra`` (all of it if it has no splits), minus every image with a
+    near-duplicate anywhere in ``data``: such copies would leak into ``data``'s validation and test
+    splits and add nothing new. Returns (samples, number left out)."""
+    from .audit import audit
+
+    copies = {a for a, _, _ in audit(data, against=extra).cross}
+    splits = discover(extra)
+    pool = splits.get("train") or splits.get("all") or []
+    kept = [s for s in pool if str(s.path) not in copies]
+    return kept, len(pool) - len(kept)
+
+
 MIN_FREE_BYTES = 200 * 2**20  # two checkpoints and a model folder of lite0-sized models, with margin
 
 
@@ -186,13 +201,21 @@ def check_writable(out: Path) -> None:
                       f"{MIN_FREE_BYTES / 2**20:.0f} MB for its checkpoints and model folder")
 
 
-def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False) -> Path:
+def _machine() -> str:
+    import os
+
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return f"{os.cpu_count()} CPU cores" + (f", {len(gpus)} x {gpus[0]}" if gpus else "")
+
+
+def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False,
+          command: str | None = None) -> Path:
     """Train on the dataset at ``data``; returns the model folder ``out/model``.
 
     ``out`` also receives ``split.csv`` (the exact train/val lists), ``checkpoints/{best,last}.ckpt``
     and ``logs/`` (per-epoch metrics as CSV). With ``resume`` the run continues from ``last.ckpt``.
     """
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping, LambdaCallback, LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     out = Path(out)
@@ -202,6 +225,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     if not resume and last_ckpt.is_file():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     check_writable(out)
+    clock = {"start": time.perf_counter()}
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     splits = discover(data)
@@ -217,6 +241,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         splits["train"] = [s for s in splits.get("train", []) if groups.get(str(s.path)) not in test_clusters]
     train_s, val_s = make_train_val(splits, cfg.val_fraction, cfg.seed,
                                     audit.groups() if cfg.group_duplicates and audit else None)
+    extra = {p: extra_training_samples(data, p) for p in cfg.extra_train}
+    train_s = sorted(train_s + [s for used, _ in extra.values() for s in used], key=lambda s: str(s.path))
     split_hash = write_split(out / "split.csv", {"train": train_s, "val": val_s})
     mean, std = default_mean_std(cfg.arch)
     dm = LesionDataModule(train_s, val_s, cfg.img_size, mean, std, cfg.aug, cfg.batch_size, cfg.num_workers,
@@ -234,11 +260,14 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=cfg.strategy, precision=precision,
         callbacks=[ckpt, last, EarlyStopping(monitor="val_auc", mode="max", patience=cfg.patience),
-                   LearningRateMonitor("epoch"), _progress_bar()],
+                   LearningRateMonitor("epoch"), _progress_bar(),
+                   LambdaCallback(on_train_start=lambda tr, _: clock.__setitem__("first_epoch", tr.current_epoch))],
         # a new logs/version_N per (re)start keeps the curves of every part of a resumed run
         logger=CSVLogger(out, name="logs"), default_root_dir=out, deterministic=False,
         fast_dev_run=cfg.fast_dev_run, enable_model_summary=False, log_every_n_steps=10)
+    clock["fit"] = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(last_ckpt) if resume else None)
+    clock["fit_end"] = time.perf_counter()
 
     if ckpt.best_model_path:  # empty under fast_dev_run, which saves no checkpoint
         state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
@@ -250,15 +279,34 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         arch=cfg.arch, img_size=cfg.img_size, mean=mean, std=std, pretrained=cfg.pretrained,
         color_constancy=cfg.color_constancy,
         training={"recipe": {**asdict(cfg)}, "data": str(data), "n_train": len(train_s),
-                  "n_val": len(val_s), "n_dropped_test_duplicates": len(dropped), "split_sha256": split_hash, "epochs_run": trainer.current_epoch,
+                  "n_val": len(val_s), "n_dropped_test_duplicates": len(dropped),
+                  "extra_train": {p: {"n_used": len(u), "n_left_out_copies_of_data": n} for p, (u, n) in extra.items()}, "split_sha256": split_hash, "epochs_run": trainer.current_epoch,
+                  "command": command, "machine": _machine(),
                   "best_val": val_metrics, "versions": _versions()})
     if trainer.is_global_zero:
         save_model_folder(module.net, model_cfg, out / "model")
         atomic_write_text(out / "model" / "training_log.csv", collect_training_log(out))
         calibrate_model_folder(out / "model", val_s, cfg.target_sensitivity, cfg.batch_size)
+        clock["calibrate_end"] = time.perf_counter()
         if hasattr(module.net, "forward_head"):  # the "cannot assess" gate needs pooled features
             import random
 
             fit = random.Random(cfg.seed).sample(train_s, min(2000, len(train_s)))
             fit_ood_for_model(out / "model", fit, val_s, batch_size=cfg.batch_size)
+        clock["gate_end"] = time.perf_counter()
+        _record_timings(out / "model", clock, len(train_s) * (trainer.current_epoch - clock.get("first_epoch", 0)))
     return out / "model"
+
+
+def _record_timings(model_dir: Path, clock: dict[str, float], images_trained: int) -> None:
+    """Wall seconds of each stage of this (part of the) run, into config.json's ``training``."""
+    cfg = ModelConfig.load(model_dir / "config.json")
+    fit_s = clock["fit_end"] - clock["fit"]
+    cfg.training["timings_s"] = {
+        "data_and_audit": round(clock["fit"] - clock["start"], 1), "fit": round(fit_s, 1),
+        "calibrate": round(clock["calibrate_end"] - clock["fit_end"], 1),
+        "gate": round(clock["gate_end"] - clock["calibrate_end"], 1),
+        "total": round(clock["gate_end"] - clock["start"], 1),
+        "train_images_per_s_incl_validation": round(images_trained / fit_s, 2) if fit_s > 0 else None}
+    cfg.save(model_dir / "config.json")
+    write_checksums(model_dir)

@@ -1,0 +1,118 @@
+"""Inference speed on this machine's CPU: PyTorch eager vs ONNX Runtime, measured side by side.
+
+    python benchmarks/inference_speed.py [--model DIR] [--data ../shared/data/melanoma_cancer_dataset/test] [--out runs/speed]
+
+1. The network alone (logit + gate features) on a fixed normalised batch, batch 1 and batch 32:
+   median of repeated runs after warm-up; images/s and ms per call.
+2. End to end: every image of --data through ``predict_paths`` (decoding, resizing, colour constancy,
+   network, gate), one engine after the other.
+3. Cold start: ``melanoma predict ONE.jpg`` as a fresh process, wall time, median of 5 (after one
+   run that warms the file cache), for each engine.
+Writes OUT/speed.json and prints a markdown table for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def timed(fn, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def network_speed(model_dir: Path | None) -> list[dict]:
+    import torch
+
+    from melanoma.inference import OnnxPredictor
+    from melanoma.predict import Predictor
+
+    torch_p, onnx_p = Predictor(model_dir), OnnxPredictor(model_dir)
+    size = torch_p.cfg.img_size
+    rows = []
+    for batch, repeats in ((1, 50), (32, 8)):
+        x = np.random.default_rng(0).normal(0, 0.5, (batch, 3, size, size)).astype(np.float32)
+        xt = torch.from_numpy(x)
+        for engine, fn in (("pytorch eager", lambda: torch_p.forward(xt)),
+                           ("onnx runtime", lambda: onnx_p.forward(x))):
+            s = timed(fn, repeats)
+            rows.append({"engine": engine, "batch": batch, "ms_per_call": round(1000 * s, 2),
+                         "images_per_s": round(batch / s, 1)})
+    return rows
+
+
+def end_to_end(model_dir: Path | None, data: Path) -> list[dict]:
+    from melanoma.inference import expand_paths, load_predictor
+
+    paths = expand_paths([data])
+    rows = []
+    for engine in ("onnx", "torch"):
+        predictor = load_predictor(model_dir, engine, num_workers=2)
+        t = time.perf_counter()
+        out = predictor.predict_paths(paths)
+        wall = time.perf_counter() - t
+        rows.append({"engine": engine, "n_images": len(paths), "wall_s": round(wall, 2),
+                     "images_per_s": round(len(paths) / wall, 1),
+                     "n_ok": sum(r["status"] == "ok" for r in out)})
+    return rows
+
+
+def cold_start(model_dir: Path | None, image: Path) -> list[dict]:
+    exe = str(Path(sys.executable).with_name("melanoma"))
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}  # as a user's shell has it
+    rows = []
+    for engine in ("onnx", "torch"):
+        cmd = [exe, "predict", str(image), "--engine", engine] + (["--model", str(model_dir)] if model_dir else [])
+        walls = []
+        for i in range(6):
+            t = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            if i:  # the first run only warms the file cache
+                walls.append(time.perf_counter() - t)
+        rows.append({"engine": engine, "median_wall_s": round(statistics.median(walls), 2),
+                     "max_wall_s": round(max(walls), 2), "runs": len(walls)})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared/data/melanoma_cancer_dataset/test")
+    ap.add_argument("--out", type=Path, default=REPO / "runs/speed")
+    args = ap.parse_args()
+    image = next(iter(sorted((REPO / "samples").rglob("*.jpg"))))
+    result = {"cpu_count": os.cpu_count(), "network": network_speed(args.model),
+              "cold_start": cold_start(args.model, image)}
+    if args.data.is_dir():
+        result["end_to_end"] = end_to_end(args.model, args.data)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"| engine | batch | ms per call | images/s |  (network alone, {os.cpu_count()} CPU cores)\n|---|---|---|---|")
+    for r in result["network"]:
+        print(f"| {r['engine']} | {r['batch']} | {r['ms_per_call']} | {r['images_per_s']} |")
+    for r in result.get("end_to_end", []):
+        print(f"end to end, {r['engine']}: {r['n_images']} images in {r['wall_s']} s ({r['images_per_s']}/s)")
+    for r in result["cold_start"]:
+        print(f"cold start `melanoma predict one.jpg --engine {r['engine']}`: median {r['median_wall_s']} s, "
+              f"max {r['max_wall_s']} s over {r['runs']} runs")
+
+
+if __name__ == "__main__":
+    main()

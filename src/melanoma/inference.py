@@ -1,0 +1,218 @@
+"""Inference without PyTorch: image files -> decisions with ONNX Runtime, numpy and PIL only.
+
+``melanoma predict`` and the app run on this path when the model folder holds ``model.onnx``: it starts
+in a fraction of a second (importing torch alone takes longer) and runs faster on a CPU than PyTorch
+eager. :class:`BasePredictor` holds what both engines share (the gate, the calibrated probability,
+the decision row); :class:`melanoma.predict.Predictor` is the PyTorch engine, needed for Grad-CAM.
+"""
+
+from __future__ import annotations
+
+import glob
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .config import DEFAULT_MODEL_DIR, ModelConfig, ModelError, load_config
+from .imaging import Sample, find_images, open_rgb, shades_of_grey
+from .ood import OODDetector, is_flat
+
+ONNX_FILE = "model.onnx"
+
+
+def expand_paths(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files, folders (searched recursively for images) and glob patterns -> sorted unique files.
+
+    A name that matches nothing is kept, so that the caller reports it as an error row.
+    """
+    found: list[Path] = []
+    for item in map(str, inputs):
+        matches = [Path(m) for m in sorted(glob.glob(item, recursive=True))] if glob.has_magic(item) else [Path(item)]
+        for p in matches:
+            if p.is_dir():
+                found += find_images(p)
+            else:
+                found.append(p)
+    return list(dict.fromkeys(found))
+
+
+def unreadable_reason(path: Path) -> str:
+    """Why ``path`` cannot be used, in one line (re-opens it: only called for failures)."""
+    try:
+        open_rgb(path)
+    except ValueError as e:  # ImageError carries the user-facing reason
+        return str(e)
+    return "unreadable image"
+
+
+def preprocess(img: Image.Image, cfg: ModelConfig) -> np.ndarray:
+    """RGB PIL image -> (3, S, S) float32, normalised; the same pixels as the eval transform of
+    :func:`melanoma.data.build_transform` (PIL bilinear resize, colour constancy, scale, normalise)."""
+    img = img.resize((cfg.img_size, cfg.img_size), Image.BILINEAR)
+    if cfg.color_constancy == "shades_of_grey":
+        img = shades_of_grey(img)
+    x = np.asarray(img, dtype=np.float32) / 255.0
+    return ((x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)).transpose(2, 0, 1)
+
+
+def dihedral(x: np.ndarray) -> list[np.ndarray]:
+    """The 8 flips/rotations of a (N, C, H, W) batch, for test-time augmentation."""
+    rots = [np.rot90(x, k, axes=(2, 3)) for k in range(4)]
+    return [np.ascontiguousarray(r) for r in rots + [r[..., ::-1] for r in rots]]
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
+
+
+class BasePredictor:
+    """Shared by both engines. A subclass sets ``cfg`` and ``ood`` and implements :meth:`run`:
+    samples (anything with a ``.path``) -> per sample ``{"logit", "ood_score", "flat", "features"}``
+    or None when the image is unreadable."""
+
+    cfg: ModelConfig
+    ood: OODDetector | None
+
+    def run(self, samples: list, on_batch: Callable[[int], None] | None = None) -> list[dict | None]:
+        raise NotImplementedError
+
+    def proba_from_logits(self, logits):
+        """Calibrated p(malignant) = sigmoid(logit / temperature); array in, array out."""
+        return sigmoid(np.asarray(logits, dtype=np.float64) / self.cfg.temperature)
+
+    def is_out_of_distribution(self, r: dict) -> bool:
+        return r["flat"] or (self.ood is not None and r["ood_score"] > self.ood.threshold)
+
+    def features(self, samples: list) -> np.ndarray:
+        """(N, D) gate features of the readable samples."""
+        return np.stack([r["features"] for r in self.run(samples) if r is not None])
+
+    def predict_logits(self, samples: list, on_batch: Callable[[int], None] | None = None) -> list[float | None]:
+        """Raw logit per sample, in order; ``None`` where the image could not be read."""
+        return [None if r is None else r["logit"] for r in self.run(samples, on_batch)]
+
+    def predict_samples(self, samples: list, on_batch: Callable[[int], None] | None = None) -> list[float | None]:
+        """Calibrated p(malignant) per sample, in order; ``None`` where the image could not be read."""
+        return [None if z is None else float(self.proba_from_logits(z)) for z in self.predict_logits(samples, on_batch)]
+
+    def label(self, p: float) -> str:
+        return self.cfg.class_names[int(p >= self.cfg.threshold)]
+
+    def predict_paths(self, paths: list[Path], on_batch: Callable[[int], None] | None = None) -> list[dict]:
+        """One dict per path: ``path``, ``status`` (ok, error or out_of_distribution), ``p_malignant``
+        and ``label`` (None unless ok), ``error`` (the reason, for errors), ``ood_score``."""
+        readable = [p for p in paths if p.is_file()]
+        with warnings.catch_warnings():  # the rows below carry the reason instead
+            warnings.simplefilter("ignore")
+            results = dict(zip(readable, self.run([Sample(p, 0) for p in readable], on_batch)))
+        return [self.decide(results.get(p), p) for p in paths]
+
+    def decide(self, r: dict | None, path: Path) -> dict:
+        """The output row for one image from its :meth:`run` result (None = unreadable)."""
+        row = {"path": str(path), "status": "ok", "p_malignant": None, "label": None, "error": None,
+               "ood_score": None}
+        if r is None:
+            row.update(status="error", error=unreadable_reason(path) if path.exists() else "no such file")
+        elif self.is_out_of_distribution(r):
+            row.update(status="out_of_distribution", ood_score=r["ood_score"],
+                       error="cannot assess: blank or single-colour image" if r["flat"] else
+                       "cannot assess: does not look like a dermoscopic lesion image")
+        else:
+            prob = float(self.proba_from_logits(r["logit"]))
+            row.update(p_malignant=round(prob, 6), label=self.label(prob),
+                       ood_score=None if r["ood_score"] is None else round(r["ood_score"], 4))
+        return row
+
+    def results_from_outputs(self, x: np.ndarray, logits: np.ndarray, feats: np.ndarray | None) -> list[dict]:
+        """:meth:`run` results for a batch ``x`` (N, 3, S, S) and its network outputs."""
+        flat = is_flat(x, self.cfg.mean, self.cfg.std)
+        scores = self.ood.score(feats) if self.ood is not None and feats is not None else [None] * len(x)
+        return [{"logit": float(logits[k]), "flat": bool(flat[k]),
+                 "ood_score": None if scores[k] is None else float(scores[k]),
+                 "features": None if feats is None else feats[k]} for k in range(len(x))]
+
+
+class OnnxPredictor(BasePredictor):
+    """A model folder's ``model.onnx`` under ONNX Runtime (CPU). Outputs of the graph: ``logit`` (N,)
+    and, for EfficientNets, ``gate_features`` (N, D) for the "cannot assess" gate.
+
+    Images are decoded on ``num_workers`` threads while the previous batch runs (PIL and ONNX Runtime
+    both release the GIL). ``tta`` averages the logits of the 8 flips/rotations of each image.
+    """
+
+    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 32, num_workers: int = 2,
+                 use_ood: bool = True, tta: bool = False, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
+        self.cfg = load_config(self.model_dir, ONNX_FILE)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(self.model_dir / ONNX_FILE), opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise ModelError(f"{self.model_dir / ONNX_FILE} cannot be loaded: {e}") from e
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.batch_size, self.tta, self.decoders = batch_size, tta, max(1, num_workers)
+        self.ood = OODDetector.load(self.model_dir) if use_ood and "gate_features" in self.outputs else None
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, 3, S, S) float32 -> (N,) logits and (N, D) gate features (or None)."""
+        views = dihedral(x) if self.tta else [x]
+        outs = [self.session.run(None, {"image": v}) for v in views]
+        logits = np.mean([o[0].reshape(len(x)) for o in outs], axis=0)
+        feats = outs[0][1] if len(outs[0]) > 1 else None  # the gate judges the image as given
+        return logits, feats
+
+    def _load(self, sample) -> np.ndarray | None:
+        try:
+            return preprocess(open_rgb(sample.path, draft_size=self.cfg.img_size), self.cfg)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            warnings.warn(f"skipping unreadable image {sample.path}: {e}", stacklevel=1)
+            return None
+
+    def _batches(self, samples: list) -> Iterator[tuple[list[int], np.ndarray]]:
+        with ThreadPoolExecutor(max_workers=self.decoders) as pool:
+            arrays = pool.map(self._load, samples)  # lazy and in order: decoding runs ahead
+            idx, batch = [], []
+            for i, a in enumerate(arrays):
+                if a is not None:
+                    idx.append(i)
+                    batch.append(a)
+                if len(batch) == self.batch_size or (i == len(samples) - 1 and batch):
+                    yield idx, np.stack(batch)
+                    idx, batch = [], []
+
+    def run(self, samples: list, on_batch: Callable[[int], None] | None = None) -> list[dict | None]:
+        out: list[dict | None] = [None] * len(samples)
+        for idx, x in self._batches(samples):
+            logits, feats = self.forward(x)
+            for i, r in zip(idx, self.results_from_outputs(x, logits, feats)):
+                out[i] = r
+            if on_batch:
+                on_batch(len(idx))
+        return out
+
+
+def load_predictor(model_dir: str | Path | None = None, engine: str = "auto", **kwargs) -> BasePredictor:
+    """The predictor for a model folder. ``engine``: ``onnx``, ``torch``, or ``auto`` (ONNX Runtime when
+    the folder holds model.onnx and onnxruntime is installed, else PyTorch)."""
+    folder = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
+    if engine not in ("auto", "onnx", "torch"):
+        raise ValueError(f"engine must be auto, onnx or torch (got {engine!r})")
+    if engine == "auto":
+        import importlib.util
+
+        has_ort = importlib.util.find_spec("onnxruntime") is not None
+        engine = "onnx" if has_ort and (folder / ONNX_FILE).is_file() else "torch"
+    if engine == "onnx":
+        return OnnxPredictor(folder, **kwargs)
+    from .predict import Predictor
+
+    return Predictor(folder, **kwargs)

@@ -1,0 +1,100 @@
+"""The torch-free engine (ONNX Runtime + numpy + PIL) and the bundled model folder it reads."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SAMPLES
+from PIL import Image
+from typer.testing import CliRunner
+
+from melanoma.cli import app
+from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig, ModelError
+from melanoma.inference import OnnxPredictor, expand_paths, load_predictor, preprocess
+
+MB = 2**20
+
+
+def test_bundled_model_folder_is_complete_small_and_verified():
+    names = {p.name for p in DEFAULT_MODEL_DIR.iterdir()}
+    assert {"model.safetensors", "model.onnx", "config.json", "ood.safetensors", "SHA256SUMS", "README.md",
+            "recipe.yaml"} <= names
+    assert sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir()) <= 30 * MB
+    listed = {line.split()[1] for line in (DEFAULT_MODEL_DIR / "SHA256SUMS").read_text().splitlines()}
+    assert listed == {"config.json", "model.safetensors", "model.onnx", "ood.safetensors"}
+    cfg = ModelConfig.load(DEFAULT_MODEL_DIR / "config.json")
+    assert 0 < cfg.threshold < 1 and cfg.temperature > 0 and cfg.training["calibration"]["val_n"] > 1000
+    card = (DEFAULT_MODEL_DIR / "README.md").read_text()
+    for needed in ("Not a diagnosis", "ISIC 2017", "clean", "melanoma train --recipe", "skin tone"):
+        assert needed in card, needed
+    from melanoma.train import load_recipe
+
+    recipe = load_recipe(DEFAULT_MODEL_DIR / "recipe.yaml")
+    assert recipe.arch == cfg.arch and recipe.img_size == cfg.img_size
+    assert recipe.color_constancy == cfg.color_constancy
+
+
+def test_engines_agree_on_real_images_with_and_without_tta():
+    paths = expand_paths([SAMPLES])
+    for tta, subset in ((False, paths), (True, paths[::6])):
+        onnx_rows = load_predictor(None, "onnx", tta=tta).predict_paths(subset)
+        torch_rows = load_predictor(None, "torch", tta=tta).predict_paths(subset)
+        assert [r["status"] for r in onnx_rows] == [r["status"] for r in torch_rows]
+        p_onnx = np.array([r["p_malignant"] for r in onnx_rows])
+        p_torch = np.array([r["p_malignant"] for r in torch_rows])
+        assert np.abs(p_onnx - p_torch).max() < 1e-4
+        assert np.allclose([r["ood_score"] for r in onnx_rows], [r["ood_score"] for r in torch_rows],
+                           rtol=1e-3, atol=1e-3)
+
+
+def test_predict_runs_without_torch():
+    code = (
+        "import sys\n"
+        "from melanoma.cli import app\n"
+        f"try:\n    app(['predict', {str(SAMPLES)!r}, '--json'], standalone_mode=False)\n"
+        "except SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'torchvision', 'lightning', 'timm') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+    rows = json.loads(out.stdout[: out.stdout.rindex("HEAVY")])
+    assert len(rows) == 24 and all(r["status"] == "ok" for r in rows)
+
+
+@pytest.mark.parametrize("method", [None, "shades_of_grey"])
+def test_numpy_preprocessing_equals_the_training_eval_transform(method):
+    from melanoma.data import build_transform
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (173, 301, 3), dtype=np.uint8))
+    cfg = ModelConfig(img_size=64, color_constancy=method)
+    expected = build_transform(64, cfg.mean, cfg.std, color_constancy=method)(img).numpy()
+    assert np.abs(preprocess(img, cfg) - expected).max() < 1e-6
+
+
+@pytest.mark.parametrize("damaged", ["model.onnx", "model.safetensors", "config.json"])
+def test_a_damaged_model_file_is_refused_by_its_checksum(tmp_path: Path, damaged: str):
+    folder = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, folder)
+    path = folder / damaged
+    if damaged == "config.json":  # a hand edit that still parses
+        path.write_text(json.dumps({**json.loads(path.read_text()), "threshold": 0.9}))
+    else:  # one flipped byte in the weights
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    engine = "torch" if damaged == "model.safetensors" else "onnx"
+    with pytest.raises(ModelError, match="checksum"):
+        load_predictor(folder, engine)
+    result = CliRunner().invoke(app, ["predict", str(SAMPLES), "--model", str(folder), "--engine", engine])
+    assert result.exit_code == 2 and "checksum" in result.output and "Traceback" not in result.output
+
+
+def test_onnx_engine_without_model_onnx_says_so(tmp_path: Path, tiny_model_dir: Path):
+    with pytest.raises(ModelError, match="model.onnx is missing"):
+        OnnxPredictor(tiny_model_dir)
+    assert type(load_predictor(tiny_model_dir)).__name__ == "Predictor"  # auto falls back to PyTorch
