@@ -32,9 +32,11 @@ def main() -> None:
     ap.add_argument("--kaggle", type=Path, default=DATA / "melanoma_cancer_dataset")
     ap.add_argument("--isic", type=Path, default=DATA / "isic2017")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "isic2017-eval")
+    ap.add_argument("--splits", nargs="+", default=["train", "val"],
+                    help="ISIC splits to use; only val for a model trained on ISIC 2017's train split")
     args = ap.parse_args()
 
-    samples = [s for items in discover(args.isic).values() for s in items]
+    samples = [s for split, items in discover(args.isic).items() if split in args.splits for s in items]
     in_kaggle = {a for a, _, _ in audit(args.kaggle, against=args.isic).cross}
     predictor = load_predictor(args.model, num_workers=2)
     probs = predictor.predict_samples(samples)
@@ -45,7 +47,7 @@ def main() -> None:
         return metrics_with_ci([s.label for s, _ in subset], [q for _, q in subset], threshold, 1000)
 
     result = {
-        "data": str(args.isic), "model": str(args.model or "bundled"), "threshold": threshold,
+        "data": str(args.isic), "splits": args.splits, "model": str(args.model or "bundled"), "threshold": threshold,
         "n_with_copy_in_kaggle": len(in_kaggle),
         "all": row(ok),
         "not_in_kaggle": row([(s, p) for s, p in ok if str(s.path) not in in_kaggle]),

@@ -65,6 +65,9 @@ def test_model_folder_round_trip(tmp_path: Path):
 def test_broken_model_folders_give_clear_errors(tmp_path: Path):
     save_model_folder(create_model("small_cnn", pretrained="none"), ModelConfig(arch="small_cnn"), tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="does not match its checksum"):
+        load_model_folder(tmp_path)
+    (tmp_path / "SHA256SUMS").unlink()  # a folder without checksums: the loader itself notices
     with pytest.raises(ModelError, match="corrupt"):
         load_model_folder(tmp_path)
     save_model_folder(create_model("small_cnn", pretrained="none"), ModelConfig(arch="resnet18"), tmp_path)

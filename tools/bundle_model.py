@@ -32,8 +32,9 @@ def main() -> None:
     evaluations = {}
     if args.isic_metrics:
         isic = json.loads(args.isic_metrics.read_text())
-        evaluations = {"ISIC 2017 train+val, all (external; most melanomas also in Kaggle)": isic["all"],
-                       f"ISIC 2017, the {isic['not_in_kaggle']['n']} images with no copy in Kaggle": isic["not_in_kaggle"]}
+        name = f"ISIC 2017 {'+'.join(isic.get('splits', ['train', 'val']))}"
+        evaluations = {f"{name}, all (its melanomas are nearly all copies of Kaggle ones)": isic["all"],
+                       f"{name}, benign images with no copy in Kaggle (external)": isic["not_in_kaggle_benign"]}
     weights_hash = sha256_file(args.model / "model.safetensors")
     if test.get("model_sha256") != weights_hash:
         raise SystemExit(f"{args.test_metrics} was not computed on {args.model}/model.safetensors")

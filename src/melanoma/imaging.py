@@ -119,6 +119,8 @@ def shades_of_grey(img: Image.Image, p: float = 6.0) -> Image.Image:
     """
     # Hand-written: no maintained library ships this estimator (it is 5 lines of numpy).
     a = np.asarray(img, dtype=np.float32)
-    illum = np.power(np.mean(np.power(a, p), axis=(0, 1)), 1.0 / p)  # (3,)
+    a2 = a * a  # x**6 as three products: twice as fast as np.power, and this runs on every image
+    powered = a2 * a2 * a2 if p == 6.0 else np.power(a, p)
+    illum = np.mean(powered.reshape(-1, 3), axis=0, dtype=np.float64) ** (1.0 / p)  # (3,)
     gain = np.linalg.norm(illum) / (np.sqrt(3.0) * np.maximum(illum, 1e-6))  # grey illuminant: gain 1
-    return Image.fromarray(np.clip(a * gain, 0, 255).round().astype(np.uint8))
+    return Image.fromarray(np.clip(a * gain.astype(np.float32), 0, 255).round().astype(np.uint8))

@@ -52,7 +52,8 @@ def unreadable_reason(path: Path) -> str:
 def preprocess(img: Image.Image, cfg: ModelConfig) -> np.ndarray:
     """RGB PIL image -> (3, S, S) float32, normalised; the same pixels as the eval transform of
     :func:`melanoma.data.build_transform` (PIL bilinear resize, colour constancy, scale, normalise)."""
-    img = img.resize((cfg.img_size, cfg.img_size), Image.BILINEAR)
+    if img.size != (cfg.img_size, cfg.img_size):
+        img = img.resize((cfg.img_size, cfg.img_size), Image.BILINEAR)
     if cfg.color_constancy == "shades_of_grey":
         img = shades_of_grey(img)
     x = np.asarray(img, dtype=np.float32) / 255.0
