@@ -91,3 +91,31 @@ def test_recipe_file_with_command_line_overrides(tmp_path: Path, kaggle_like: Pa
     recipe.write_text("epochs: 3\nlearning_rate: 0.1\n")
     result = CliRunner().invoke(app, ["train", str(kaggle_like), "--recipe", str(recipe), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "learning_rate" in result.output and "Traceback" not in result.output
+
+
+def test_extra_training_data_keeps_copies_of_train_images_and_drops_copies_of_held_out_ones(tmp_path: Path):
+    import shutil
+
+    import numpy as np
+    from conftest import textured_lesion
+
+    from melanoma.data import discover
+    from melanoma.train import extra_training_samples
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("test", 2)):
+        for cls in ("benign", "malignant"):
+            (tmp_path / "data" / split / cls).mkdir(parents=True)
+            for i in range(n):
+                textured_lesion(rng).save(tmp_path / "data" / split / cls / f"{i}.png")
+    extra = tmp_path / "extra"
+    for cls in ("benign", "malignant"):
+        (extra / cls).mkdir(parents=True)
+        textured_lesion(rng).save(extra / cls / "new.png")
+    shutil.copy(tmp_path / "data/train/malignant/0.png", extra / "malignant" / "copy_of_train.png")
+    shutil.copy(tmp_path / "data/test/benign/1.png", extra / "benign" / "copy_of_test.png")
+
+    held_out = {str(s.path) for s in discover(tmp_path / "data")["test"]}
+    kept, n_left_out = extra_training_samples(tmp_path / "data", extra, held_out)
+    assert sorted(s.path.name for s in kept) == ["copy_of_train.png", "new.png", "new.png"]
+    assert n_left_out == 1

@@ -168,16 +168,18 @@ def collect_training_log(run_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def extra_training_samples(data: str | Path, extra: str | Path) -> tuple[list, int]:
+def extra_training_samples(data: str | Path, extra: str | Path, exclude: set[str]) -> tuple[list, int]:
     """The train split of dataset ``extra`` (all of it if it has no splits), minus every image with a
-    near-duplicate anywhere in ``data``: such copies would leak into ``data``'s validation and test
-    splits and add nothing new. Returns (samples, number left out)."""
+    near-duplicate among ``exclude`` (``data``'s validation and test images, whose numbers it would
+    inflate). Copies of ``data``'s training images stay: the same lesion from another source is what
+    teaches the model that the source does not decide the class; dropping them left the second source
+    almost all benign, a shortcut of its own. Returns (samples, number left out)."""
     from .audit import audit
 
-    copies = {a for a, _, _ in audit(data, against=extra).cross}
+    leaking = {a for a, b, _ in audit(data, against=extra).cross if b in exclude}
     splits = discover(extra)
     pool = splits.get("train") or splits.get("all") or []
-    kept = [s for s in pool if str(s.path) not in copies]
+    kept = [s for s in pool if str(s.path) not in leaking]
     return kept, len(pool) - len(kept)
 
 
@@ -241,7 +243,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         splits["train"] = [s for s in splits.get("train", []) if groups.get(str(s.path)) not in test_clusters]
     train_s, val_s = make_train_val(splits, cfg.val_fraction, cfg.seed,
                                     audit.groups() if cfg.group_duplicates and audit else None)
-    extra = {p: extra_training_samples(data, p) for p in cfg.extra_train}
+    held_out = {str(s.path) for s in [*val_s, *splits.get("test", [])]}
+    extra = {p: extra_training_samples(data, p, held_out) for p in cfg.extra_train}
     train_s = sorted(train_s + [s for used, _ in extra.values() for s in used], key=lambda s: str(s.path))
     split_hash = write_split(out / "split.csv", {"train": train_s, "val": val_s})
     mean, std = default_mean_std(cfg.arch)
@@ -280,7 +283,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         color_constancy=cfg.color_constancy,
         training={"recipe": {**asdict(cfg)}, "data": str(data), "n_train": len(train_s),
                   "n_val": len(val_s), "n_dropped_test_duplicates": len(dropped),
-                  "extra_train": {p: {"n_used": len(u), "n_left_out_copies_of_data": n} for p, (u, n) in extra.items()}, "split_sha256": split_hash, "epochs_run": trainer.current_epoch,
+                  "extra_train": {p: {"n_used": len(u), "n_left_out_copies_of_val_or_test": n} for p, (u, n) in extra.items()}, "split_sha256": split_hash, "epochs_run": trainer.current_epoch,
                   "command": command, "machine": _machine(),
                   "best_val": val_metrics, "versions": _versions()})
     if trainer.is_global_zero:
