@@ -27,6 +27,8 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+ENGINE_HELP = "onnx (ONNX Runtime, no torch), torch, or auto (onnx when the model has model.onnx)."
+
 # Options of `train` that set more than the TrainConfig field of the same name.
 OPTION_FIELDS = {"flips": ["aug.hflip", "aug.vflip"], "youden": ["target_sensitivity"],
                  "color": ["aug.brightness", "aug.contrast", "aug.saturation", "aug.hue"],
@@ -251,7 +253,7 @@ def evaluate(
     clean: bool = typer.Option(True, help="Also report the clean test: images with no near-duplicate in train "
                                           "(audited on demand, cached). Needs train and test splits."),
     tta: bool = typer.Option(False, "--tta", help="Average the 8 flips/rotations of each image."),
-    engine: str = typer.Option("auto", help="onnx (ONNX Runtime, no torch), torch, or auto (onnx when the model has model.onnx)."),
+    engine: str = typer.Option("auto", help=ENGINE_HELP),
 ) -> None:
     """Metrics of a model on a labelled split: printed, and written to OUT/metrics.json."""
     from .data import DatasetError
@@ -294,7 +296,7 @@ def predict(
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON/CSV here instead of stdout."),
     tta: bool = typer.Option(False, "--tta", help="Average the 8 flips/rotations of each image."),
-    engine: str = typer.Option("auto", help="onnx (ONNX Runtime, no torch), torch, or auto (onnx when the model has model.onnx)."),
+    engine: str = typer.Option("auto", help=ENGINE_HELP),
     explain_dir: Optional[Path] = typer.Option(None, "--explain", help="Also write Grad-CAM overlays here."),
     batch_size: int = typer.Option(32, min=1),
 ) -> None:

@@ -10,11 +10,12 @@ import torch
 
 from .config import ModelConfig, atomic_write_bytes, atomic_write_text, write_checksums
 from .models import DEFAULT_MODEL_DIR, load_model_folder
+from .ood import GATE_BLOCKS
 
 
 class WithGateFeatures(torch.nn.Module):
     """An EfficientNet that also returns the "cannot assess" gate's features: the spatial means of
-    blocks 3-6, concatenated (as :class:`melanoma.predict.Predictor` hooks them)."""
+    the GATE_BLOCKS, concatenated (as :class:`melanoma.predict.Predictor` hooks them)."""
 
     def __init__(self, net: torch.nn.Module):
         super().__init__()
@@ -25,7 +26,7 @@ class WithGateFeatures(torch.nn.Module):
         x = net.bn1(net.conv_stem(x))
         for i, block in enumerate(net.blocks):
             x = block(x)
-            if 3 <= i <= 6:
+            if i in GATE_BLOCKS:
                 stages.append(x.mean(dim=(2, 3)))
         return net.forward_head(net.bn2(net.conv_head(x))).squeeze(1), torch.cat(stages, 1)
 
@@ -45,7 +46,7 @@ def export_onnx(model_dir: str | Path | None, out: str | Path, opset: int = 17) 
     import io
 
     model, cfg = load_model_folder(model_dir)
-    gated = len(getattr(model, "blocks", [])) >= 7
+    gated = len(getattr(model, "blocks", [])) > max(GATE_BLOCKS)
     wrapper = (WithGateFeatures if gated else LogitOnly)(model).eval()
     names = ["logit", "gate_features"] if gated else ["logit"]
     x = torch.zeros(1, 3, cfg.img_size, cfg.img_size)

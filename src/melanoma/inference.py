@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .calibrate import sigmoid
 from .config import DEFAULT_MODEL_DIR, ModelConfig, ModelError, load_config
 from .imaging import Sample, find_images, open_rgb, shades_of_grey
 from .ood import OODDetector, is_flat
@@ -64,10 +65,6 @@ def dihedral(x: np.ndarray) -> list[np.ndarray]:
     """The 8 flips/rotations of a (N, C, H, W) batch, for test-time augmentation."""
     rots = [np.rot90(x, k, axes=(2, 3)) for k in range(4)]
     return [np.ascontiguousarray(r) for r in rots + [r[..., ::-1] for r in rots]]
-
-
-def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
 
 
 class BasePredictor:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 OOD_FILE = "ood.safetensors"
+GATE_BLOCKS = (3, 4, 5, 6)  # EfficientNet stages whose pooled outputs are the gate's features
 FLAT_STD = 0.02  # grey-level std (0-1) under which an image is called blank / single-colour
 
 

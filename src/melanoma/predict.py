@@ -15,7 +15,7 @@ from .config import DEFAULT_MODEL_DIR
 from .data import Sample, build_transform, make_loader
 from .inference import BasePredictor, expand_paths, unreadable_reason  # noqa: F401 - re-exported
 from .models import load_model_folder
-from .ood import OODDetector
+from .ood import GATE_BLOCKS, OODDetector
 
 
 class Predictor(BasePredictor):
@@ -35,8 +35,8 @@ class Predictor(BasePredictor):
         self.has_features = hasattr(self.model, "forward_head")  # timm models; not small_cnn
         self._stages: dict[int, torch.Tensor] = {}
         blocks = getattr(self.model, "blocks", None)
-        if self.has_features and blocks is not None and len(blocks) >= 7:  # EfficientNet: gate on blocks 3-6
-            for i in range(3, 7):
+        if self.has_features and blocks is not None and len(blocks) > max(GATE_BLOCKS):  # EfficientNet
+            for i in GATE_BLOCKS:
                 blocks[i].register_forward_hook(lambda _m, _i, out, i=i: self._stages.__setitem__(i, out))
         self.ood = OODDetector.load(self.model_dir or DEFAULT_MODEL_DIR) if use_ood and self.has_features else None
 
