@@ -31,3 +31,16 @@ def test_push_failure_is_one_clear_line_and_keeps_the_folder(tmp_path: Path, mon
                                       "--push", "someone/melanoma"])
     assert result.exit_code == 2 and "upload to someone/melanoma failed" in result.output
     assert "Traceback" not in result.output and (tmp_path / "r" / "model.onnx").is_file()
+
+
+def test_model_card_names_every_training_source():
+    from melanoma.config import ModelConfig
+    from melanoma.export import model_card
+
+    cfg = ModelConfig(arch="tf_efficientnet_lite0", training={
+        "data": "kaggle", "n_train": 12000, "n_val": 1188,
+        "extra_train": {"../shared/data/isic2017": {"n_used": 1950, "n_left_out_copies_of_val_or_test": 50}}})
+    card = model_card(cfg)
+    assert "1950 images of the train split of `../shared/data/isic2017`" in card
+    assert "its 50 near-copies of Kaggle validation or test images" in card
+    assert "isic2017" not in model_card(ModelConfig(arch="tf_efficientnet_lite0", training={"data": "kaggle"}))

@@ -126,6 +126,10 @@ def model_card(cfg: ModelConfig, metrics: dict | None = None, evaluations: dict[
         "(Kaggle \"Melanoma Cancer Dataset\", 224 x 224 JPEGs drawn from the ISIC archive). The validation "
         "split keeps each near-duplicate cluster on one side (`melanoma audit`), so validation numbers are not "
         "inflated by copies. The test split was used for nothing but the numbers below.", "",
+        *[f"Also trained on {v['n_used']} images of the train split of `{path}`, leaving out its "
+          f"{v['n_left_out_copies_of_val_or_test']} near-copies of Kaggle validation or test images (so that "
+          "each class comes from more than one source; validation stays the Kaggle split).\n"
+          for path, v in t.get("extra_train", {}).items()],
         "Trained with:", "", "```bash", command, "```", "",
     ]
     if timings:
@@ -141,7 +145,7 @@ def model_card(cfg: ModelConfig, metrics: dict | None = None, evaluations: dict[
     if rows:
         lines += results_table(rows)
     lines += ["", "## Limitations", "",
-              "- Trained on one public dataset whose malignant images often come from other sources than its "
+              f"- Trained {'mostly ' if t.get('extra_train') else ''}on one public dataset whose malignant images often come from other sources than its "
               "benign ones (dermatoscope vignettes, black frames, rulers): the model may partly rely on such "
               "artefacts. Vignette augmentation and colour constancy reduce, but do not remove, that risk.",
               "- 651 of the 1,000 malignant test images have a near-copy in the training split, so the full-test "
