@@ -44,3 +44,13 @@ def test_model_card_names_every_training_source():
     assert "1950 images of the train split of `../shared/data/isic2017`" in card
     assert "its 50 near-copies of Kaggle validation or test images" in card
     assert "isic2017" not in model_card(ModelConfig(arch="tf_efficientnet_lite0", training={"data": "kaggle"}))
+
+
+def test_results_table_shows_a_dash_for_metrics_a_one_class_row_lacks():
+    from melanoma.export import results_table
+
+    benign_only = {"n": 120, "n_benign": 120, "n_malignant": 0, "accuracy": 0.75, "accuracy_ci": [0.67, 0.82],
+                   "roc_auc": None, "roc_auc_ci": [None, None], "recall": None, "specificity": 0.75,
+                   "specificity_ci": [0.67, 0.82], "ece": None}
+    row = results_table({"external benign": benign_only})[2]
+    assert row == "| external benign | 120 (120 / 0) | 0.750 (0.670-0.820) | - | - | 0.750 (0.670-0.820) | - |"

@@ -81,3 +81,18 @@ def test_bundled_gate_on_real_lesions_and_generated_non_lesions(tmp_path: Path):
         img.save(paths[-1])
     rows = predictor.predict_paths(paths)
     assert sum(r["status"] == "out_of_distribution" for r in rows) / len(rows) >= 0.95
+
+
+def test_is_flat_measures_the_spread_of_the_grey_level():
+    from melanoma.ood import FLAT_STD, is_flat
+
+    rng = np.random.default_rng(0)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    pixels = np.stack([np.full((3, 32, 32), 0.4),  # one colour
+                       0.4 + rng.normal(0, FLAT_STD / 10, (3, 32, 32)),  # sensor noise on one colour
+                       rng.uniform(0, 1, (3, 32, 32)),  # texture
+                       np.concatenate([np.zeros((3, 32, 16)), np.ones((3, 32, 16))], axis=2)])  # two halves
+    x = ((pixels - np.array(mean)[:, None, None]) / np.array(std)[:, None, None]).astype(np.float32)
+    assert is_flat(x, mean, std).tolist() == [True, True, False, False]
+    naive = pixels.mean(axis=1).reshape(4, -1).std(axis=1) < FLAT_STD  # the definition, on raw pixels
+    assert is_flat(x, mean, std).tolist() == naive.tolist()

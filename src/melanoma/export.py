@@ -67,7 +67,9 @@ def export_onnx(model_dir: str | Path | None, out: str | Path, opset: int = 17) 
 
 
 def _ci(m: dict, key: str) -> str:
-    lo, hi = m.get(f"{key}_ci", (None, None))
+    if m.get(key) is None:  # e.g. ROC-AUC or sensitivity of a one-class row
+        return "-"
+    lo, hi = m.get(f"{key}_ci") or (None, None)
     return f"{m[key]:.3f} ({lo:.3f}-{hi:.3f})" if lo is not None else f"{m[key]:.3f}"
 
 

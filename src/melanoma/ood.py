@@ -85,9 +85,10 @@ class OODDetector:
 
 def is_flat(x, mean, std) -> np.ndarray:
     """(N, 3, H, W) normalised batch (numpy or CPU torch) -> (N,) bool: the image is (nearly) one colour."""
-    x = np.asarray(x, dtype=np.float32)
-    grey = (x * np.asarray(std, np.float32).reshape(1, 3, 1, 1) + np.asarray(mean, np.float32).reshape(1, 3, 1, 1)).mean(axis=1)
-    return grey.reshape(len(x), -1).std(axis=1) < FLAT_STD
+    # The grey level is mean_c(x_c std_c + mean_c); the constant mean_c cannot change a spread, so one
+    # weighted sum over channels gives the same std in a fifth of the time (no un-normalised copy).
+    grey = np.einsum("nchw,c->nhw", np.asarray(x, dtype=np.float32), np.asarray(std, np.float32) / 3)
+    return grey.reshape(len(grey), -1).std(axis=1) < FLAT_STD
 
 
 def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile: float = 0.995,
