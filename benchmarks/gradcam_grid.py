@@ -12,8 +12,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from melanoma.data import discover, load_image, select_split
-from melanoma.explain import Explainer
-from melanoma.predict import Predictor
+from melanoma.explain import explainer_for
+from melanoma.inference import ENGINES, load_predictor
 
 
 def main() -> None:
@@ -22,10 +22,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=24)
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("docs/gradcam_examples.png"))
+    ap.add_argument("--engine", default="auto", choices=ENGINES)
     args = ap.parse_args()
     samples = random.Random(1).sample(select_split(discover(args.data), "test"), args.n)
-    predictor = Predictor(args.model)
-    explainer = Explainer(predictor)
+    predictor = load_predictor(args.model, args.engine)
+    explainer = explainer_for(predictor)
     probs = predictor.predict_samples(samples)
     t, cols = 160, 6
     grid = Image.new("RGB", (cols * 2 * t, -(-args.n // cols) * (t + 18)), "white")

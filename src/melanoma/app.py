@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
+import io
 import tempfile
 import threading
 from pathlib import Path
@@ -33,6 +35,7 @@ def build_app(model_dir: str | Path | None = None):
     import gradio as gr
     from PIL import Image
 
+    from .config import atomic_write_bytes
     from .explain import explainer_for
     from .imaging import open_rgb
     from .inference import OnnxPredictor, load_predictor
@@ -70,7 +73,20 @@ def build_app(model_dir: str | Path | None = None):
                    else "## Looks benign")
         text = (f"{verdict}\n\np(malignant) = **{p:.3f}** (decision threshold {predictor.cfg.threshold:.3f}; "
                 f"above it the tool says malignant).")
-        return text, {"malignant": p, "benign": 1 - p}, heatmap
+        return text, {"malignant": p, "benign": 1 - p}, png_file(heatmap)
+
+    heat_dir = Path(tempfile.mkdtemp(prefix="melanoma-heatmaps-"))
+
+    def png_file(img: Image.Image) -> str:
+        # A file, not a PIL image: gradio rewrites a returned PIL image into its cache in place, so two
+        # clients sending the same image at once could download a half-written heatmap (seen under
+        # benchmarks/app_load.py). Files it copies in atomically; ours are written atomically too.
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        path = heat_dir / f"{hashlib.sha256(buf.getvalue()).hexdigest()[:20]}.png"
+        if not path.exists():
+            atomic_write_bytes(path, buf.getvalue())
+        return str(path)
 
     def assess_batch(files: list | None):
         if not files:

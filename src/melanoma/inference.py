@@ -23,6 +23,7 @@ from .imaging import Sample, find_images, open_rgb, shades_of_grey_levels
 from .ood import OODDetector, is_flat
 
 ONNX_FILE = "model.onnx"
+ENGINES = ("auto", "onnx", "torch")
 
 
 def expand_paths(inputs: Iterable[str | Path]) -> list[Path]:
@@ -220,7 +221,7 @@ def load_predictor(model_dir: str | Path | None = None, engine: str = "auto", **
     """The predictor for a model folder. ``engine``: ``onnx``, ``torch``, or ``auto`` (ONNX Runtime when
     the folder holds model.onnx and onnxruntime is installed, else PyTorch)."""
     folder = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
-    if engine not in ("auto", "onnx", "torch"):
+    if engine not in ENGINES:
         raise ValueError(f"engine must be auto, onnx or torch (got {engine!r})")
     if engine == "auto":
         import importlib.util
