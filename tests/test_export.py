@@ -41,9 +41,12 @@ def test_model_card_names_every_training_source():
         "data": "kaggle", "n_train": 12000, "n_val": 1188,
         "extra_train": {"../shared/data/isic2017": {"n_used": 1950, "n_left_out_copies_of_val_or_test": 50}}})
     card = model_card(cfg)
+    assert "10050 training and 1188 validation images of `kaggle`" in card  # 12000 minus the 1950 below
     assert "1950 images of the train split of `../shared/data/isic2017`" in card
     assert "its 50 near-copies of Kaggle validation or test images" in card
     assert "isic2017" not in model_card(ModelConfig(arch="tf_efficientnet_lite0", training={"data": "kaggle"}))
+    noted = model_card(cfg, limitations=["Melanoma sensitivity 0.70 on ISIC 2017 validation."])
+    assert "## Limitations\n\n- Melanoma sensitivity 0.70 on ISIC 2017 validation.\n" in noted
 
 
 def test_results_table_shows_a_dash_for_metrics_a_one_class_row_lacks():

@@ -1,6 +1,7 @@
 """Make a trained model folder the package's bundled model (src/melanoma/weights/default).
 
-    python tools/bundle_model.py RUN/model --test-metrics runs/EVAL/metrics.json [--isic-metrics runs/ISIC/metrics.json]
+    python tools/bundle_model.py RUN/model --test-metrics runs/EVAL/metrics.json [--isic-metrics runs/ISIC/metrics.json] \
+        [--limitation TEXT ...]
 
 Copies the weights, config, gate, training log and recipe; exports model.onnx; writes the model card
 (README.md) with the given evaluations; writes SHA256SUMS last, so the folder verifies at load.
@@ -26,6 +27,8 @@ def main() -> None:
     ap.add_argument("--test-metrics", type=Path, required=True)
     ap.add_argument("--isic-metrics", type=Path)
     ap.add_argument("--dest", type=Path, default=DEFAULT_MODEL_DIR)
+    ap.add_argument("--limitation", action="append", default=[],
+                    help="A bullet for the card's Limitations section (repeatable): what the evaluations found.")
     args = ap.parse_args()
 
     test = json.loads(args.test_metrics.read_text())
@@ -48,7 +51,7 @@ def main() -> None:
     assert sha256_file(tmp / "model.safetensors") == weights_hash
     export_onnx(tmp, tmp / "model.onnx")
     cfg = ModelConfig.load(tmp / "config.json")
-    atomic_write_text(tmp / "README.md", model_card(cfg, test, evaluations))
+    atomic_write_text(tmp / "README.md", model_card(cfg, test, evaluations, args.limitation))
     write_checksums(tmp)
     old = args.dest.with_name(args.dest.name + ".old")
     shutil.rmtree(old, ignore_errors=True)

@@ -85,11 +85,13 @@ def results_table(evaluations: dict[str, dict]) -> list[str]:
                    "specificity at the model's threshold, chosen on validation data."]
 
 
-def model_card(cfg: ModelConfig, metrics: dict | None = None, evaluations: dict[str, dict] | None = None) -> str:
+def model_card(cfg: ModelConfig, metrics: dict | None = None, evaluations: dict[str, dict] | None = None,
+               limitations: list[str] | None = None) -> str:
     """README.md for a model folder or repository, with the Hugging Face metadata header.
 
     ``metrics``: one evaluation's metrics.json (its ``clean`` part becomes a second row);
-    ``evaluations``: more rows, {title: metrics}, e.g. an external dataset.
+    ``evaluations``: more rows, {title: metrics}, e.g. an external dataset; ``limitations``: more
+    bullets for the Limitations section, first (what this model's own evaluations found).
     """
     t = cfg.training
     best, cal, recipe = t.get("best_val", {}), t.get("calibration", {}), t.get("recipe", {})
@@ -102,6 +104,8 @@ def model_card(cfg: ModelConfig, metrics: dict | None = None, evaluations: dict[
                                    f"{cfg.img_size} --epochs {recipe.get('epochs', '?')} --lr {recipe.get('lr', '?')} "
                                    f"--seed {recipe.get('seed', '?')}")
     timings = t.get("timings_s", {})
+    extra = t.get("extra_train", {})
+    n_primary = t["n_train"] - sum(v["n_used"] for v in extra.values()) if "n_train" in t else "?"
     lines = [
         "---", "license: apache-2.0", "library_name: timm", "pipeline_tag: image-classification",
         "tags: [dermatology, dermoscopy, melanoma, medical-imaging, image-classification]", "---", "",
@@ -124,14 +128,14 @@ def model_card(cfg: ModelConfig, metrics: dict | None = None, evaluations: dict[
         "- Files: `model.safetensors` (PyTorch/timm), `model.onnx` (ONNX Runtime; outputs `logit`, the "
         "gate's `gate_features` and the Grad-CAM map `cam`), `config.json`, `ood.safetensors`, `SHA256SUMS` (checked at load)", "",
         "## Training data", "",
-        f"{t.get('n_train', '?')} training and {t.get('n_val', '?')} validation images of `{t.get('data', '?')}` "
+        f"{n_primary} training and {t.get('n_val', '?')} validation images of `{t.get('data', '?')}` "
         "(Kaggle \"Melanoma Cancer Dataset\", 224 x 224 JPEGs drawn from the ISIC archive). The validation "
         "split keeps each near-duplicate cluster on one side (`melanoma audit`), so validation numbers are not "
         "inflated by copies. The test split was used for nothing but the numbers below.", "",
         *[f"Also trained on {v['n_used']} images of the train split of `{path}`, leaving out its "
           f"{v['n_left_out_copies_of_val_or_test']} near-copies of Kaggle validation or test images (so that "
           "each class comes from more than one source; validation stays the Kaggle split).\n"
-          for path, v in t.get("extra_train", {}).items()],
+          for path, v in extra.items()],
         "Trained with:", "", "```bash", command, "```", "",
     ]
     if timings:
@@ -146,7 +150,7 @@ def model_card(cfg: ModelConfig, metrics: dict | None = None, evaluations: dict[
         lines.append("")
     if rows:
         lines += results_table(rows)
-    lines += ["", "## Limitations", "",
+    lines += ["", "## Limitations", "", *[f"- {note}" for note in limitations or []],
               f"- Trained {'mostly ' if t.get('extra_train') else ''}on one public dataset whose malignant images often come from other sources than its "
               "benign ones (dermatoscope vignettes, black frames, rulers): the model may partly rely on such "
               "artefacts. Vignette augmentation and colour constancy reduce, but do not remove, that risk.",
