@@ -1,7 +1,6 @@
 import json
 from pathlib import Path
 
-import numpy as np
 from conftest import SAMPLES
 from typer.testing import CliRunner
 
