@@ -41,7 +41,7 @@ def build_app(model_dir: str | Path | None = None):
     from .inference import OnnxPredictor, load_predictor
 
     # ONNX Runtime when the folder has model.onnx: no torch import (a fast start), ~2x faster on CPU,
-    # Grad-CAM from the graph's own output, and a thread-safe session, so requests run side by side.
+    # Grad-CAM from the graph's own output, and a thread-safe session.
     predictor = load_predictor(model_dir)
     explainer = explainer_for(predictor)
     # One single-image request uses the model at a time. PyTorch needs that: its forward hooks (gate
@@ -53,6 +53,19 @@ def build_app(model_dir: str | Path | None = None):
 
     warm = Image.new("RGB", (predictor.cfg.img_size,) * 2, (200, 150, 130))
     explainer.overlay(warm)  # the first click is then as quick as the tenth
+
+    heat_dir = Path(tempfile.mkdtemp(prefix="melanoma-heatmaps-"))
+
+    def png_file(img: Image.Image) -> str:
+        # A file, not a PIL image: gradio rewrites a returned PIL image into its cache in place, so two
+        # clients sending the same image at once could download a half-written heatmap (seen under
+        # benchmarks/app_load.py). Files it copies in atomically; ours are written atomically too.
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        path = heat_dir / f"{hashlib.sha256(buf.getvalue()).hexdigest()[:20]}.png"
+        if not path.exists():
+            atomic_write_bytes(path, buf.getvalue())
+        return str(path)
 
     def assess(path: str | None):
         if not path:
@@ -74,19 +87,6 @@ def build_app(model_dir: str | Path | None = None):
         text = (f"{verdict}\n\np(malignant) = **{p:.3f}** (decision threshold {predictor.cfg.threshold:.3f}; "
                 f"above it the tool says malignant).")
         return text, {"malignant": p, "benign": 1 - p}, png_file(heatmap)
-
-    heat_dir = Path(tempfile.mkdtemp(prefix="melanoma-heatmaps-"))
-
-    def png_file(img: Image.Image) -> str:
-        # A file, not a PIL image: gradio rewrites a returned PIL image into its cache in place, so two
-        # clients sending the same image at once could download a half-written heatmap (seen under
-        # benchmarks/app_load.py). Files it copies in atomically; ours are written atomically too.
-        buf = io.BytesIO()
-        img.save(buf, "PNG")
-        path = heat_dir / f"{hashlib.sha256(buf.getvalue()).hexdigest()[:20]}.png"
-        if not path.exists():
-            atomic_write_bytes(path, buf.getvalue())
-        return str(path)
 
     def assess_batch(files: list | None):
         if not files:

@@ -156,10 +156,10 @@ class OnnxPredictor(BasePredictor):
         self.model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
         self.cfg = load_config(self.model_dir, ONNX_FILE)
         opts = ort.SessionOptions()
-        # Measured on 2 cores (README, "Speed"): real images drive some
-        # activations into denormal floats, which are slow; flushing them to zero gave +7% images/s and
-        # bit-identical logits. Idle ORT threads that spin steal the cores the decoding threads need:
-        # without spinning, 2,000 images end to end take ~1 s less and batch-1 latency is steadier.
+        # Measured on 2 cores (README, "Speed"): real images drive some activations into denormal
+        # floats, which are slow; flushing them to zero gave +7% images/s and bit-identical logits. Idle
+        # ORT threads that spin steal the cores the decoding threads need: without spinning, 2,000
+        # images end to end take ~1 s less and batch-1 latency is steadier.
         opts.add_session_config_entry("session.set_denormal_as_zero", "1")
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
