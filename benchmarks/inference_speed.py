@@ -3,7 +3,8 @@
     python benchmarks/inference_speed.py [--model DIR] [--data ../shared/data/melanoma_cancer_dataset/test] [--out runs/speed]
 
 1. The network alone (logit + gate features) on a fixed normalised batch, batch 1 and batch 32:
-   median of repeated runs after warm-up; images/s and ms per call.
+   median of repeated runs after warm-up; images/s and ms per call. ONNX Runtime twice: the shipped
+   graph, and the same model exported with timm's run-time padding (as before static padding).
 2. End to end: every image of --data through ``predict_paths`` (decoding, resizing, colour constancy,
    network, gate), one engine after the other.
 3. Cold start: ``melanoma predict ONE.jpg`` as a fresh process, wall time, median of 5 (after one
@@ -17,8 +18,10 @@ import argparse
 import json
 import os
 import statistics
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,33 +41,47 @@ def timed(fn, repeats: int, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def network_speed(model_dir: Path | None) -> list[dict]:
+def dynamic_padding_copy(model_dir: Path | None, tmp: Path) -> Path:
+    """The model folder with model.onnx exported as before static padding (timm's run-time "same" pads)."""
+    from melanoma.config import DEFAULT_MODEL_DIR, write_checksums
+    from melanoma.export import export_onnx
+
+    src = Path(model_dir or DEFAULT_MODEL_DIR)
+    shutil.copytree(src, tmp, dirs_exist_ok=True)
+    export_onnx(src, tmp / "model.onnx", static_padding=False)
+    write_checksums(tmp)
+    return tmp
+
+
+def network_speed(model_dir: Path | None, before_dir: Path) -> list[dict]:
     import torch
 
     from melanoma.inference import OnnxPredictor
     from melanoma.predict import Predictor
 
-    torch_p, onnx_p = Predictor(model_dir), OnnxPredictor(model_dir)
+    torch_p, onnx_p, before_p = Predictor(model_dir), OnnxPredictor(model_dir), OnnxPredictor(before_dir)
     size = torch_p.cfg.img_size
     rows = []
     for batch, repeats in ((1, 50), (32, 8)):
         x = np.random.default_rng(0).normal(0, 0.5, (batch, 3, size, size)).astype(np.float32)
         xt = torch.from_numpy(x)
         for engine, fn in (("pytorch eager", lambda: torch_p.forward(xt)),
-                           ("onnx runtime", lambda: onnx_p.forward(x))):
+                           ("onnx runtime", lambda: onnx_p.forward(x)),
+                           ("onnx runtime, run-time padding (export before static padding)",
+                            lambda: before_p.forward(x))):
             s = timed(fn, repeats)
             rows.append({"engine": engine, "batch": batch, "ms_per_call": round(1000 * s, 2),
                          "images_per_s": round(batch / s, 1)})
     return rows
 
 
-def end_to_end(model_dir: Path | None, data: Path) -> list[dict]:
+def end_to_end(model_dir: Path | None, before_dir: Path, data: Path) -> list[dict]:
     from melanoma.inference import expand_paths, load_predictor
 
     paths = expand_paths([data])
     rows = []
-    for engine in ("onnx", "torch"):
-        predictor = load_predictor(model_dir, engine, num_workers=2)
+    for engine, folder in (("onnx", model_dir), ("torch", model_dir), ("onnx, run-time padding", before_dir)):
+        predictor = load_predictor(folder, engine.split(",")[0], num_workers=2)
         t = time.perf_counter()
         out = predictor.predict_paths(paths)
         wall = time.perf_counter() - t
@@ -98,10 +115,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "runs/speed")
     args = ap.parse_args()
     image = next(iter(sorted((REPO / "samples").rglob("*.jpg"))))
-    result = {"cpu_count": os.cpu_count(), "network": network_speed(args.model),
+    before = dynamic_padding_copy(args.model, Path(tempfile.mkdtemp()))
+    result = {"cpu_count": os.cpu_count(), "network": network_speed(args.model, before),
               "cold_start": cold_start(args.model, image)}
     if args.data.is_dir():
-        result["end_to_end"] = end_to_end(args.model, args.data)
+        result["end_to_end"] = end_to_end(args.model, before, args.data)
+    shutil.rmtree(before)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"| engine | batch | ms per call | images/s |  (network alone, {os.cpu_count()} CPU cores)\n|---|---|---|---|")

@@ -83,14 +83,17 @@ def static_same_padding(model: torch.nn.Module, img_size: int) -> torch.nn.Modul
     return model
 
 
-def export_onnx(model_dir: str | Path | None, out: str | Path, opset: int = 17) -> Path:
+def export_onnx(model_dir: str | Path | None, out: str | Path, opset: int = 17,
+                static_padding: bool = True) -> Path:
     """ONNX graph of the network: input ``image`` (N, 3, S, S) normalised; outputs ``logit`` (N,) and,
     for EfficientNets, ``gate_features`` (N, D) and ``cam`` (N, S/32, S/32). Read by
-    :class:`melanoma.inference.OnnxPredictor`."""
+    :class:`melanoma.inference.OnnxPredictor`. ``static_padding=False`` keeps timm's run-time padding
+    (slower; kept for benchmarks/inference_speed.py's side-by-side comparison)."""
     import io
 
     model, cfg = load_model_folder(model_dir)
-    model = static_same_padding(model.eval(), cfg.img_size)
+    if static_padding:
+        model = static_same_padding(model.eval(), cfg.img_size)
     gated = len(getattr(model, "blocks", [])) > max(GATE_BLOCKS)
     wrapper = (WithGateFeatures if gated else LogitOnly)(model).eval()
     names = ["logit", "gate_features", "cam"] if gated else ["logit"]
