@@ -150,3 +150,21 @@ def test_vignette_darkens_the_rim_and_keeps_the_centre():
     corners = outs[:, :, [0, 0, -1, -1], [0, -1, 0, -1]].float()
     assert corners.mean() < 100  # the frame is dark
     assert torch.equal(RandomVignette(p=0.0)(img), img)
+
+
+def test_a_partial_vignette_shades_the_rim_by_a_random_fraction():
+    from melanoma.data import RandomVignette
+
+    img = torch.full((3, 64, 64), 200.0)
+    fractions = []
+    for seed in range(20):  # same seed: same circle, so the shading is a fraction of the black frame's
+        torch.manual_seed(seed)
+        black = RandomVignette(p=1.0)(img)
+        torch.manual_seed(seed)
+        shaded = RandomVignette(p=1.0, min_darkness=0.3)(img)
+        rim = black < 100
+        fractions.append(((200 - shaded[rim]) / (200 - black[rim])).mean().item())
+    assert min(fractions) >= 0.3 - 1e-4 and max(fractions) <= 1 + 1e-4
+    assert max(fractions) - min(fractions) > 0.3  # the darkness varies from image to image
+    with pytest.raises(ValueError, match="vignette_min_darkness"):
+        RandomVignette(p=1.0, min_darkness=1.5)
