@@ -1,6 +1,7 @@
 """Where does the malignancy evidence sit? Share of Grad-CAM mass on the image border, per model.
 
     python benchmarks/gradcam_border.py MODEL_DIR [MODEL_DIR ...] [--data ../shared/data/melanoma_cancer_dataset] [--split test]
+    python benchmarks/gradcam_border.py MODEL_DIR ... --split-file runs/NAME/split.csv --split val   # a run's validation images
 
 For every test image a model calls malignant, the positive part of its class activation map (the ONNX
 graph's ``cam`` output, 7 x 7 at 224 px; Grad-CAM up to scale, see melanoma.explain) is split into the
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melanoma.data import discover, select_split
+from melanoma.data import discover, read_split, select_split
 from melanoma.imaging import open_rgb
 from melanoma.inference import OnnxPredictor, preprocess
 
@@ -49,9 +50,15 @@ def main() -> None:
     ap.add_argument("models", type=Path, nargs="+")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--split", default="test", help="the split to look at (ISIC 2017: val)")
+    ap.add_argument("--split-file", type=Path, default=None,
+                    help="a training run's split.csv: take --split (e.g. val) from it instead of --data")
     ap.add_argument("--out", type=Path, default=Path("runs/gradcam-border.json"))
     args = ap.parse_args()
-    samples = select_split(discover(args.data), args.split)
+    if args.split_file:
+        args.data = args.split_file
+        samples = read_split(args.split_file)[args.split]
+    else:
+        samples = select_split(discover(args.data), args.split)
     rows = [border_share(m, samples) for m in args.models]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"data": str(args.data), "split": args.split, "rows": rows}, indent=2) + "\n")
