@@ -31,6 +31,16 @@ def test_fast_dev_run_writes_a_loadable_model_folder(kaggle_like: Path, tmp_path
     assert {Path(r["path"]).parent.parent.name for r in rows} == {"train"}  # never a test image
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1)
+    # the run also writes model.onnx, so the torch-free engine serves it, with PyTorch's probabilities
+    # (gate off: an untrained gate may refuse synthetic images, and then there is no probability)
+    from melanoma.inference import OnnxPredictor, expand_paths
+    from melanoma.predict import Predictor
+
+    assert "onnx_export" in model_cfg.training["timings_s"]
+    paths = expand_paths([kaggle_like / "test"])
+    p_onnx = [r["p_malignant"] for r in OnnxPredictor(model_dir, use_ood=False).predict_paths(paths)]
+    p_torch = [r["p_malignant"] for r in Predictor(model_dir, use_ood=False).predict_paths(paths)]
+    assert max(abs(a - b) for a, b in zip(p_onnx, p_torch)) < 1e-4
 
 
 def test_training_learns_and_resume_continues_the_run(tmp_path: Path):
