@@ -21,13 +21,9 @@ import numpy as np
 from melanoma.audit import cached_audit
 from melanoma.calibrate import expected_calibration_error
 from melanoma.config import DEFAULT_MODEL_DIR, load_config
+from melanoma.inference import log_odds
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "melanoma_cancer_dataset"
-
-
-def log_odds(p: np.ndarray | float) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
 
 
 def main() -> None:

@@ -98,3 +98,26 @@ def test_onnx_engine_without_model_onnx_says_so(tmp_path: Path, tiny_model_dir: 
     with pytest.raises(ModelError, match="model.onnx is missing"):
         OnnxPredictor(tiny_model_dir)
     assert type(load_predictor(tiny_model_dir)).__name__ == "Predictor"  # auto falls back to PyTorch
+
+
+def test_prevalence_moves_the_probabilities_and_keeps_every_label():
+    paths = expand_paths([SAMPLES])
+    as_calibrated = OnnxPredictor().predict_paths(paths)
+    cal = OnnxPredictor().cfg.training["calibration"]
+    same = OnnxPredictor().with_prevalence(cal["val_n_malignant"] / cal["val_n"]).predict_paths(paths)
+    rare = OnnxPredictor().with_prevalence(0.05)
+    lowered = rare.predict_paths(paths)
+    assert [r["p_malignant"] for r in same] == pytest.approx([r["p_malignant"] for r in as_calibrated], abs=1e-6)
+    assert all(b["p_malignant"] < a["p_malignant"] for a, b in zip(as_calibrated, lowered))
+    assert [r["label"] for r in lowered] == [r["label"] for r in as_calibrated]
+    assert rare.threshold < rare.cfg.threshold
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        OnnxPredictor().with_prevalence(1.5)
+
+
+def test_prevalence_needs_the_validation_prevalence_in_the_model_folder(tiny_model_dir: Path):
+    with pytest.raises(ModelError, match="prevalence of its validation split"):
+        load_predictor(tiny_model_dir, "torch").with_prevalence(0.1)
+    result = CliRunner().invoke(app, ["predict", str(SAMPLES), "--prevalence", "0.1", "--model", str(tiny_model_dir),
+                                      "--engine", "torch"])
+    assert result.exit_code == 2 and "prevalence of its validation split" in result.output

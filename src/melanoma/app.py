@@ -84,7 +84,7 @@ def build_app(model_dir: str | Path | None = None):
         p, label = row["p_malignant"], row["label"]
         verdict = ("## Looks malignant — please see a dermatologist" if label == "malignant"
                    else "## Looks benign")
-        text = (f"{verdict}\n\np(malignant) = **{p:.3f}** (decision threshold {predictor.cfg.threshold:.3f}; "
+        text = (f"{verdict}\n\np(malignant) = **{p:.3f}** (decision threshold {predictor.threshold:.3f}; "
                 f"above it the tool says malignant).")
         return text, {"malignant": p, "benign": 1 - p}, png_file(heatmap)
 

@@ -27,6 +27,8 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+PREVALENCE_HELP = ("Fraction of malignant lesions in your population (0-1): probabilities are moved from the "
+                   "validation split's prevalence to it. Labels do not change.")
 ENGINE_HELP = "onnx (ONNX Runtime, no torch), torch, or auto (onnx when the model has model.onnx)."
 
 # Options of `train` that set more than the TrainConfig field of the same name.
@@ -254,6 +256,7 @@ def evaluate(
                                           "(audited on demand, cached). Needs train and test splits."),
     tta: bool = typer.Option(False, "--tta", help="Average the 8 flips/rotations of each image."),
     engine: str = typer.Option("auto", help=ENGINE_HELP),
+    prevalence: Optional[float] = typer.Option(None, help=PREVALENCE_HELP),
 ) -> None:
     """Metrics of a model on a labelled split: printed, and written to OUT/metrics.json."""
     from .data import DatasetError
@@ -276,8 +279,9 @@ def evaluate(
             task = progress.add_task("predicting", total=None)
             m = run_eval(data, out_dir, model, split, batch_size,
                          on_batch=lambda n: progress.advance(task, n),
-                         on_start=lambda n: progress.update(task, total=n), clean_paths=clean_paths, tta=tta, engine=engine)
-    except (DatasetError, ModelError) as e:
+                         on_start=lambda n: progress.update(task, total=n), clean_paths=clean_paths, tta=tta, engine=engine,
+                         prevalence=prevalence)
+    except (DatasetError, ModelError, ValueError) as e:
         fail(str(e))
     out.print(_metrics_table(m, f"{m['split']} split of {data}"))
     if "clean" in m:
@@ -299,6 +303,7 @@ def predict(
     engine: str = typer.Option("auto", help=ENGINE_HELP),
     explain_dir: Optional[Path] = typer.Option(None, "--explain", help="Also write Grad-CAM overlays here."),
     batch_size: int = typer.Option(32, min=1),
+    prevalence: Optional[float] = typer.Option(None, help=PREVALENCE_HELP),
 ) -> None:
     """p(malignant) and a label for each image, or why it cannot be assessed.
 
@@ -319,7 +324,7 @@ def predict(
     if not files:
         fail("no images found in " + " ".join(paths))
     try:
-        predictor = load_predictor(model, engine, batch_size=batch_size, tta=tta)
+        predictor = load_predictor(model, engine, batch_size=batch_size, tta=tta).with_prevalence(prevalence)
     except (ModelError, ValueError) as e:
         fail(str(e))
     with _progress("predict") as progress:
@@ -328,7 +333,7 @@ def predict(
     if explain_dir:
         _write_explanations(predictor, [Path(r["path"]) for r in rows if r["status"] == "ok"], explain_dir)
     if fmt == "table":
-        table = Table(title=f"threshold {predictor.cfg.threshold:.3f}")
+        table = Table(title=f"threshold {predictor.threshold:.3f}")
         for col, justify in (("file", "left"), ("p(malignant)", "right"), ("label", "left")):
             table.add_column(col, justify=justify)
         for r in rows:

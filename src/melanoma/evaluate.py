@@ -151,13 +151,15 @@ def write_plots(labels, probs, metrics: dict, out: Path, title: str) -> None:
 def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = None, split: str = "test",
              batch_size: int = 32, on_batch: Callable[[int], None] | None = None,
              on_start: Callable[[int], None] | None = None, n_boot: int = 1000,
-             clean_paths: set[str] | None = None, tta: bool = False, engine: str = "auto") -> dict:
+             clean_paths: set[str] | None = None, tta: bool = False, engine: str = "auto",
+             prevalence: float | None = None) -> dict:
     """Predict every image of ``split`` of the dataset at ``data`` and write the results to ``out``.
 
     A dataset without train/test folders is evaluated whole. Unreadable images are left out of the
     metrics and listed under ``skipped``. Every scalar metric has a ``<name>_ci`` 95% bootstrap
     interval. With ``clean_paths`` (the images with no near-duplicate in training data) the same
-    metrics are also computed on that subset, under ``clean``.
+    metrics are also computed on that subset, under ``clean``. ``prevalence`` moves the probabilities to
+    a population with that fraction malignant (see ``BasePredictor.with_prevalence``).
     """
     from .calibrate import expected_calibration_error, sigmoid
     from .config import DEFAULT_MODEL_DIR, sha256_file
@@ -167,7 +169,7 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     splits = discover(data)
     samples = select_split(splits, split)
     predictor = load_predictor(model_dir, engine, batch_size=batch_size,
-                               num_workers=1 if len(samples) > 256 else 0, tta=tta)
+                               num_workers=1 if len(samples) > 256 else 0, tta=tta).with_prevalence(prevalence)
     if on_start:
         on_start(len(samples))
     logits = predictor.predict_logits(samples, on_batch)
@@ -176,7 +178,7 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     ok = [(s, p, z) for s, p, z in zip(samples, probs, logits) if p is not None]
     labels, scores = [s.label for s, _, _ in ok], [p for _, p, _ in ok]
     raw = [float(sigmoid(np.float64(z))) for _, _, z in ok]  # before temperature scaling
-    threshold = predictor.cfg.threshold
+    threshold = predictor.threshold
 
     def summary(idx: list[int]) -> dict:
         y, p = [labels[i] for i in idx], [scores[i] for i in idx]
@@ -186,7 +188,7 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
 
     split_name = split if split in splits else "all"
     metrics = {"data": str(data), "split": split_name, **summary(list(range(len(ok)))),
-               "temperature": temperature, "model": str(model_dir or "bundled"), "tta": tta,
+               "temperature": temperature, "prevalence": prevalence, "model": str(model_dir or "bundled"), "tta": tta,
                "model_sha256": sha256_file(Path(model_dir or DEFAULT_MODEL_DIR) / "model.safetensors"),
                "ci": f"95% percentile bootstrap, {n_boot} resamples of images, seed 0",
                "skipped": [str(s.path) for s, p in zip(samples, probs) if p is None]}

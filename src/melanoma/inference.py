@@ -73,6 +73,12 @@ def dihedral(x: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(r) for r in rots + [r[..., ::-1] for r in rots]]
 
 
+def log_odds(p):
+    """log(p / (1 - p)), p clipped away from 0 and 1; scalar or array."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p))
+
+
 class BasePredictor:
     """Shared by both engines. A subclass sets ``cfg`` and ``ood`` and implements :meth:`run`:
     samples (anything with a ``.path``) -> per sample ``{"logit", "ood_score", "flat", "features"}``
@@ -80,13 +86,39 @@ class BasePredictor:
 
     cfg: ModelConfig
     ood: OODDetector | None
+    prior_shift: float = 0.0  # log-odds added to every calibrated logit (see with_prevalence)
 
     def run(self, samples: list, on_batch: Callable[[int], None] | None = None) -> list[dict | None]:
         raise NotImplementedError
 
+    def with_prevalence(self, prevalence: float | None) -> BasePredictor:
+        """Report probabilities for a population in which a fraction ``prevalence`` (0-1) of lesions is
+        malignant, instead of the validation split's fraction they were calibrated on: the prior-shift
+        correction logit + log odds(prevalence) - log odds(validation prevalence) (Saerens et al. 2002).
+        Labels do not change: the decision threshold moves with the probabilities, and sensitivity and
+        specificity do not depend on prevalence. ``None``: as calibrated. Returns self."""
+        if prevalence is None:
+            self.prior_shift = 0.0
+            return self
+        if not 0 < prevalence < 1:
+            raise ValueError(f"prevalence must be a fraction between 0 and 1, exclusive (got {prevalence})")
+        cal = self.cfg.training.get("calibration") or {}
+        if not cal.get("val_n") or not 0 < cal.get("val_n_malignant", 0) < cal["val_n"]:
+            raise ModelError("this model folder does not record the prevalence of its validation split "
+                             "(training.calibration in config.json), so --prevalence cannot be applied")
+        self.prior_shift = float(log_odds(prevalence) - log_odds(cal["val_n_malignant"] / cal["val_n"]))
+        return self
+
     def proba_from_logits(self, logits):
-        """Calibrated p(malignant) = sigmoid(logit / temperature); array in, array out."""
-        return sigmoid(np.asarray(logits, dtype=np.float64) / self.cfg.temperature)
+        """Calibrated p(malignant) = sigmoid(logit / temperature [+ prior shift]); array in, array out."""
+        return sigmoid(np.asarray(logits, dtype=np.float64) / self.cfg.temperature + self.prior_shift)
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold on this predictor's probabilities: the model's, moved by the prior shift."""
+        if not self.prior_shift:
+            return self.cfg.threshold
+        return float(sigmoid(log_odds(self.cfg.threshold) + self.prior_shift))
 
     def is_out_of_distribution(self, r: dict) -> bool:
         return r["flat"] or (self.ood is not None and r["ood_score"] > self.ood.threshold)
@@ -104,7 +136,7 @@ class BasePredictor:
         return [None if z is None else float(self.proba_from_logits(z)) for z in self.predict_logits(samples, on_batch)]
 
     def label(self, p: float) -> str:
-        return self.cfg.class_names[int(p >= self.cfg.threshold)]
+        return self.cfg.class_names[int(p >= self.threshold)]
 
     def predict_paths(self, paths: list[Path], on_batch: Callable[[int], None] | None = None) -> list[dict]:
         """One dict per path: ``path``, ``status`` (ok, error or out_of_distribution), ``p_malignant``
