@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.audit import cached_audit
-from melanoma.calibrate import expected_calibration_error
+from melanoma.calibrate import expected_calibration_error, sigmoid
 from melanoma.config import DEFAULT_MODEL_DIR, load_config
 from melanoma.inference import log_odds
 
@@ -42,7 +42,7 @@ def main() -> None:
     out = {"validation_prevalence": round(val_prevalence, 3)}
     for name, keep in (("full test", np.ones(len(y), bool)), ("clean test", np.array([r["path"] in clean for r in rows]))):
         prevalence = float(y[keep].mean())
-        shifted = 1 / (1 + np.exp(-(log_odds(p[keep]) + log_odds(prevalence) - log_odds(val_prevalence))))
+        shifted = sigmoid(log_odds(p[keep]) + log_odds(prevalence) - log_odds(val_prevalence))
         out[name] = {"n": int(keep.sum()), "prevalence": round(prevalence, 3),
                      "ece": round(expected_calibration_error(p[keep], y[keep]), 4),
                      "ece_after_prior_shift_to_own_prevalence": round(expected_calibration_error(shifted, y[keep]), 4)}

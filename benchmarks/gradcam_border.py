@@ -54,14 +54,12 @@ def main() -> None:
                     help="a training run's split.csv: take --split (e.g. val) from it instead of --data")
     ap.add_argument("--out", type=Path, default=Path("runs/gradcam-border.json"))
     args = ap.parse_args()
-    if args.split_file:
-        args.data = args.split_file
-        samples = read_split(args.split_file)[args.split]
-    else:
-        samples = select_split(discover(args.data), args.split)
+    source = args.split_file or args.data
+    samples = (read_split(source)[args.split] if args.split_file
+               else select_split(discover(source), args.split))
     rows = [border_share(m, samples) for m in args.models]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"data": str(args.data), "split": args.split, "rows": rows}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"data": str(source), "split": args.split, "rows": rows}, indent=2) + "\n")
     for r in rows:
         print(r)
 

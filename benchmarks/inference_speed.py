@@ -80,12 +80,13 @@ def end_to_end(model_dir: Path | None, before_dir: Path, data: Path) -> list[dic
 
     paths = expand_paths([data])
     rows = []
-    for engine, folder in (("onnx", model_dir), ("torch", model_dir), ("onnx, run-time padding", before_dir)):
-        predictor = load_predictor(folder, engine.split(",")[0], num_workers=2)
+    for name, engine, folder in (("onnx", "onnx", model_dir), ("torch", "torch", model_dir),
+                                 ("onnx, run-time padding", "onnx", before_dir)):
+        predictor = load_predictor(folder, engine, num_workers=2)
         t = time.perf_counter()
         out = predictor.predict_paths(paths)
         wall = time.perf_counter() - t
-        rows.append({"engine": engine, "n_images": len(paths), "wall_s": round(wall, 2),
+        rows.append({"engine": name, "n_images": len(paths), "wall_s": round(wall, 2),
                      "images_per_s": round(len(paths) / wall, 1),
                      "n_ok": sum(r["status"] == "ok" for r in out)})
     return rows

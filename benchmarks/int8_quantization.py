@@ -30,7 +30,7 @@ from sklearn.metrics import roc_auc_score
 from melanoma.config import DEFAULT_MODEL_DIR
 from melanoma.data import read_split
 from melanoma.imaging import open_rgb
-from melanoma.inference import OnnxPredictor, preprocess
+from melanoma.inference import OnnxPredictor, preprocess, session_options
 
 
 class Batches(CalibrationDataReader):
@@ -39,13 +39,6 @@ class Batches(CalibrationDataReader):
 
     def get_next(self):
         return next(self.it, None)
-
-
-def session(path: Path) -> ort.InferenceSession:
-    opts = ort.SessionOptions()  # the options OnnxPredictor uses
-    opts.add_session_config_entry("session.set_denormal_as_zero", "1")
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def main() -> None:
@@ -68,7 +61,8 @@ def main() -> None:
     quantize_static(str(args.out / "pre.onnx"), str(args.out / "int8.onnx"), Batches(calib),
                     quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    graphs = {"fp32": session(args.model / "model.onnx"), "int8": session(args.out / "int8.onnx")}
+    int8 = ort.InferenceSession(str(args.out / "int8.onnx"), session_options(), providers=["CPUExecutionProvider"])
+    graphs = {"fp32": predictor.session, "int8": int8}
 
     val = split["val"]
     x = load(val)

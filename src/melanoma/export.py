@@ -51,9 +51,9 @@ def static_same_padding(model: torch.nn.Module, img_size: int) -> torch.nn.Modul
 
     Why: traced as is, each computes its padding from the input's shape at run time, a Pad that ONNX
     Runtime cannot fold into the conv that follows; every such Pad makes it convert the activations out
-    of and back into its blocked (NCHWc) layout. (The exported graph takes ``img_size`` input only, as
-    it did before: the predictors always resize to it.) Measured on 2 cores at batch 32: the 5 Pads and the conversions
-    around them took 31% of the time.
+    of and back into its blocked (NCHWc) layout. Measured on 2 cores at batch 32: the 5 Pads and the
+    conversions around them took 31% of the time. (The exported graph takes ``img_size`` input only, as
+    it did before: the predictors always resize to it.)
     """
     from timm.layers import Conv2dSame
     from timm.layers.padding import pad_same_arg
