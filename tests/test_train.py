@@ -129,3 +129,37 @@ def test_extra_training_data_keeps_copies_of_train_images_and_drops_copies_of_he
     kept, n_left_out = extra_training_samples(tmp_path / "data", extra, held_out)
     assert sorted(s.path.name for s in kept) == ["copy_of_train.png", "new.png", "new.png"]
     assert n_left_out == 1
+
+
+def test_linear_probe_fits_the_head_on_frozen_features_and_leaves_the_rest_untouched(tmp_path: Path):
+    from melanoma.data import build_transform, discover, make_loader
+    from melanoma.models import create_model
+    from melanoma.train import fit_linear_probe
+
+    data = write_class_folders(tmp_path / "data", 16)
+    samples = discover(data)["all"]
+    loader = make_loader(samples, build_transform(64, (0.5,) * 3, (0.5,) * 3), batch_size=8)
+    net = create_model("tf_efficientnet_lite0", pretrained="imagenet")
+    body = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("classifier.")}
+    labels = torch.tensor([s.label for s in samples])
+
+    def accuracy() -> float:
+        with torch.no_grad():
+            logits = torch.cat([net.eval()(x).squeeze(1) for x, _, _ in loader])
+        return float(((logits > 0).long() == labels).float().mean())
+
+    before = accuracy()
+    info = fit_linear_probe(net, loader)
+    assert info["n"] == 32 and info["train_auc"] > 0.95
+    assert accuracy() > 0.9 and accuracy() > before  # the pretrained features separate the synthetic classes
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in body.items())  # only the head changed
+    with pytest.raises(ValueError, match="single-logit linear classifier"):
+        fit_linear_probe(create_model("small_cnn", pretrained="none"), loader)
+
+
+def test_linear_probe_recipe_records_the_probe_and_its_time(kaggle_like: Path, tmp_path: Path):
+    cfg = tiny_config(arch="tf_efficientnet_lite0", pretrained="imagenet", img_size=64, linear_probe=True,
+                      fast_dev_run=True)
+    _, model_cfg = load_model_folder(train(kaggle_like, tmp_path / "run", cfg))
+    assert model_cfg.training["linear_probe"]["n"] == 18
+    assert model_cfg.training["timings_s"]["linear_probe"] > 0

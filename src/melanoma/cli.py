@@ -50,6 +50,8 @@ def train(
     recipe: Optional[Path] = typer.Option(None, help="YAML recipe (TrainConfig fields); options given here override it."),
     color_constancy: Optional[str] = typer.Option(None, help="shades_of_grey, applied in training and inference."),
     freeze_blocks: int = typer.Option(0, min=0, help="Keep the stem and this many first blocks frozen."),
+    linear_probe: bool = typer.Option(False, "--linear-probe", help="Fit the classifier on the frozen pretrained "
+                                                                     "features before fine-tuning (LP-FT)."),
     batch_size: int = typer.Option(32, min=2),
     lr: float = typer.Option(5e-4, help="Peak learning rate (one-cycle cosine schedule)."),
     weight_decay: float = typer.Option(1e-4),
@@ -88,7 +90,7 @@ def train(
     aug = AugConfig(rotation=rotation, hflip=flips, vflip=flips, zoom=zoom, shear=shear, fill_mode=fill_mode,
                     brightness=color, contrast=color, saturation=color, hue=color / 5, vignette=vignette)
     cfg = TrainConfig(arch=arch, pretrained=pretrained, img_size=img_size, color_constancy=color_constancy,
-                      freeze_blocks=freeze_blocks, epochs=epochs, batch_size=batch_size,
+                      freeze_blocks=freeze_blocks, linear_probe=linear_probe, epochs=epochs, batch_size=batch_size,
                       lr=lr, weight_decay=weight_decay, optimizer=optimizer, patience=patience,
                       val_fraction=val_fraction, seed=seed,
                       target_sensitivity=None if youden else target_sensitivity,

@@ -31,6 +31,7 @@ class TrainConfig:
     img_size: int = 224
     color_constancy: str | None = None  # "shades_of_grey", applied in training and at inference
     freeze_blocks: int = 0  # EfficientNet: keep the stem and this many first blocks at ImageNet weights
+    linear_probe: bool = False  # stage 1: fit the classifier on frozen pretrained features (LP-FT)
     epochs: int = 10
     batch_size: int = 32
     lr: float = 5e-4
@@ -134,6 +135,46 @@ class LesionClassifier(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+@torch.inference_mode()
+def fit_linear_probe(net: torch.nn.Module, loader, C: float = 1.0) -> dict:
+    """Stage 1 of LP-FT (Kumar et al. 2022, "Fine-tuning can distort pretrained features and
+    underperform out-of-distribution"): fit the classifier by logistic regression on the pretrained
+    network's pooled features, before any fine-tuning. A randomly initialised head sends large,
+    arbitrary gradients into the pretrained layers during the first steps and distorts the features
+    that carry over to other clinics' images; a head that already fits gives small, meaningful ones.
+
+    ``loader`` yields (images (N, 3, H, W), labels (N,), index) without augmentation; ``net`` is a timm
+    model with one output, whose ``get_classifier()`` (a Linear of D -> 1) is overwritten in place.
+    Returns the probe's sample size and its training ROC-AUC.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
+    head = net.get_classifier() if hasattr(net, "forward_head") else None
+    if not isinstance(head, torch.nn.Linear) or head.out_features != 1:
+        raise ValueError("linear_probe needs a timm model with a single-logit linear classifier")
+    was_training = net.training
+    net.eval()  # ImageNet batch-norm statistics: the features the head will first see in fine-tuning
+    feats, labels = [], []
+    for batch in loader:
+        if batch is None:
+            continue
+        x, y, _ = batch
+        x = x.contiguous(memory_format=torch.channels_last)
+        feats.append(net.forward_head(net.forward_features(x), pre_logits=True).float())
+        labels.append(y)
+    net.train(was_training)
+    f, y = torch.cat(feats).numpy(), torch.cat(labels).numpy().astype(int)
+    scaler = StandardScaler().fit(f)  # for the solver's conditioning; folded back into the weights below
+    lr = LogisticRegression(C=C, max_iter=2000).fit(scaler.transform(f), y)
+    w = lr.coef_[0] / scaler.scale_
+    b = lr.intercept_[0] - float(w @ scaler.mean_)
+    head.weight.copy_(torch.as_tensor(w, dtype=head.weight.dtype)[None])
+    head.bias.copy_(torch.as_tensor([b], dtype=head.bias.dtype))
+    return {"n": len(y), "train_auc": round(float(roc_auc_score(y, f @ w + b)), 6), "C": C}
 
 
 def _versions() -> dict[str, str]:
@@ -255,6 +296,14 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     module = LesionClassifier(cfg.arch, cfg.pretrained, cfg.lr, cfg.weight_decay, cfg.optimizer,
                               cfg.warmup_epochs, cfg.freeze_blocks)
 
+    clock["probe"] = time.perf_counter()
+    probe = None
+    if cfg.linear_probe and not resume:  # a resumed run's head comes from its checkpoint
+        from .data import make_loader
+
+        probe = fit_linear_probe(module.net, make_loader(train_s, dm.eval_tf, cfg.batch_size,
+                                                         num_workers=cfg.num_workers))
+
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_auc", mode="max",
                            enable_version_counter=False)
     # Lightning saves `last` only in epochs that improve `best`; a second, unmonitored callback
@@ -285,7 +334,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         color_constancy=cfg.color_constancy,
         training={"recipe": {**asdict(cfg)}, "data": str(data), "n_train": len(train_s),
                   "n_val": len(val_s), "n_dropped_test_duplicates": len(dropped),
-                  "extra_train": {p: {"n_used": len(u), "n_left_out_copies_of_val_or_test": n} for p, (u, n) in extra.items()}, "split_sha256": split_hash, "epochs_run": trainer.current_epoch,
+                  "extra_train": {p: {"n_used": len(u), "n_left_out_copies_of_val_or_test": n} for p, (u, n) in extra.items()}, "split_sha256": split_hash, "epochs_run": trainer.current_epoch, "linear_probe": probe,
                   "command": command, "machine": _machine(),
                   "best_val": val_metrics, "versions": _versions()})
     if trainer.is_global_zero:
@@ -311,7 +360,8 @@ def _record_timings(model_dir: Path, clock: dict[str, float], images_trained: in
     cfg = ModelConfig.load(model_dir / "config.json")
     fit_s = clock["fit_end"] - clock["fit"]
     cfg.training["timings_s"] = {
-        "data_and_audit": round(clock["fit"] - clock["start"], 1), "fit": round(fit_s, 1),
+        "data_and_audit": round(clock["probe"] - clock["start"], 1),
+        "linear_probe": round(clock["fit"] - clock["probe"], 1), "fit": round(fit_s, 1),
         "calibrate": round(clock["calibrate_end"] - clock["fit_end"], 1),
         "gate": round(clock["gate_end"] - clock["calibrate_end"], 1),
         "onnx_export": round(clock["export_end"] - clock["gate_end"], 1),
