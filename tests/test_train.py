@@ -131,7 +131,7 @@ def test_extra_training_data_keeps_copies_of_train_images_and_drops_copies_of_he
     assert n_left_out == 1
 
 
-def test_linear_probe_fits_the_head_on_frozen_features_and_leaves_the_rest_untouched(tmp_path: Path):
+def test_linear_probe_fits_the_head_on_frozen_features_and_changes_no_other_weight(tmp_path: Path):
     from melanoma.data import build_transform, discover, make_loader
     from melanoma.models import create_model
     from melanoma.train import fit_linear_probe
@@ -140,7 +140,8 @@ def test_linear_probe_fits_the_head_on_frozen_features_and_leaves_the_rest_untou
     samples = discover(data)["all"]
     loader = make_loader(samples, build_transform(64, (0.5,) * 3, (0.5,) * 3), batch_size=8)
     net = create_model("tf_efficientnet_lite0", pretrained="imagenet")
-    body = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("classifier.")}
+    body = {k: v.clone() for k, v in net.named_parameters() if not k.startswith("classifier.")}
+    imagenet_bn = net.bn1.running_mean.clone()
     labels = torch.tensor([s.label for s in samples])
 
     def accuracy() -> float:
@@ -150,9 +151,11 @@ def test_linear_probe_fits_the_head_on_frozen_features_and_leaves_the_rest_untou
 
     before = accuracy()
     info = fit_linear_probe(net, loader)
-    assert info["n"] == 32 and info["train_auc"] > 0.95
+    assert info["n"] == 32 and info["train_auc"] > 0.95 and info["C"] > 0
     assert accuracy() > 0.9 and accuracy() > before  # the pretrained features separate the synthetic classes
-    assert all(torch.equal(v, net.state_dict()[k]) for k, v in body.items())  # only the head changed
+    # no weight of the body changes; batch norm takes these images' statistics (fine-tuning's view of them)
+    assert all(torch.equal(v, dict(net.named_parameters())[k]) for k, v in body.items())
+    assert not torch.allclose(net.bn1.running_mean, imagenet_bn)
     with pytest.raises(ValueError, match="single-logit linear classifier"):
         fit_linear_probe(create_model("small_cnn", pretrained="none"), loader)
 
@@ -161,5 +164,5 @@ def test_linear_probe_recipe_records_the_probe_and_its_time(kaggle_like: Path, t
     cfg = tiny_config(arch="tf_efficientnet_lite0", pretrained="imagenet", img_size=64, linear_probe=True,
                       fast_dev_run=True)
     _, model_cfg = load_model_folder(train(kaggle_like, tmp_path / "run", cfg))
-    assert model_cfg.training["linear_probe"]["n"] == 18
+    assert model_cfg.training["linear_probe"]["n"] == 18  # every training image (fewer than PROBE_IMAGES)
     assert model_cfg.training["timings_s"]["linear_probe"] > 0
