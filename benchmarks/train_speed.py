@@ -4,6 +4,7 @@
 
 * network: forward + backward + AdamW step on a fixed batch of 32 (images/s), for full fine-tuning and
   for 2 and 3 frozen blocks, at the recipe's input size and at 192 px: what `recipe_sweep.py` budgets with;
+  and full fine-tuning of the larger EfficientNet-Lites at their own input sizes (lite1 240 px, lite2 260 px);
 * data: decoding + augmentation of real training images in one process (images/s per core).
 A real epoch runs both on the same 2 cores (the loader's workers and the training step share them).
 Run it with GLIBC_TUNABLES set (the `melanoma` launcher and the Makefile do) on an otherwise idle machine.
@@ -25,6 +26,7 @@ from melanoma.models import create_model, default_mean_std
 from melanoma.train import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
+LARGER = (("tf_efficientnet_lite1", 240), ("tf_efficientnet_lite2", 260))  # timm's default input sizes
 
 
 def network_images_per_s(arch: str, size: int, freeze: int, batch: int = 32, steps: int = 6) -> float:
@@ -65,17 +67,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "speed")
     args = ap.parse_args()
     recipe = load_recipe(args.recipe)
-    rows = [{"part": "network", "img_size": size, "freeze_blocks": freeze,
+    rows = [{"part": "network", "arch": recipe.arch, "img_size": size, "freeze_blocks": freeze,
              "images_per_s": round(network_images_per_s(recipe.arch, size, freeze), 1)}
             for size in (recipe.img_size, 192) for freeze in (0, 2, 3)]
+    rows += [{"part": "network", "arch": arch, "img_size": size, "freeze_blocks": 0,
+              "images_per_s": round(network_images_per_s(arch, size, 0), 1)} for arch, size in LARGER]
     if args.data.is_dir():
         rows.append({"part": "data (1 core)", "img_size": recipe.img_size,
                      "images_per_s": round(data_images_per_s(args.data, recipe), 1)})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "train_speed.json").write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))
-    print("| part | input px | frozen blocks | images/s |\n|---|---|---|---|")
+    print("| part | arch | input px | frozen blocks | images/s |\n|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['part']} | {r['img_size']} | {r.get('freeze_blocks', '-')} | {r['images_per_s']} |")
+        print(f"| {r['part']} | {r.get('arch', '-')} | {r['img_size']} | {r.get('freeze_blocks', '-')} | {r['images_per_s']} |")
 
 
 if __name__ == "__main__":
