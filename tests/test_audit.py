@@ -107,3 +107,29 @@ def test_training_can_drop_train_images_that_have_a_copy_in_test(planted: Path, 
     assert model_cfg.training["n_dropped_test_duplicates"] == 6
     used = {Path(r["path"]).name for r in csv_module.DictReader(open(tmp_path / "run" / "split.csv"))}
     assert len(used) == 34 and not {f"t{i}.png" for i in range(6)} & used
+
+
+def test_hash_cache_serves_unchanged_files_rehashes_changed_ones_and_forgets_deleted_ones(tmp_path: Path):
+    import sqlite3
+
+    from melanoma.audit import THUMB, cache_dir, hash_files
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"img{i}.png")
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(paths[-1])
+    first = hash_files(paths, workers=1)
+    served = []
+    second = hash_files(paths, on_progress=served.append, workers=1)
+    assert served == [3]  # all three from the cache, none recomputed
+    for p in paths:
+        assert second[str(p)].exact == first[str(p)].exact
+        np.testing.assert_array_equal(second[str(p)].thumbs, first[str(p)].thumbs)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(paths[0])  # changed in place
+    paths[2].unlink()
+    served.clear()
+    third = hash_files(paths[:2], on_progress=served.append, workers=1)
+    assert served == [1, 1] and third[str(paths[0])].exact != first[str(paths[0])].exact
+    rows = sqlite3.connect(cache_dir() / f"thumbs{THUMB}.sqlite").execute("SELECT path FROM hashes").fetchall()
+    assert sorted(r[0] for r in rows) == sorted(str(p.resolve()) for p in paths[:2])  # one row per live file

@@ -15,7 +15,9 @@ from test_train import tiny_config
 
 from melanoma.train import train
 
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def env() -> dict[str, str]:
+    """The environment at call time: with the test's private cache folder (conftest.private_cache)."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def cli(*args: str) -> list[str]:
@@ -44,7 +46,7 @@ def test_unwritable_output_fails_before_training(tmp_path: Path):
 def test_kill_9_mid_training_then_resume(tmp_path: Path):
     data = write_class_folders(tmp_path / "data", 40)
     run = tmp_path / "run"
-    proc = subprocess.Popen(cli("train", str(data), "--out", str(run), "--epochs", "40", *TINY), env=ENV,
+    proc = subprocess.Popen(cli("train", str(data), "--out", str(run), "--epochs", "40", *TINY), env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(epochs_logged(run)) < 3:
@@ -55,7 +57,7 @@ def test_kill_9_mid_training_then_resume(tmp_path: Path):
     done = max(epochs_logged(run))
     assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "model").exists()
     result = subprocess.run(cli("train", str(data), "--out", str(run), "--epochs", "40", "--resume", *TINY),
-                            env=ENV, capture_output=True, text=True, timeout=600)
+                            env=env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     epochs = epochs_logged(run)
     assert epochs[-1] == 39 and set(range(40)) <= set(epochs)
@@ -65,7 +67,7 @@ def test_kill_9_mid_training_then_resume(tmp_path: Path):
     resumed = json.loads((run / "model" / "config.json").read_text())["training"]["best_val"]
     straight = tmp_path / "straight"
     result = subprocess.run(cli("train", str(data), "--out", str(straight), "--epochs", "40", *TINY),
-                            env=ENV, capture_output=True, text=True, timeout=600)
+                            env=env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     uninterrupted = json.loads((straight / "model" / "config.json").read_text())["training"]["best_val"]
     assert resumed["val_auc"] == pytest.approx(uninterrupted["val_auc"], abs=0.05)  # as good, within noise
@@ -116,7 +118,7 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path):
     data = write_class_folders(tmp_path / "data", 24)
     run = tmp_path / "run"
     result = subprocess.run(cli("train", str(data), "--out", str(run), "--epochs", "2", "--devices", "2",
-                                "--strategy", "ddp", *TINY), env=ENV, capture_output=True, text=True, timeout=600)
+                                "--strategy", "ddp", *TINY), env=env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GLOBAL_RANK: 1" in result.stderr or "Initializing distributed: GLOBAL_RANK: 1" in result.stdout + result.stderr
     cfg = json.loads((run / "model" / "config.json").read_text())

@@ -121,3 +121,22 @@ def test_prevalence_needs_the_validation_prevalence_in_the_model_folder(tiny_mod
     result = CliRunner().invoke(app, ["predict", str(SAMPLES), "--prevalence", "0.1", "--model", str(tiny_model_dir),
                                       "--engine", "torch"])
     assert result.exit_code == 2 and "prevalence of its validation split" in result.output
+
+
+def test_big_jpegs_decode_at_no_less_than_twice_the_model_input(tmp_path: Path):
+    from melanoma.imaging import Sample, open_rgb
+    from melanoma.inference import draft_size
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.jpg"
+    Image.fromarray(rng.integers(0, 256, (1500, 2000, 3), dtype=np.uint8)).save(path, quality=90)
+    cfg = ModelConfig(img_size=224)
+    # libjpeg scales by powers of two: 1/4 would give 500 x 375, under 448 px, so it stops at 1/2
+    assert open_rgb(path, draft_size=draft_size(cfg)).size == (1000, 750)
+    small = tmp_path / "small.jpg"
+    Image.fromarray(rng.integers(0, 256, (400, 400, 3), dtype=np.uint8)).save(small)
+    assert open_rgb(small, draft_size=draft_size(cfg)).size == (400, 400)  # under 2x the input: decoded in full
+    # and the predictor decodes through it: the same pixels as decoding at that size by hand
+    predictor = OnnxPredictor(use_ood=False)
+    by_hand = preprocess(open_rgb(path, draft_size=2 * predictor.cfg.img_size), predictor.cfg)
+    np.testing.assert_array_equal(predictor._load(Sample(path, 0)), by_hand)

@@ -38,7 +38,7 @@ def build_app(model_dir: str | Path | None = None):
     from .config import atomic_write_bytes
     from .explain import explainer_for
     from .imaging import open_rgb
-    from .inference import OnnxPredictor, load_predictor
+    from .inference import OnnxPredictor, draft_size, load_predictor
 
     # ONNX Runtime when the folder has model.onnx: no torch import (a fast start), ~2x faster on CPU,
     # Grad-CAM from the graph's own output, and a thread-safe session.
@@ -71,7 +71,7 @@ def build_app(model_dir: str | Path | None = None):
         if not path:
             raise gr.Error("Please add an image first.")
         try:
-            img = open_rgb(path, draft_size=predictor.cfg.img_size)
+            img = open_rgb(path, draft_size=draft_size(predictor.cfg))
         except ValueError as e:  # ImageError: the one-line reason
             raise gr.Error(f"Cannot read this file: {e}") from None
         with model_lock:

@@ -19,6 +19,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,60 +68,91 @@ def dihedral(thumbs: np.ndarray) -> np.ndarray:
     return np.stack([v.reshape(len(thumbs), -1) for v in variants], axis=1)
 
 
-def _hash_file(path: str) -> tuple[str, str, list[int]] | None:
+def _hash_file(path: str) -> tuple[str, str, np.ndarray] | None:
     try:
         h = hash_image(load_image(path))
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
-    return path, h.exact, h.thumbs.round(5).tolist()
+    return path, h.exact, h.thumbs.astype(np.float32)
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("MELANOMA_CACHE_DIR", Path.home() / ".cache" / "melanoma"))
 
 
+def _thumb_cache() -> "sqlite3.Connection":
+    """The hash cache: one SQLite table (stdlib, transactional, safe across processes), thumbnails as
+    float32 blobs, looked up by path. Its first form, one JSON line per image appended forever, had
+    grown to 5.2 GB on a development machine and took 110 s to read before every audit, however small."""
+    import sqlite3
+
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"thumbs{THUMB}.jsonl").unlink(missing_ok=True)  # that old form, superseded
+    con = sqlite3.connect(folder / f"thumbs{THUMB}.sqlite", timeout=120)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, stamp TEXT, exact TEXT, thumbs BLOB)")
+    return con
+
+
 def hash_files(paths: list[Path], on_progress: Callable[[int], None] | None = None,
                workers: int | None = None) -> dict[str, Hashes]:
-    """Hashes per path (unreadable files are left out), cached by path, size and mtime."""
+    """Hashes per path (unreadable files are left out), cached by resolved path, size and mtime.
+
+    Entries of files that no longer exist are dropped from the cache on the way, so it holds at most
+    one entry per image that still exists."""
     from concurrent.futures import ProcessPoolExecutor
 
-    cache_file = cache_dir() / f"thumbs{THUMB}.jsonl"
-    cached: dict[str, tuple[str, Hashes]] = {}
-    if cache_file.is_file():
-        for line in cache_file.read_text().splitlines():
-            try:
-                key, exact, ph = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a crash
-            cached[key] = (exact, ph)
-
-    def key(p: Path) -> str:
-        st = p.stat()
-        return f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-
-    keys = {str(p): key(p) for p in paths if p.is_file()}
+    stamps = {}
+    for p in paths:
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if p.is_file():
+            stamps[str(p)] = (str(p.resolve()), f"{st.st_size}|{st.st_mtime_ns}")
     out: dict[str, Hashes] = {}
-    todo = []
-    for p, k in keys.items():
-        if k in cached:
-            exact, ph = cached[k]
-            out[p] = Hashes(exact, np.array(ph, dtype=np.float32))
-        else:
-            todo.append(p)
-    if on_progress:
-        on_progress(len(out))
-    if todo:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool, cache_file.open("a") as f:
-            for result in pool.map(_hash_file, todo, chunksize=64):
-                if on_progress:
-                    on_progress(1)
-                if result is None:
-                    continue
-                p, exact, ph = result
-                out[p] = Hashes(exact, np.array(ph, dtype=np.float32))
-                f.write(json.dumps([keys[p], exact, ph]) + "\n")
+    with closing(_thumb_cache()) as con:
+        cached = {}
+        resolved = [r for r, _ in stamps.values()]
+        for i in range(0, len(resolved), 500):  # SQLite's limit on bound parameters
+            chunk = resolved[i:i + 500]
+            cached.update((path, (stamp, exact, blob)) for path, stamp, exact, blob in con.execute(
+                f"SELECT path, stamp, exact, thumbs FROM hashes WHERE path IN ({','.join('?' * len(chunk))})", chunk))
+        todo = []
+        for p, (r, stamp) in stamps.items():
+            hit = cached.get(r)
+            if hit and hit[0] == stamp:
+                out[p] = Hashes(hit[1], np.frombuffer(hit[2], dtype=np.float32).reshape(2, -1))
+            else:
+                todo.append(p)
+        if on_progress:
+            on_progress(len(out))
+        if todo:
+            with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+                rows = []
+                for result in pool.map(_hash_file, todo, chunksize=64):
+                    if on_progress:
+                        on_progress(1)
+                    if result is None:
+                        continue
+                    p, exact, ph = result
+                    out[p] = Hashes(exact, np.asarray(ph, dtype=np.float32))
+                    rows.append((*stamps[p], exact, out[p].thumbs.tobytes()))
+                    if len(rows) >= 256:  # a crash loses at most this many hashes
+                        _store(con, rows)
+                _store(con, rows)
+        gone = [(path,) for (path,) in con.execute("SELECT path FROM hashes") if not os.path.exists(path)]
+        if gone:
+            with con:
+                con.executemany("DELETE FROM hashes WHERE path = ?", gone)
     return out
+
+
+def _store(con, rows: list) -> None:
+    with con:  # one transaction
+        con.executemany("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)", rows)
+    rows.clear()
 
 
 def near_pairs(a: np.ndarray, b: np.ndarray | None = None, min_similarity: float = NEAR_DUP_SIMILARITY,

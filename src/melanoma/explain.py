@@ -18,6 +18,7 @@ from PIL import Image
 
 from .config import ModelError, atomic_write_bytes
 from .imaging import open_rgb
+from .inference import draft_size
 
 IMAGE_WEIGHT = 0.55  # share of the photo in the overlay; the rest is the heatmap
 
@@ -65,7 +66,7 @@ class BaseExplainer:
 
     def explain_file(self, path: Path, out_dir: Path) -> Path:
         """Write ``<out_dir>/<stem>_gradcam.png``; raises ImageError for unusable images."""
-        img = open_rgb(path, draft_size=self.predictor.cfg.img_size)
+        img = open_rgb(path, draft_size=draft_size(self.predictor.cfg))
         out = Path(out_dir) / f"{Path(path).stem}_gradcam.png"
         buf = io.BytesIO()
         self.overlay(img).save(buf, "PNG")

@@ -13,7 +13,7 @@ import torch
 
 from .config import DEFAULT_MODEL_DIR
 from .data import Sample, build_transform, make_loader
-from .inference import BasePredictor, expand_paths, unreadable_reason  # noqa: F401 - re-exported
+from .inference import BasePredictor, draft_size, expand_paths, unreadable_reason  # noqa: F401 - re-exported
 from .models import load_model_folder
 from .ood import GATE_BLOCKS, OODDetector
 
@@ -70,7 +70,7 @@ class Predictor(BasePredictor):
         """Per sample, in order: ``{"logit", "ood_score", "flat", "features"}``; None if unreadable."""
         out: list[dict | None] = [None] * len(samples)
         loader = make_loader(samples, self.transform, self.batch_size, num_workers=self.num_workers,
-                             draft_size=self.cfg.img_size)
+                             draft_size=draft_size(self.cfg))
         for batch in loader:
             if batch is None:
                 continue
