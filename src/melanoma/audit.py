@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
@@ -80,12 +81,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MELANOMA_CACHE_DIR", Path.home() / ".cache" / "melanoma"))
 
 
-def _thumb_cache() -> "sqlite3.Connection":
+def _thumb_cache() -> sqlite3.Connection:
     """The hash cache: one SQLite table (stdlib, transactional, safe across processes), thumbnails as
     float32 blobs, looked up by path. Its first form, one JSON line per image appended forever, had
     grown to 5.2 GB on a development machine and took 110 s to read before every audit, however small."""
-    import sqlite3
-
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"thumbs{THUMB}.jsonl").unlink(missing_ok=True)  # that old form, superseded
