@@ -46,6 +46,11 @@ def test_model_card_names_every_training_source():
     assert "isic2017" not in model_card(ModelConfig(arch="tf_efficientnet_lite0", training={"data": "kaggle"}))
     noted = model_card(cfg, limitations=["Melanoma sensitivity 0.70 on ISIC 2017 validation."])
     assert "## Limitations\n\n- Melanoma sensitivity 0.70 on ISIC 2017 validation.\n" in noted
+    # a given bullet that opens like a default one replaces it: each limitation once
+    mine = "Skin tone was not recorded: measured on 12 images of dark skin, sensitivity 0.5."
+    card = model_card(cfg, limitations=[mine])
+    assert card.count("Skin tone was not recorded") == 1 and f"- {mine}\n" in card
+    assert card.count("Not for non-dermoscopic") == 1
 
 
 def test_results_table_shows_a_dash_for_metrics_a_one_class_row_lacks():

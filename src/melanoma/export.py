@@ -192,17 +192,20 @@ def model_card(cfg: ModelConfig, metrics: dict | None = None, evaluations: dict[
         lines.append("")
     if rows:
         lines += results_table(rows)
-    lines += ["", "## Limitations", "", *[f"- {note}" for note in limitations or []],
-              f"- Trained {'mostly ' if t.get('extra_train') else ''}on one public dataset whose malignant images often come from other sources than its "
-              "benign ones (dermatoscope vignettes, black frames, rulers): the model may partly rely on such "
-              "artefacts. Vignette augmentation and colour constancy reduce, but do not remove, that risk.",
-              "- 651 of the 1,000 malignant test images have a near-copy in the training split, so the full-test "
-              "numbers are optimistic; the clean rows leave those out. Nearly all ISIC 2017 melanomas are also in "
-              "the Kaggle set, so ISIC 2017 is no independent check of melanoma sensitivity.",
-              "- Skin tone was not recorded: the ISIC archive is mostly light skin, and performance on darker skin "
-              "is unknown.",
-              "- Not for non-dermoscopic (clinical or phone) photos; the gate rejects many but not all of them.",
-              "- 224 px input: fine structure of larger dermoscopic images is lost in the resize.", "",
+    defaults = [
+        f"Trained {'mostly ' if t.get('extra_train') else ''}on one public dataset whose malignant images often come "
+        "from other sources than its benign ones (dermatoscope vignettes, black frames, rulers): the model may partly "
+        "rely on such artefacts. Vignette augmentation and colour constancy reduce, but do not remove, that risk.",
+        "651 of the 1,000 malignant test images have a near-copy in the training split, so the full-test "
+        "numbers are optimistic; the clean rows leave those out. Nearly all ISIC 2017 melanomas are also in "
+        "the Kaggle set, so ISIC 2017 is no independent check of melanoma sensitivity.",
+        "Skin tone was not recorded: the ISIC archive is mostly light skin, and performance on darker skin is unknown.",
+        "Not for non-dermoscopic (clinical or phone) photos; the gate rejects many but not all of them.",
+        f"{cfg.img_size} px input: fine structure of larger dermoscopic images is lost in the resize."]
+    given = list(limitations or [])
+    # a given bullet that opens like a default one is the caller's version of it, and replaces it
+    bullets = given + [d for d in defaults if not any(g[:24] == d[:24] for g in given)]
+    lines += ["", "## Limitations", "", *[f"- {note}" for note in bullets], "",
               "## Use", "", "```bash", "pip install melanoma-classifier",
               "melanoma predict lesion.jpg --model path/to/this/folder", "```", ""]
     return "\n".join(lines)
