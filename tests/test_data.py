@@ -168,3 +168,20 @@ def test_a_partial_vignette_shades_the_rim_by_a_random_fraction():
     assert max(fractions) - min(fractions) > 0.3  # the darkness varies from image to image
     with pytest.raises(ValueError, match="vignette_min_darkness"):
         RandomVignette(p=1.0, min_darkness=1.5)
+
+
+def test_jpeg_augmentation_recompresses_at_the_quality_asked():
+    still = dict(rotation=0, zoom=0.0, shear=0.0, hflip=False, vflip=False, brightness=0, contrast=0,
+                 saturation=0, hue=0)
+    img = lesion_image(1, np.random.default_rng(0), size=64)
+    plain = build_transform(64, (0.0,) * 3, (1.0,) * 3, AugConfig(**still))(img)
+    torch.manual_seed(0)
+    changes = {}
+    for q in (10, 95):  # qualities drawn from [q, 95]
+        tf = build_transform(64, (0.0,) * 3, (1.0,) * 3, AugConfig(jpeg=1.0, jpeg_quality_min=q, **still))
+        changes[q] = np.mean([float((tf(img) - plain).abs().mean()) for _ in range(8)])
+    assert 0 < changes[95] < changes[10]  # every image re-compressed; lower quality, more change
+    off = build_transform(64, (0.0,) * 3, (1.0,) * 3, AugConfig(jpeg=0.0, **still))(img)
+    assert torch.equal(off, plain)
+    with pytest.raises(ValueError, match="jpeg_quality_min"):
+        build_transform(64, (0.5,) * 3, (0.5,) * 3, AugConfig(jpeg=0.5, jpeg_quality_min=0))

@@ -190,6 +190,8 @@ class AugConfig:
     hue: float = 0.02
     vignette: float = 0.0  # probability of a random dark circular frame, given to both classes alike
     vignette_min_darkness: float = 1.0  # darkness of that frame drawn from [this, 1]; 1: always black
+    jpeg: float = 0.0  # probability of a JPEG re-compression at a random quality in [jpeg_quality_min, 95]
+    jpeg_quality_min: int = 50
 
 
 class RandomVignette(torch.nn.Module):
@@ -266,6 +268,10 @@ def build_transform(img_size: int, mean, std, aug: AugConfig | None = None,
         steps.append(v2.ColorJitter(aug.brightness, aug.contrast, aug.saturation, aug.hue))
         if aug.vignette > 0:
             steps.append(RandomVignette(aug.vignette, aug.vignette_min_darkness))
+        if aug.jpeg > 0:  # other clinics compress differently; a re-encode alone moves p by ~0.02
+            if not 1 <= aug.jpeg_quality_min <= 95:
+                raise ValueError(f"jpeg_quality_min must be in [1, 95] (got {aug.jpeg_quality_min})")
+            steps.append(v2.RandomApply([v2.JPEG((aug.jpeg_quality_min, 95))], p=aug.jpeg))
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     return v2.Compose(steps)
 
