@@ -18,6 +18,7 @@ import io
 import json
 import os
 import sqlite3
+import stat
 from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
@@ -108,7 +109,7 @@ def hash_files(paths: list[Path], on_progress: Callable[[int], None] | None = No
             st = p.stat()
         except OSError:
             continue
-        if p.is_file():
+        if stat.S_ISREG(st.st_mode):
             stamps[str(p)] = (str(p.resolve()), f"{st.st_size}|{st.st_mtime_ns}")
     out: dict[str, Hashes] = {}
     with closing(_thumb_cache()) as con:
@@ -136,7 +137,7 @@ def hash_files(paths: list[Path], on_progress: Callable[[int], None] | None = No
                     if result is None:
                         continue
                     p, exact, ph = result
-                    out[p] = Hashes(exact, np.asarray(ph, dtype=np.float32))
+                    out[p] = Hashes(exact, ph)  # float32 already
                     rows.append((*stamps[p], exact, out[p].thumbs.tobytes()))
                     if len(rows) >= 256:  # a crash loses at most this many hashes
                         _store(con, rows)
