@@ -133,3 +133,19 @@ def test_hash_cache_serves_unchanged_files_rehashes_changed_ones_and_forgets_del
     assert served == [1, 1] and third[str(paths[0])].exact != first[str(paths[0])].exact
     rows = sqlite3.connect(cache_dir() / f"thumbs{THUMB}.sqlite").execute("SELECT path FROM hashes").fetchall()
     assert sorted(r[0] for r in rows) == sorted(str(p.resolve()) for p in paths[:2])  # one row per live file
+
+
+def test_audit_cache_keeps_only_the_most_recently_used_results(tmp_path: Path, monkeypatch):
+    import melanoma.audit as audit_module
+    from conftest import write_class_folders
+
+    monkeypatch.setenv("MELANOMA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(audit_module, "AUDIT_CACHE_ENTRIES", 2)
+    sets = [write_class_folders(tmp_path / f"d{i}", 4) for i in range(3)]
+    cached_audit(sets[0])
+    cached_audit(sets[1])
+    cached_audit(sets[0])  # a hit: d0 becomes the most recently used
+    cached_audit(sets[2])  # a third entry pushes out the least recently used, d1's
+    entries = list((tmp_path / "cache").glob("audit-*.json"))
+    kept = {json.loads(p.read_text())["samples"][0][0].split("/")[-3] for p in entries}
+    assert len(entries) == 2 and kept == {"d0", "d2"}

@@ -166,3 +166,20 @@ def test_linear_probe_recipe_records_the_probe_and_its_time(kaggle_like: Path, t
     _, model_cfg = load_model_folder(train(kaggle_like, tmp_path / "run", cfg))
     assert model_cfg.training["linear_probe"]["n"] == 18  # every training image (fewer than PROBE_IMAGES)
     assert model_cfg.training["timings_s"]["linear_probe"] > 0
+
+
+def test_ema_ships_the_averaged_weights_and_resumes_with_both(tmp_path: Path):
+    data = write_class_folders(tmp_path / "data", 16)
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match="ema_decay"):
+        train(data, run, tiny_config(ema_decay=1.0))
+    train(data, run, tiny_config(epochs=2, lr=3e-3, ema_decay=0.9))
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    raw, avg = last["current_model_state"], last["state_dict"]
+    assert any(not torch.equal(raw[k], avg[k]) for k in raw if k.endswith("weight"))  # two sets of weights
+    model_dir = train(data, run, tiny_config(epochs=3, lr=3e-3, ema_decay=0.9), resume=True)
+    best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    model, cfg = load_model_folder(model_dir)
+    shipped = model.state_dict()
+    assert all(torch.equal(shipped[k], best["net." + k]) for k in shipped)  # the folder holds the average
+    assert cfg.training["recipe"]["ema_decay"] == 0.9

@@ -306,6 +306,9 @@ def write_audit(result: AuditResult, out: str | Path) -> None:
     atomic_write_text(out / "audit.json", json.dumps(result.summary, indent=2) + "\n")
 
 
+AUDIT_CACHE_ENTRIES = 16  # audit results kept in the cache, most recently used first
+
+
 def cached_audit(data: str | Path, on_progress: Callable[[int], None] | None = None,
                  on_start: Callable[[int], None] | None = None) -> AuditResult:
     """:func:`audit` of one dataset, cached under ``cache_dir()`` by its file list, sizes and
@@ -319,6 +322,7 @@ def cached_audit(data: str | Path, on_progress: Callable[[int], None] | None = N
         try:
             saved = json.loads(path.read_text())
             samples = [(Sample(Path(p), label), split) for p, split, label in saved["samples"]]
+            path.touch()  # recently used entries survive the pruning below
             return AuditResult(samples, np.array(saved["cluster_ids"]),
                                [tuple(x) for x in saved["pairs"]], saved["summary"])
         except (ValueError, KeyError, TypeError):
@@ -327,4 +331,7 @@ def cached_audit(data: str | Path, on_progress: Callable[[int], None] | None = N
     atomic_write_text(path, json.dumps({
         "samples": [[str(s.path), split, s.label] for s, split in result.samples],
         "cluster_ids": result.cluster_ids.tolist(), "pairs": result.pairs, "summary": result.summary}))
+    # Any change of a dataset's files (a fresh copy has new mtimes) makes a new entry; keep the recent ones.
+    for old in sorted(cache_dir().glob("audit-*.json"), key=lambda p: p.stat().st_mtime)[:-AUDIT_CACHE_ENTRIES]:
+        old.unlink(missing_ok=True)
     return result

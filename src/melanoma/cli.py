@@ -52,6 +52,8 @@ def train(
     freeze_blocks: int = typer.Option(0, min=0, help="Keep the stem and this many first blocks frozen."),
     linear_probe: bool = typer.Option(False, "--linear-probe", help="Fit the classifier on the frozen pretrained "
                                                                      "features before fine-tuning (LP-FT)."),
+    ema_decay: Optional[float] = typer.Option(None, help="Ship an exponential moving average of the weights "
+                                                         "with this decay per step (e.g. 0.998)."),
     batch_size: int = typer.Option(32, min=2),
     lr: float = typer.Option(5e-4, help="Peak learning rate (one-cycle cosine schedule)."),
     weight_decay: float = typer.Option(1e-4),
@@ -90,7 +92,7 @@ def train(
     aug = AugConfig(rotation=rotation, hflip=flips, vflip=flips, zoom=zoom, shear=shear, fill_mode=fill_mode,
                     brightness=color, contrast=color, saturation=color, hue=color / 5, vignette=vignette)
     cfg = TrainConfig(arch=arch, pretrained=pretrained, img_size=img_size, color_constancy=color_constancy,
-                      freeze_blocks=freeze_blocks, linear_probe=linear_probe, epochs=epochs, batch_size=batch_size,
+                      freeze_blocks=freeze_blocks, linear_probe=linear_probe, ema_decay=ema_decay, epochs=epochs, batch_size=batch_size,
                       lr=lr, weight_decay=weight_decay, optimizer=optimizer, patience=patience,
                       val_fraction=val_fraction, seed=seed,
                       target_sensitivity=None if youden else target_sensitivity,

@@ -33,6 +33,7 @@ class TrainConfig:
     color_constancy: str | None = None  # "shades_of_grey", applied in training and at inference
     freeze_blocks: int = 0  # EfficientNet: keep the stem and this many first blocks at ImageNet weights
     linear_probe: bool = False  # stage 1: fit the classifier on frozen pretrained features (LP-FT)
+    ema_decay: float | None = None  # e.g. 0.998: validate, checkpoint and ship an exponential moving average
     epochs: int = 10
     batch_size: int = 32
     lr: float = 5e-4
@@ -268,9 +269,12 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     ``out`` also receives ``split.csv`` (the exact train/val lists), ``checkpoints/{best,last}.ckpt``
     and ``logs/`` (per-epoch metrics as CSV). With ``resume`` the run continues from ``last.ckpt``.
     """
-    from lightning.pytorch.callbacks import EarlyStopping, LambdaCallback, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import (EarlyStopping, EMAWeightAveraging, LambdaCallback, LearningRateMonitor,
+                                             ModelCheckpoint)
     from lightning.pytorch.loggers import CSVLogger
 
+    if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
+        raise ValueError(f"ema_decay must lie strictly between 0 and 1 (got {cfg.ema_decay})")
     out = Path(out)
     last_ckpt = out / "checkpoints" / "last.ckpt"
     if resume and not last_ckpt.is_file():
@@ -317,12 +321,15 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     # Lightning saves `last` only in epochs that improve `best`; a second, unmonitored callback
     # writes it after every epoch, so a crash costs at most one epoch.
     last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", enable_version_counter=False)
+    # Lightning's EMA swaps the averaged weights in for validation and stores them as the checkpoint's
+    # state_dict (the raw weights ride along for --resume), so best.ckpt, and the shipped model, are the average.
+    ema = [EMAWeightAveraging(decay=cfg.ema_decay)] if cfg.ema_decay else []
     precision = cfg.precision or ("bf16-mixed" if torch.cuda.is_available() and cfg.accelerator != "cpu" else "32-true")
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=cfg.strategy, precision=precision,
         callbacks=[ckpt, last, EarlyStopping(monitor="val_auc", mode="max", patience=cfg.patience),
-                   LearningRateMonitor("epoch"), _progress_bar(),
+                   LearningRateMonitor("epoch"), _progress_bar(), *ema,
                    LambdaCallback(on_train_start=lambda tr, _: clock.__setitem__("first_epoch", tr.current_epoch))],
         # a new logs/version_N per (re)start keeps the curves of every part of a resumed run
         logger=CSVLogger(out, name="logs"), default_root_dir=out, deterministic=False,
