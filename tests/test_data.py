@@ -61,7 +61,7 @@ def test_discover_csv_with_missing_images_warns(tmp_path: Path):
 @pytest.mark.parametrize("make, message", [
     (lambda p: p / "missing", "no such file or folder"),
     (lambda p: (p / "cats").mkdir() or p, "no dataset found"),
-    (lambda p: (p / "x.txt").write_text("x") and p / "x.txt", "folder or a ground-truth CSV"),
+    (lambda p: (p / "x.txt").write_text("x") and p / "x.txt", "a folder, a ground-truth CSV or a run's"),
 ])
 def test_discover_rejects_wrong_folders_with_a_reason(tmp_path: Path, make, message):
     with pytest.raises(DatasetError, match=message):
@@ -80,6 +80,7 @@ def test_validation_split_is_stratified_seeded_and_disjoint(tmp_path: Path):
     h1 = write_split(tmp_path / "a.csv", {"train": train, "val": val})
     h2 = write_split(tmp_path / "b.csv", {"train": train, "val": val})
     assert h1 == h2 and (tmp_path / "a.csv").read_text().count("\n") == 41
+    assert discover(tmp_path / "a.csv") == {"train": train, "val": val}  # a run's split.csv is a dataset too
 
 
 def test_existing_val_split_is_used_as_is(kaggle_like: Path):

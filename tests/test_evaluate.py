@@ -59,6 +59,17 @@ def test_evaluate_cli_prints_a_summary(kaggle_like: Path, tiny_model_dir: Path, 
     assert (tmp_path / "e" / "metrics.json").is_file()
 
 
+def test_evaluate_cli_takes_a_runs_split_file(kaggle_like: Path, tiny_model_dir: Path, tmp_path: Path):
+    from melanoma.data import discover, write_split
+
+    splits = discover(kaggle_like)
+    write_split(tmp_path / "split.csv", {"train": splits["train"], "val": splits["test"][:8]})
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "split.csv"), "--split", "val",
+                                      "--model", str(tiny_model_dir), "--out", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["n"] == 8
+
+
 def test_cli_errors_are_one_clear_line(tmp_path: Path):
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e")])
     assert result.exit_code == 2 and "no such file or folder" in result.output

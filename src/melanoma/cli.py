@@ -138,14 +138,13 @@ def calibrate(
 ) -> None:
     """Fit the temperature and decision threshold of a model on validation data."""
     from .calibrate import calibrate_model_folder
-    from .data import DatasetError, discover, read_split, select_split
+    from .data import DatasetError, discover, select_split
     from .config import ModelError
 
     if split == "test":
         fail("calibrating on the test split would make every test number optimistic; use validation data")
     try:
-        splits = read_split(data) if data.suffix == ".csv" and data.name.startswith("split") else discover(data)
-        result = calibrate_model_folder(model, select_split(splits, split), None if youden else target_sensitivity)
+        result = calibrate_model_folder(model, select_split(discover(data), split), None if youden else target_sensitivity)
     except (DatasetError, ModelError) as e:
         fail(str(e))
     out.print_json(data=result)
@@ -251,7 +250,7 @@ def _metrics_table(m: dict, title: str):
 
 @app.command()
 def evaluate(
-    data: Path = typer.Argument(..., help="Labelled dataset (any supported layout)."),
+    data: Path = typer.Argument(..., help="Labelled dataset (any supported layout), or a run's split.csv."),
     model: Optional[Path] = typer.Option(None, help="Model folder; the bundled model by default."),
     split: str = typer.Option("test", help="Split to evaluate; a dataset with no splits is evaluated whole."),
     out_dir: Path = typer.Option(Path("runs/eval"), "--out", help="Folder for metrics.json, predictions.csv, plots."),

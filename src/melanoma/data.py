@@ -71,15 +71,20 @@ def _samples_from_csv(csv_path: Path, image_root: Path) -> list[Sample]:
     return samples
 
 
-def _is_label_csv(path: Path) -> bool:
+def _csv_header(path: Path) -> set[str]:
     with path.open(newline="") as f:
-        header = next(csv.reader(f), [])
-    return {"image_id", "melanoma"} <= set(header)
+        return set(next(csv.reader(f), []))
+
+
+def _is_label_csv(path: Path) -> bool:
+    return {"image_id", "melanoma"} <= _csv_header(path)
 
 
 def discover(root: str | Path) -> dict[str, list[Sample]]:
     """Find the labelled images under ``root``; returns ``{split: [Sample, ...]}``.
 
+    ``root`` may also be a run's ``split.csv`` (its train and val lists, see :func:`write_split`), so a
+    run's validation images can be evaluated, calibrated on or audited by name.
     Raises DatasetError with the reason when ``root`` matches no supported layout.
     """
     root = Path(root)
@@ -87,7 +92,9 @@ def discover(root: str | Path) -> dict[str, list[Sample]]:
         raise DatasetError(f"{root}: no such file or folder")
     if root.is_file():
         if root.suffix.lower() != ".csv":
-            raise DatasetError(f"{root}: a dataset is a folder or a ground-truth CSV")
+            raise DatasetError(f"{root}: a dataset is a folder, a ground-truth CSV or a run's split.csv")
+        if {"split", "label", "path"} <= _csv_header(root):
+            return read_split(root)
         return {_split_from_name(root.stem): _samples_from_csv(root, root.parent)}
 
     splits: dict[str, list[Sample]] = {}
