@@ -47,7 +47,8 @@ def train(
     pretrained: str = typer.Option("imagenet", help="imagenet (EfficientNet-Lite0/1/2 only) or none."),
     epochs: int = typer.Option(10, min=1),
     img_size: int = typer.Option(224, min=32, help="Square model input, pixels."),
-    recipe: Optional[Path] = typer.Option(None, help="YAML recipe (TrainConfig fields); options given here override it."),
+    recipe: Optional[Path] = typer.Option(None, help="YAML recipe (TrainConfig fields); options given here "
+                                                     "override it."),
     color_constancy: Optional[str] = typer.Option(None, help="shades_of_grey, applied in training and inference."),
     freeze_blocks: int = typer.Option(0, min=0, help="Keep the stem and this many first blocks frozen."),
     linear_probe: bool = typer.Option(False, "--linear-probe", help="Fit the classifier on the frozen pretrained "
@@ -92,12 +93,14 @@ def train(
     aug = AugConfig(rotation=rotation, hflip=flips, vflip=flips, zoom=zoom, shear=shear, fill_mode=fill_mode,
                     brightness=color, contrast=color, saturation=color, hue=color / 5, vignette=vignette)
     cfg = TrainConfig(arch=arch, pretrained=pretrained, img_size=img_size, color_constancy=color_constancy,
-                      freeze_blocks=freeze_blocks, linear_probe=linear_probe, ema_decay=ema_decay, epochs=epochs, batch_size=batch_size,
+                      freeze_blocks=freeze_blocks, linear_probe=linear_probe, ema_decay=ema_decay, epochs=epochs,
+                      batch_size=batch_size,
                       lr=lr, weight_decay=weight_decay, optimizer=optimizer, patience=patience,
                       val_fraction=val_fraction, seed=seed,
                       target_sensitivity=None if youden else target_sensitivity,
                       extra_train=[str(p) for p in extra_train],
-                      group_duplicates=group_duplicates, drop_test_duplicates=drop_test_duplicates, num_workers=num_workers, aug=aug,
+                      group_duplicates=group_duplicates, drop_test_duplicates=drop_test_duplicates,
+                      num_workers=num_workers, aug=aug,
                       accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
                       num_nodes=num_nodes, strategy=strategy, precision=precision,
                       fast_dev_run=fast_dev_run)
@@ -144,7 +147,8 @@ def calibrate(
     if split == "test":
         fail("calibrating on the test split would make every test number optimistic; use validation data")
     try:
-        result = calibrate_model_folder(model, select_split(discover(data), split), None if youden else target_sensitivity)
+        result = calibrate_model_folder(model, select_split(discover(data), split),
+                                        None if youden else target_sensitivity)
     except (DatasetError, ModelError) as e:
         fail(str(e))
     out.print_json(data=result)
@@ -282,8 +286,8 @@ def evaluate(
             task = progress.add_task("predicting", total=None)
             m = run_eval(data, out_dir, model, split, batch_size,
                          on_batch=lambda n: progress.advance(task, n),
-                         on_start=lambda n: progress.update(task, total=n), clean_paths=clean_paths, tta=tta, engine=engine,
-                         prevalence=prevalence)
+                         on_start=lambda n: progress.update(task, total=n), clean_paths=clean_paths, tta=tta,
+                         engine=engine, prevalence=prevalence)
     except (DatasetError, ModelError, ValueError) as e:
         fail(str(e))
     out.print(_metrics_table(m, f"{m['split']} split of {data}"))

@@ -168,7 +168,8 @@ def model_card(cfg: ModelConfig, metrics: dict | None = None, evaluations: dict[
         f"- Decision threshold {cfg.threshold:.4f} and temperature {cfg.temperature:.4f}, both fitted on the "
         "validation split" + (f" (rule: {cal['threshold_rule']})" if cal else ""),
         "- Files: `model.safetensors` (PyTorch/timm), `model.onnx` (ONNX Runtime; outputs `logit`, the "
-        "gate's `gate_features` and the Grad-CAM map `cam`), `config.json`, `ood.safetensors`, `SHA256SUMS` (checked at load)", "",
+        "gate's `gate_features` and the Grad-CAM map `cam`), `config.json`, `ood.safetensors`, "
+        "`SHA256SUMS` (checked at load)", "",
         "## Training data", "",
         f"{n_primary} training and {t.get('n_val', '?')} validation images of `{t.get('data', '?')}` "
         "(Kaggle \"Melanoma Cancer Dataset\", 224 x 224 JPEGs drawn from the ISIC archive). The validation "

@@ -214,7 +214,8 @@ def collect_training_log(run_dir: Path) -> str:
                     if row.get(key):
                         e[name] = float(row[key])
     lines = ["epoch,train_loss,val_loss,val_auc,val_acc"]
-    lines += [",".join([str(e)] + [f"{v[k]:.6f}" if k in v else "" for k in ("train_loss", "val_loss", "val_auc", "val_acc")])
+    keys = ("train_loss", "val_loss", "val_auc", "val_acc")
+    lines += [",".join([str(e)] + [f"{v[k]:.6f}" if k in v else "" for k in keys])
               for e, v in sorted(epochs.items())]
     return "\n".join(lines) + "\n"
 
@@ -349,7 +350,9 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         color_constancy=cfg.color_constancy,
         training={"recipe": {**asdict(cfg)}, "data": str(data), "n_train": len(train_s),
                   "n_val": len(val_s), "n_dropped_test_duplicates": len(dropped),
-                  "extra_train": {p: {"n_used": len(u), "n_left_out_copies_of_val_or_test": n} for p, (u, n) in extra.items()}, "split_sha256": split_hash, "epochs_run": trainer.current_epoch, "linear_probe": probe,
+                  "extra_train": {p: {"n_used": len(u), "n_left_out_copies_of_val_or_test": n}
+                                  for p, (u, n) in extra.items()},
+                  "split_sha256": split_hash, "epochs_run": trainer.current_epoch, "linear_probe": probe,
                   "command": command, "machine": _machine(),
                   "best_val": val_metrics, "versions": _versions()})
     if trainer.is_global_zero:
