@@ -183,3 +183,27 @@ def test_ema_ships_the_averaged_weights_and_resumes_with_both(tmp_path: Path):
     shipped = model.state_dict()
     assert all(torch.equal(shipped[k], best["net." + k]) for k in shipped)  # the folder holds the average
     assert cfg.training["recipe"]["ema_decay"] == 0.9
+
+
+def test_a_resumed_run_sees_the_data_an_unbroken_run_sees(tmp_path: Path, monkeypatch):
+    # A restart must continue the data stream: same order and same augmentation per epoch as an
+    # uninterrupted run, not a replay of epoch 0 (which lets the network memorise what it saw).
+    from melanoma.train import LesionClassifier
+
+    seen: list[tuple[int, list[int], float]] = []
+    step = LesionClassifier.training_step
+
+    def recording_step(self, batch, batch_idx):
+        seen.append((self.current_epoch, batch[2].tolist(), round(float(batch[0].sum()), 3)))
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(LesionClassifier, "training_step", recording_step)
+    data = write_class_folders(tmp_path / "data", 12)
+    train(data, tmp_path / "unbroken", tiny_config(epochs=3))
+    unbroken = seen[:]
+    seen.clear()
+    train(data, tmp_path / "broken", tiny_config(epochs=1))
+    train(data, tmp_path / "broken", tiny_config(epochs=3), resume=True)
+    assert [s for s in seen if s[0] > 0] == [s for s in unbroken if s[0] > 0]
+    orders = [[i for e, idx, _ in unbroken if e == epoch for i in idx] for epoch in range(3)]
+    assert orders[0] != orders[1] != orders[2]  # and every epoch is a fresh shuffle

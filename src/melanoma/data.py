@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 from torchvision.transforms import v2
 
 from .config import CLASS_NAMES, atomic_write_text
@@ -285,24 +286,53 @@ def build_transform(img_size: int, mean, std, aug: AugConfig | None = None,
 
 class LesionDataset(Dataset):
     """Items are ``(image (3, H, W) float32, label float32 scalar, index)``; ``None`` for an
-    unreadable file, which is named in one warning and dropped by :func:`collate_skip_none`."""
+    unreadable file, which is named in one warning and dropped by :func:`collate_skip_none`.
 
-    def __init__(self, samples: list[Sample], transform: v2.Compose, draft_size: int | None = None):
+    A key may be an index or ``(index, epoch)`` (from :class:`EpochShuffle`); with ``seed`` the random
+    augmentation of that image in that epoch is then fixed by (seed, epoch, index) alone.
+    """
+
+    def __init__(self, samples: list[Sample], transform: v2.Compose, draft_size: int | None = None,
+                 seed: int | None = None):
         self.samples = samples
         self.transform = transform
         self.draft_size = draft_size  # let big JPEGs decode at reduced size (inference only)
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        i, epoch = key if isinstance(key, tuple) else (key, None)
         s = self.samples[i]
         try:
             img = load_image(s.path, self.draft_size)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             warnings.warn(f"skipping unreadable image {s.path}: {e}", stacklevel=1)
             return None
-        return self.transform(img), torch.tensor(float(s.label)), i
+        if self.seed is None or epoch is None:
+            return self.transform(img), torch.tensor(float(s.label)), i
+        # Worker processes' random streams restart with the process, so a resumed run would repeat the
+        # augmentations of its first epochs; seeding each draw makes them a function of the epoch instead
+        # (and independent of the number of workers). fork_rng leaves the caller's stream untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(np.random.SeedSequence([self.seed, epoch, i]).generate_state(1, np.uint64)[0] >> 1))
+            x = self.transform(img)
+        return x, torch.tensor(float(s.label)), i
+
+
+class EpochShuffle(DistributedSampler):
+    """A shuffle fixed by (seed, epoch) that yields ``(index, epoch)`` keys for :class:`LesionDataset`.
+
+    A plain shuffle draws from the process's random stream, which restarts with the process: a run resumed
+    after epoch 2 then replays epoch 0's order and augmentations (measured: identical batches), so the
+    network sees the same images twice and memorises them. torch's DistributedSampler already permutes
+    by seed + epoch and splits the data across DDP processes; Lightning calls ``set_epoch`` before each epoch
+    and keeps a sampler of this type as it is. Single process: ``num_replicas=1, rank=0``.
+    """
+
+    def __iter__(self):
+        return ((i, self.epoch) for i in super().__iter__())
 
 
 def collate_skip_none(batch):
@@ -311,10 +341,12 @@ def collate_skip_none(batch):
 
 
 def make_loader(samples: list[Sample], transform: v2.Compose, batch_size: int, shuffle: bool = False,
-                num_workers: int = 0, drop_last: bool = False, draft_size: int | None = None) -> DataLoader:
-    return DataLoader(LesionDataset(samples, transform, draft_size), batch_size=batch_size, shuffle=shuffle,
-                      num_workers=num_workers, collate_fn=collate_skip_none, drop_last=drop_last,
-                      persistent_workers=num_workers > 0)
+                num_workers: int = 0, drop_last: bool = False, draft_size: int | None = None,
+                sampler: EpochShuffle | None = None, seed: int | None = None) -> DataLoader:
+    """A loader over ``samples``; with ``sampler`` (and ``seed``), order and augmentation follow the epoch."""
+    return DataLoader(LesionDataset(samples, transform, draft_size, seed), batch_size=batch_size,
+                      shuffle=shuffle if sampler is None else None, sampler=sampler, num_workers=num_workers,
+                      collate_fn=collate_skip_none, drop_last=drop_last, persistent_workers=num_workers > 0)
 
 
 class LesionDataModule(L.LightningDataModule):
@@ -322,15 +354,21 @@ class LesionDataModule(L.LightningDataModule):
 
     def __init__(self, train: list[Sample], val: list[Sample], img_size: int, mean, std,
                  aug: AugConfig | None, batch_size: int = 32, num_workers: int = 2,
-                 color_constancy: str | None = None):
+                 color_constancy: str | None = None, seed: int = 0):
         super().__init__()
+        self.seed = seed
         self.train_samples, self.val_samples = train, val
         self.train_tf = build_transform(img_size, mean, std, aug, color_constancy)
         self.eval_tf = build_transform(img_size, mean, std, color_constancy=color_constancy)
         self.batch_size, self.num_workers = batch_size, num_workers
 
     def train_dataloader(self) -> DataLoader:
-        return make_loader(self.train_samples, self.train_tf, self.batch_size, shuffle=True,
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        sampler = EpochShuffle(range(len(self.train_samples)), num_replicas=world, rank=rank, seed=self.seed)
+        # Lightning requests this loader, and starts loading, before it calls set_epoch on a resumed run.
+        sampler.set_epoch(trainer.current_epoch if trainer else 0)
+        return make_loader(self.train_samples, self.train_tf, self.batch_size, sampler=sampler, seed=self.seed,
                            num_workers=self.num_workers, drop_last=len(self.train_samples) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
