@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 import stat
+import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
@@ -309,6 +310,13 @@ def write_audit(result: AuditResult, out: str | Path) -> None:
 AUDIT_CACHE_ENTRIES = 16  # audit results kept in the cache, most recently used first
 
 
+def _mark_used(path: Path) -> None:
+    # The kernel stamps writes and touch() from a clock that ticks every few ms, so entries used in quick
+    # succession would tie; an explicit nanosecond time keeps the least-recently-used order exact.
+    now = time.time_ns()
+    os.utime(path, ns=(now, now))
+
+
 def cached_audit(data: str | Path, on_progress: Callable[[int], None] | None = None,
                  on_start: Callable[[int], None] | None = None) -> AuditResult:
     """:func:`audit` of one dataset, cached under ``cache_dir()`` by its file list, sizes and
@@ -322,7 +330,7 @@ def cached_audit(data: str | Path, on_progress: Callable[[int], None] | None = N
         try:
             saved = json.loads(path.read_text())
             samples = [(Sample(Path(p), label), split) for p, split, label in saved["samples"]]
-            path.touch()  # recently used entries survive the pruning below
+            _mark_used(path)
             return AuditResult(samples, np.array(saved["cluster_ids"]),
                                [tuple(x) for x in saved["pairs"]], saved["summary"])
         except (ValueError, KeyError, TypeError):
@@ -331,6 +339,7 @@ def cached_audit(data: str | Path, on_progress: Callable[[int], None] | None = N
     atomic_write_text(path, json.dumps({
         "samples": [[str(s.path), split, s.label] for s, split in result.samples],
         "cluster_ids": result.cluster_ids.tolist(), "pairs": result.pairs, "summary": result.summary}))
+    _mark_used(path)
     # Any change of a dataset's files (a fresh copy has new mtimes) makes a new entry; keep the recent ones.
     for old in sorted(cache_dir().glob("audit-*.json"), key=lambda p: p.stat().st_mtime)[:-AUDIT_CACHE_ENTRIES]:
         old.unlink(missing_ok=True)
