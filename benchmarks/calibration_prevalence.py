@@ -12,7 +12,6 @@ the model's, and nothing is chosen with it.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 from melanoma.audit import cached_audit
 from melanoma.calibrate import expected_calibration_error, sigmoid
 from melanoma.config import DEFAULT_MODEL_DIR, load_config
+from melanoma.evaluate import read_predictions
 from melanoma.inference import log_odds
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "melanoma_cancer_dataset"
@@ -34,13 +34,10 @@ def main() -> None:
     args = ap.parse_args()
     cal = load_config(args.model or DEFAULT_MODEL_DIR, "model.safetensors").training["calibration"]
     val_prevalence = cal["val_n_malignant"] / cal["val_n"]
-    rows = list(csv.DictReader((args.eval_dir / "predictions.csv").open()))
-    rows = [r for r in rows if r["p_malignant"] not in ("", "None")]
-    y = np.array([int(r["label"]) for r in rows])
-    p = np.array([float(r["p_malignant"]) for r in rows])
+    paths, y, p = read_predictions(args.eval_dir)  # evaluate writes only images it could score
     clean = cached_audit(args.data).clean_test_paths()
     out = {"validation_prevalence": round(val_prevalence, 3)}
-    for name, keep in (("full test", np.ones(len(y), bool)), ("clean test", np.array([r["path"] in clean for r in rows]))):
+    for name, keep in (("full test", np.ones(len(y), bool)), ("clean test", np.array([path in clean for path in paths]))):
         prevalence = float(y[keep].mean())
         shifted = sigmoid(log_odds(p[keep]) + log_odds(prevalence) - log_odds(val_prevalence))
         out[name] = {"n": int(keep.sum()), "prevalence": round(prevalence, 3),

@@ -12,21 +12,13 @@ read at the balanced or argmax point, so this prints both.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
 from melanoma.calibrate import choose_threshold
-from melanoma.evaluate import metrics_with_ci
-
-
-def read_predictions(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(labels (N,), p_malignant (N,)) from an evaluate folder's predictions.csv."""
-    with (folder / "predictions.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return np.array([int(r["label"]) for r in rows]), np.array([float(r["p_malignant"]) for r in rows])
+from melanoma.evaluate import metrics_with_ci, read_predictions
 
 
 def max_accuracy_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
@@ -41,8 +33,8 @@ def main() -> None:
     ap.add_argument("test", type=Path)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    yv, pv = read_predictions(args.val)
-    yt, pt = read_predictions(args.test)
+    _, yv, pv = read_predictions(args.val)
+    _, yt, pt = read_predictions(args.test)
     rules = {"sensitivity >= 0.95 (shipped rule)": choose_threshold(pv, yv, 0.95),
              "Youden's J": choose_threshold(pv, yv, None),
              "maximum accuracy": max_accuracy_threshold(yv, pv),

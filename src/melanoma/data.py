@@ -311,15 +311,19 @@ class LesionDataset(Dataset):
             warnings.warn(f"skipping unreadable image {s.path}: {e}", stacklevel=1)
             return None
         if self.seed is None or epoch is None:
-            return self.transform(img), torch.tensor(float(s.label)), i
+            x = self.transform(img)
+        else:
+            x = self._seeded_transform(img, epoch, i)
+        return x, torch.tensor(float(s.label)), i
+
+    def _seeded_transform(self, img: Image.Image, epoch: int, i: int) -> torch.Tensor:
         # Worker processes' random streams restart with the process, so a resumed run would repeat the
         # augmentations of its first epochs; seeding each draw makes them a function of the epoch instead
         # (and independent of the number of workers). fork_rng leaves the caller's stream untouched; measured:
         # 0.1 ms per image, against ~8 ms to decode and augment it.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(np.random.SeedSequence([self.seed, epoch, i]).generate_state(1, np.uint64)[0] >> 1))
-            x = self.transform(img)
-        return x, torch.tensor(float(s.label)), i
+            return self.transform(img)
 
 
 class EpochShuffle(DistributedSampler):
@@ -343,8 +347,9 @@ def collate_skip_none(batch):
 
 def make_loader(samples: list[Sample], transform: v2.Compose, batch_size: int, shuffle: bool = False,
                 num_workers: int = 0, drop_last: bool = False, draft_size: int | None = None,
-                sampler: EpochShuffle | None = None, seed: int | None = None) -> DataLoader:
-    """A loader over ``samples``; with ``sampler`` (and ``seed``), order and augmentation follow the epoch."""
+                sampler: EpochShuffle | None = None) -> DataLoader:
+    """A loader over ``samples``; with ``sampler``, order and augmentation follow (sampler.seed, epoch)."""
+    seed = sampler.seed if sampler is not None else None
     return DataLoader(LesionDataset(samples, transform, draft_size, seed), batch_size=batch_size,
                       shuffle=shuffle if sampler is None else None, sampler=sampler, num_workers=num_workers,
                       collate_fn=collate_skip_none, drop_last=drop_last, persistent_workers=num_workers > 0)
@@ -369,7 +374,7 @@ class LesionDataModule(L.LightningDataModule):
         sampler = EpochShuffle(range(len(self.train_samples)), num_replicas=world, rank=rank, seed=self.seed)
         # Lightning requests this loader, and starts loading, before it calls set_epoch on a resumed run.
         sampler.set_epoch(trainer.current_epoch if trainer else 0)
-        return make_loader(self.train_samples, self.train_tf, self.batch_size, sampler=sampler, seed=self.seed,
+        return make_loader(self.train_samples, self.train_tf, self.batch_size, sampler=sampler,
                            num_workers=self.num_workers, drop_last=len(self.train_samples) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader:

@@ -206,3 +206,11 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     atomic_write_text(out / "predictions.csv", buf.getvalue())
     write_plots(labels, scores, metrics, out, f"{split_name} split, n={metrics['n']}")
     return metrics
+
+
+def read_predictions(eval_dir: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The ``predictions.csv`` that :func:`evaluate` writes, back as (paths, labels (N,), p_malignant (N,))."""
+    with (Path(eval_dir) / "predictions.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return ([r["path"] for r in rows], np.array([int(r["label"]) for r in rows]),
+            np.array([float(r["p_malignant"]) for r in rows]))

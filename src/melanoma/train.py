@@ -33,7 +33,7 @@ class TrainConfig:
     color_constancy: str | None = None  # "shades_of_grey", applied in training and at inference
     freeze_blocks: int = 0  # EfficientNet: keep the stem and this many first blocks at ImageNet weights
     linear_probe: bool = False  # stage 1: fit the classifier on frozen pretrained features (LP-FT)
-    ema_decay: float | None = None  # e.g. 0.998: validate, checkpoint and ship an exponential moving average
+    ema_decay: float | None = None  # e.g. 0.995: validate, checkpoint and ship an exponential moving average
     epochs: int = 10
     batch_size: int = 32
     lr: float = 5e-4
