@@ -160,6 +160,29 @@ def test_linear_probe_fits_the_head_on_frozen_features_and_changes_no_other_weig
         fit_linear_probe(create_model("small_cnn", pretrained="none"), loader)
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_loads(recipe: Path):
+    from melanoma.train import load_recipe
+
+    cfg = load_recipe(recipe)
+    assert cfg.arch.startswith("tf_efficientnet_lite") and cfg.pretrained == "imagenet" and cfg.epochs >= 1
+
+
+def test_flagship_recipe_is_the_one_that_trained_the_bundled_model():
+    """`melanoma train --recipe recipes/flagship.yaml` is how the README and the card say to reproduce it."""
+    from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig
+    from melanoma.train import load_recipe
+
+    recorded = dict(ModelConfig.load(DEFAULT_MODEL_DIR / "config.json").training["recipe"])
+    # fields added to TrainConfig since that run take their defaults, which is what the run used
+    trained_with = TrainConfig(**{**recorded, "aug": AugConfig(**recorded["aug"])})
+    assert load_recipe(REPO / "recipes" / "flagship.yaml") == trained_with
+    assert load_recipe(DEFAULT_MODEL_DIR / "recipe.yaml") == load_recipe(REPO / "recipes" / "flagship.yaml")
+
+
 def test_linear_probe_recipe_records_the_probe_and_its_time(kaggle_like: Path, tmp_path: Path):
     cfg = tiny_config(arch="tf_efficientnet_lite0", pretrained="imagenet", img_size=64, linear_probe=True,
                       fast_dev_run=True)
