@@ -87,12 +87,24 @@ def test_bootstrap_ci_contains_the_estimate_and_narrows_with_n():
         y = rng.integers(0, 2, n)
         p = np.clip(0.35 * y + 0.65 * rng.random(n), 0, 1)
         m = metrics_with_ci(y, p, threshold=0.5, n_boot=300, seed=0)
-        for key in ("accuracy", "recall", "specificity", "roc_auc", "pr_auc", "f1"):
+        for key in ("accuracy", "recall", "specificity", "roc_auc", "pr_auc", "f1", "ece"):
             lo, hi = m[f"{key}_ci"]
             assert lo <= m[key] <= hi, key
         widths.append(m["roc_auc_ci"][1] - m["roc_auc_ci"][0])
         assert metrics_with_ci(y, p, 0.5, n_boot=300, seed=0) == m  # seeded: reproducible
     assert widths[1] < widths[0] / 2  # ~1/sqrt(n): 16x the data, about a quarter of the width
+
+
+def test_calibration_error_has_an_interval_that_separates_calibrated_from_overconfident():
+    from melanoma.evaluate import metrics_with_ci
+
+    rng = np.random.default_rng(0)
+    p = rng.random(2000)
+    y = (rng.random(2000) < p).astype(int)  # calibrated by construction
+    calibrated = metrics_with_ci(y, p, 0.5, n_boot=300)
+    overconfident = metrics_with_ci(y, np.where(p >= 0.5, 0.99, 0.01), 0.5, n_boot=300)
+    assert calibrated["ece"] < 0.05 and calibrated["ece_ci"][1] < overconfident["ece_ci"][0]
+    assert overconfident["ece_ci"][0] <= overconfident["ece"] <= overconfident["ece_ci"][1]
 
 
 def test_operating_points_read_off_the_roc_curve():

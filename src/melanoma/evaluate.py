@@ -69,8 +69,12 @@ def operating_points(labels, probs) -> dict[str, float | None]:
 
 
 def full_metrics(labels, probs, threshold: float) -> dict:
-    """compute_metrics plus the ROC operating points."""
-    return {**compute_metrics(labels, probs, threshold), **operating_points(labels, probs)}
+    """compute_metrics plus the ROC operating points and the expected calibration error (15 bins; None
+    for one class, where it would only be the mean distance of p from that class)."""
+    from .calibrate import expected_calibration_error
+
+    ece = expected_calibration_error(probs, labels) if len(set(np.asarray(labels).tolist())) == 2 else None
+    return {**compute_metrics(labels, probs, threshold), **operating_points(labels, probs), "ece": ece}
 
 
 def bootstrap_ci(labels, probs, threshold: float, n_boot: int = 1000, seed: int = 0,
@@ -183,7 +187,6 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     def summary(idx: list[int]) -> dict:
         y, p = [labels[i] for i in idx], [scores[i] for i in idx]
         return {**metrics_with_ci(y, p, threshold, n_boot),
-                "ece": expected_calibration_error(p, y) if y else None,
                 "ece_before_temperature": expected_calibration_error([raw[i] for i in idx], y) if y else None}
 
     split_name = split if split in splits else "all"

@@ -120,9 +120,8 @@ def results_table(evaluations: dict[str, dict]) -> list[str]:
     rows = ["| data (split) | n (benign / malignant) | accuracy | ROC-AUC | sensitivity | specificity | ECE |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for title, m in evaluations.items():
-        ece = f"{m['ece']:.3f}" if m.get("ece") is not None else "-"
         rows.append(f"| {title} | {m['n']} ({m['n_benign']} / {m['n_malignant']}) | {_ci(m, 'accuracy')} | "
-                    f"{_ci(m, 'roc_auc')} | {_ci(m, 'recall')} | {_ci(m, 'specificity')} | {ece} |")
+                    f"{_ci(m, 'roc_auc')} | {_ci(m, 'recall')} | {_ci(m, 'specificity')} | {_ci(m, 'ece')} |")
     return rows + ["", "95% percentile-bootstrap intervals (1,000 resamples of images). Sensitivity and "
                    "specificity at the model's threshold, chosen on validation data."]
 
