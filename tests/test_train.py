@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_class_folders
+from conftest import REPO, write_class_folders
 
 from melanoma.data import AugConfig
 from melanoma.models import load_model_folder
@@ -158,9 +158,6 @@ def test_linear_probe_fits_the_head_on_frozen_features_and_changes_no_other_weig
     assert not torch.allclose(net.bn1.running_mean, imagenet_bn)
     with pytest.raises(ValueError, match="single-logit linear classifier"):
         fit_linear_probe(create_model("small_cnn", pretrained="none"), loader)
-
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)

@@ -73,8 +73,9 @@ def full_metrics(labels, probs, threshold: float) -> dict:
     for one class, where it would only be the mean distance of p from that class)."""
     from .calibrate import expected_calibration_error
 
-    ece = expected_calibration_error(probs, labels) if len(set(np.asarray(labels).tolist())) == 2 else None
-    return {**compute_metrics(labels, probs, threshold), **operating_points(labels, probs), "ece": ece}
+    m = compute_metrics(labels, probs, threshold)
+    ece = expected_calibration_error(probs, labels) if m["roc_auc"] is not None else None  # None: one class
+    return {**m, **operating_points(labels, probs), "ece": ece}
 
 
 def bootstrap_ci(labels, probs, threshold: float, n_boot: int = 1000, seed: int = 0,
