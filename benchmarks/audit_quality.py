@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image, ImageEnhance, ImageOps
 
 from melanoma.audit import audit, cached_audit
-from melanoma.data import discover
+from melanoma.datasets import discover
 
 EDITS = {
     "jpeg_q75": lambda im: _jpeg(im, 75),

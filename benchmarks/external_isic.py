@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from melanoma.audit import audit
-from melanoma.data import discover
+from melanoma.datasets import discover
 from melanoma.evaluate import metrics_with_ci
 from melanoma.inference import load_predictor
 

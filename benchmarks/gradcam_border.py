@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melanoma.data import discover, read_split, select_split
+from melanoma.datasets import discover, read_split, select_split
 from melanoma.imaging import open_rgb
 from melanoma.inference import OnnxPredictor, preprocess
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from melanoma.data import discover, load_image, select_split
+from melanoma.datasets import discover, load_image, select_split
 from melanoma.explain import explainer_for
 from melanoma.inference import ENGINES, load_predictor
 

@@ -28,7 +28,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from sklearn.metrics import roc_auc_score
 
 from melanoma.config import DEFAULT_MODEL_DIR
-from melanoma.data import read_split
+from melanoma.datasets import read_split
 from melanoma.imaging import open_rgb
 from melanoma.inference import OnnxPredictor, preprocess, session_options
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from melanoma.data import discover
+from melanoma.datasets import discover
 from melanoma.imaging import open_rgb
 from melanoma.inference import load_predictor, preprocess
 

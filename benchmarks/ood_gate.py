@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from melanoma.data import discover
+from melanoma.datasets import discover
 from melanoma.nonlesion import nonlesion_images
 from melanoma.inference import load_predictor
 

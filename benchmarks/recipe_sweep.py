@@ -17,7 +17,9 @@ from dataclasses import asdict, replace
 import lightning as L
 import torch
 
-from melanoma.data import AugConfig, LesionDataModule, read_split
+from melanoma.datasets import read_split
+
+from melanoma.data import AugConfig, LesionDataModule
 from melanoma.models import default_mean_std
 from melanoma.train import LesionClassifier, TrainConfig
 

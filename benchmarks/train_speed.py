@@ -21,7 +21,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from melanoma.data import build_transform, discover, load_image
+from melanoma.datasets import discover, load_image
+
+from melanoma.data import build_transform
 from melanoma.models import create_model, default_mean_std
 from melanoma.train import load_recipe
 

@@ -8,7 +8,7 @@ from conftest import textured_lesion
 from PIL import Image, ImageEnhance, ImageOps
 
 from melanoma.audit import audit, cached_audit, write_audit
-from melanoma.data import discover, make_train_val
+from melanoma.datasets import discover, make_train_val
 
 
 def copies(img: Image.Image) -> dict[str, Image.Image]:

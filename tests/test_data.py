@@ -6,8 +6,8 @@ import torch
 from conftest import lesion_image, write_class_folders
 from PIL import Image
 
-from melanoma.data import (AugConfig, DatasetError, LesionDataset, build_transform, collate_skip_none,
-                           discover, make_train_val, select_split, write_split)
+from melanoma.data import AugConfig, LesionDataset, build_transform, collate_skip_none
+from melanoma.datasets import DatasetError, discover, make_train_val, select_split, write_split
 
 
 def labels_by_name(samples):

@@ -60,7 +60,7 @@ def test_evaluate_cli_prints_a_summary(kaggle_like: Path, tiny_model_dir: Path, 
 
 
 def test_evaluate_cli_takes_a_runs_split_file(kaggle_like: Path, tiny_model_dir: Path, tmp_path: Path):
-    from melanoma.data import discover, write_split
+    from melanoma.datasets import discover, write_split
 
     splits = discover(kaggle_like)
     write_split(tmp_path / "split.csv", {"train": splits["train"], "val": splits["test"][:8]})

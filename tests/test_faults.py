@@ -112,7 +112,7 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path):
     """Two gloo processes: one model folder (rank 0), and a validation AUC over every validation image."""
     from sklearn.metrics import roc_auc_score
 
-    from melanoma.data import read_split
+    from melanoma.datasets import read_split
     from melanoma.predict import Predictor
 
     data = write_class_folders(tmp_path / "data", 24)

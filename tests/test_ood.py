@@ -8,7 +8,7 @@ from melanoma.config import ModelConfig
 from melanoma.models import create_model, save_model_folder
 from melanoma.nonlesion import nonlesion_images
 from melanoma.ood import OODDetector, fit_ood_for_model
-from melanoma.data import Sample
+from melanoma.imaging import Sample
 from melanoma.predict import Predictor, expand_paths
 
 

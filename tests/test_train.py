@@ -96,43 +96,18 @@ def test_recipe_file_with_command_line_overrides(tmp_path: Path, kaggle_like: Pa
     r = cfg["training"]["recipe"]
     assert (cfg["img_size"], r["epochs"], r["lr"], cfg["color_constancy"]) == (48, 3, 0.002, "shades_of_grey")
     assert (r["aug"]["vignette"], r["aug"]["rotation"], r["aug"]["hflip"]) == (0.5, 10, False)
-    assert (tmp_path / "run" / "model" / "recipe.yaml").read_text() == recipe.read_text()
+    from melanoma.train import load_recipe
+
+    assert load_recipe(tmp_path / "run" / "model" / "recipe.yaml") == load_recipe(recipe)
 
     recipe.write_text("epochs: 3\nlearning_rate: 0.1\n")
     result = CliRunner().invoke(app, ["train", str(kaggle_like), "--recipe", str(recipe), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "learning_rate" in result.output and "Traceback" not in result.output
 
 
-def test_extra_training_data_keeps_copies_of_train_images_and_drops_copies_of_held_out_ones(tmp_path: Path):
-    import shutil
-
-    import numpy as np
-    from conftest import textured_lesion
-
-    from melanoma.data import discover
-    from melanoma.train import extra_training_samples
-
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 4), ("test", 2)):
-        for cls in ("benign", "malignant"):
-            (tmp_path / "data" / split / cls).mkdir(parents=True)
-            for i in range(n):
-                textured_lesion(rng).save(tmp_path / "data" / split / cls / f"{i}.png")
-    extra = tmp_path / "extra"
-    for cls in ("benign", "malignant"):
-        (extra / cls).mkdir(parents=True)
-        textured_lesion(rng).save(extra / cls / "new.png")
-    shutil.copy(tmp_path / "data/train/malignant/0.png", extra / "malignant" / "copy_of_train.png")
-    shutil.copy(tmp_path / "data/test/benign/1.png", extra / "benign" / "copy_of_test.png")
-
-    held_out = {str(s.path) for s in discover(tmp_path / "data")["test"]}
-    kept, n_left_out = extra_training_samples(tmp_path / "data", extra, held_out)
-    assert sorted(s.path.name for s in kept) == ["copy_of_train.png", "new.png", "new.png"]
-    assert n_left_out == 1
-
-
 def test_linear_probe_fits_the_head_on_frozen_features_and_changes_no_other_weight(tmp_path: Path):
-    from melanoma.data import build_transform, discover, make_loader
+    from melanoma.datasets import discover
+    from melanoma.data import build_transform, make_loader
     from melanoma.models import create_model
     from melanoma.train import fit_linear_probe
 
@@ -166,6 +141,23 @@ def test_every_shipped_recipe_loads(recipe: Path):
 
     cfg = load_recipe(recipe)
     assert cfg.arch.startswith("tf_efficientnet_lite") and cfg.pretrained == "imagenet" and cfg.epochs >= 1
+
+
+def test_a_recipe_lists_what_differs_from_its_base_and_unknown_keys_name_themselves(tmp_path: Path):
+    from melanoma.train import load_recipe, resolved_recipe_text
+
+    (tmp_path / "base.yaml").write_text("epochs: 4\nlr: 0.001\naug:\n  zoom: 0.2\n  vignette: 0.5\n")
+    (tmp_path / "exp.yaml").write_text("notes: one change\nbase: base.yaml\nepochs: 2\naug:\n  zoom: 0.3\n")
+    cfg = load_recipe(tmp_path / "exp.yaml")
+    assert (cfg.epochs, cfg.lr, cfg.aug.zoom, cfg.aug.vignette) == (2, 0.001, 0.3, 0.5)
+    (tmp_path / "resolved.yaml").write_text(resolved_recipe_text(tmp_path / "exp.yaml"))
+    assert load_recipe(tmp_path / "resolved.yaml") == cfg  # what travels with a model stands alone
+    (tmp_path / "bad.yaml").write_text("base: base.yaml\naug:\n  zooom: 0.3\n")
+    with pytest.raises(ValueError, match="zooom"):
+        load_recipe(tmp_path / "bad.yaml")
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ValueError, match="loops"):
+        load_recipe(tmp_path / "loop.yaml")
 
 
 def test_flagship_recipe_is_the_one_that_trained_the_bundled_model():

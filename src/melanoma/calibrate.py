@@ -76,6 +76,25 @@ def choose_threshold(probs, labels, target_sensitivity: float | None = 0.95) -> 
     return float(thr[ok[0]])  # roc_curve orders thresholds from high to low
 
 
+MIN_SOURCE_POSITIVES = 20  # a source's validation melanomas needed for its own say in the threshold
+
+
+def choose_threshold_per_source(probs, labels, sources, target_sensitivity: float | None = 0.95,
+                                min_positives: int = MIN_SOURCE_POSITIVES) -> tuple[float, dict[str, float]]:
+    """The threshold that meets the rule on *each* source's validation images, not just on their pool: the
+    lowest of the per-source thresholds of :func:`choose_threshold`. A pooled rule lets the largest source
+    decide, and a source whose melanomas score lower (another clinic's camera) then misses most of them.
+    Sources with fewer than ``min_positives`` melanomas are reported but have no say (their 0.95 quantile would
+    be one image). Returns (threshold, {source: its own threshold})."""
+    p, y, src = np.asarray(probs, float), np.asarray(labels, int), np.asarray(sources, object)
+    own = {str(name): choose_threshold(p[src == name], y[src == name], target_sensitivity)
+           for name in dict.fromkeys(src.tolist()) if (y[src == name] == 1).sum() >= min_positives
+           and (y[src == name] == 0).any()}
+    if not own:
+        return choose_threshold(p, y, target_sensitivity), {}
+    return min(own.values()), own
+
+
 def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | None = 0.95,
                            batch_size: int = 32) -> dict:
     """Fit temperature and threshold of the model folder on ``val_samples`` and store them in its
@@ -87,21 +106,37 @@ def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | N
 
     predictor = Predictor(model_dir, batch_size=batch_size, num_workers=1 if len(val_samples) > 256 else 0)
     logits = predictor.predict_logits(val_samples)
-    pairs = [(z, s.label) for z, s in zip(logits, val_samples) if z is not None]
-    z = np.array([a for a, _ in pairs])
-    y = np.array([b for _, b in pairs])
+    kept = [(z, s) for z, s in zip(logits, val_samples) if z is not None]
+    z = np.array([a for a, _ in kept])
+    y = np.array([s.label for _, s in kept])
+    src = np.array([s.source for _, s in kept], object)
     temperature = fit_temperature(z, y)
     probs = sigmoid(z / temperature)
-    threshold = choose_threshold(probs, y, target_sensitivity)
+    rule = "youden" if target_sensitivity is None else f"sensitivity>={target_sensitivity}"
+    per_source: dict[str, float] = {}
+    if len(set(src.tolist())) > 1:
+        threshold, per_source = choose_threshold_per_source(probs, y, src, target_sensitivity)
+        rule += " on each source's validation images (lowest per-source threshold)"
+    else:
+        threshold = choose_threshold(probs, y, target_sensitivity)
+
+    def at_threshold(m: np.ndarray) -> dict:
+        pos, neg = m & (y == 1), m & (y == 0)
+        return {"n": int(m.sum()), "n_malignant": int(pos.sum()),
+                "own_threshold": per_source.get(str(src[m][0])) if m.any() else None,
+                "sensitivity": float((probs[pos] >= threshold).mean()) if pos.any() else None,
+                "specificity": float((probs[neg] < threshold).mean()) if neg.any() else None}
+
     result = {
-        "temperature": temperature, "threshold": threshold,
-        "threshold_rule": "youden" if target_sensitivity is None else f"sensitivity>={target_sensitivity}",
+        "temperature": temperature, "threshold": threshold, "threshold_rule": rule,
         "val_n": int(len(y)), "val_n_malignant": int(y.sum()),
         "val_ece_before": expected_calibration_error(sigmoid(z), y),
         "val_ece_after": expected_calibration_error(probs, y),
         "val_sensitivity": float((probs[y == 1] >= threshold).mean()) if y.any() else None,
         "val_specificity": float((probs[y == 0] < threshold).mean()) if (y == 0).any() else None,
     }
+    if len(set(src.tolist())) > 1:
+        result["per_source"] = {str(name): at_threshold(src == name) for name in dict.fromkeys(src.tolist())}
     cfg_path = Path(model_dir) / "config.json"
     cfg = ModelConfig.load(cfg_path)
     cfg.temperature, cfg.threshold = temperature, threshold

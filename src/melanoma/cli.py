@@ -85,9 +85,10 @@ def train(
     fast_dev_run: bool = typer.Option(False, "--fast-dev-run", help="One batch of train and val, for a smoke test."),
 ) -> None:
     """Fine-tune a CNN and write a self-contained model folder (model.safetensors + config.json)."""
-    from .data import AugConfig, DatasetError
+    from .datasets import DatasetError
+    from .data import AugConfig
     from .config import ModelError
-    from .train import TrainConfig, load_recipe
+    from .train import TrainConfig, load_recipe, resolved_recipe_text
     from .train import train as run_training
 
     aug = AugConfig(rotation=rotation, hflip=flips, vflip=flips, zoom=zoom, shear=shear, fill_mode=fill_mode,
@@ -125,7 +126,7 @@ def train(
         if recipe is not None:  # the recipe travels with the model it made
             from .config import atomic_write_text
 
-            atomic_write_text(model_dir / "recipe.yaml", recipe.read_text())
+            atomic_write_text(model_dir / "recipe.yaml", resolved_recipe_text(recipe))
     except (DatasetError, ModelError, FileNotFoundError, FileExistsError, ValueError, OSError) as e:
         fail(str(e))
     out.print(f"model folder written: [bold]{model_dir}[/]")
@@ -141,7 +142,7 @@ def calibrate(
 ) -> None:
     """Fit the temperature and decision threshold of a model on validation data."""
     from .calibrate import calibrate_model_folder
-    from .data import DatasetError, discover, select_split
+    from .datasets import DatasetError, discover, select_split
     from .config import ModelError
 
     if split == "test":
@@ -164,7 +165,7 @@ def audit(
     """Find exact and near-duplicate images within a dataset, across its splits, and against another."""
     from .audit import audit as run_audit
     from .audit import write_audit
-    from .data import DatasetError
+    from .datasets import DatasetError
 
     try:
         with _progress("audit") as progress:
@@ -186,7 +187,7 @@ def eda(
     """Counts, image sizes and modes, colour statistics, sample grids, and a shortcut check."""
     from rich.table import Table
 
-    from .data import DatasetError
+    from .datasets import DatasetError
     from .eda import eda as run_eda
 
     try:
@@ -211,7 +212,7 @@ def report(
     eda_data: Optional[Path] = typer.Option(None, "--eda", help="Also run the EDA on this dataset into RUN_DIR."),
 ) -> None:
     """One self-contained HTML report: curves, metrics with CIs, audit, EDA, training, mistakes."""
-    from .data import DatasetError
+    from .datasets import DatasetError
     from .eda import eda as run_eda
     from .report import build_report
 
@@ -266,13 +267,13 @@ def evaluate(
     prevalence: Optional[float] = typer.Option(None, help=PREVALENCE_HELP),
 ) -> None:
     """Metrics of a model on a labelled split: printed, and written to OUT/metrics.json."""
-    from .data import DatasetError
+    from .datasets import DatasetError
     from .evaluate import evaluate as run_eval
     from .config import ModelError
 
     from .audit import cached_audit
     from .config import atomic_write_text
-    from .data import discover
+    from .datasets import discover
 
     try:
         with _progress("evaluate") as progress:

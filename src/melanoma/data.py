@@ -1,16 +1,10 @@
-"""Datasets: discovery of the supported layouts, the validation split, transforms, loaders.
+"""The torch side of the data: training augmentation, transforms, the Dataset, the shuffle and the DataModule.
 
-Layouts (label 1 = malignant):
-  * ``ROOT/{train,val,test}/{benign,malignant}/*`` (Kaggle "Melanoma Cancer Dataset"; any letter case)
-  * ``ROOT/{benign,malignant}/*`` (all of it is one split, called ``all``)
-  * ISIC ground-truth CSVs (``image_id,melanoma,...``) with images ``<image_id>.jpg`` under ROOT; ROOT may
-    be the CSV itself. The split is taken from the CSV's name (``Training`` -> train, ``Validation`` -> val).
+Finding datasets and splitting them is torch-free and lives in :mod:`melanoma.datasets`.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,164 +16,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 from torchvision.transforms import v2
 
-from .config import CLASS_NAMES, atomic_write_text
-from .imaging import COLOR_CONSTANCY, IMAGE_EXTS, Sample, find_images, is_image, open_rgb, shades_of_grey  # noqa: F401
-
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                 "validation": "val", "test": "test", "testing": "test"}
-
-
-class DatasetError(ValueError):
-    """A dataset folder or CSV that cannot be read as one of the supported layouts."""
-
-
-def _class_dirs(folder: Path) -> dict[int, Path]:
-    found = {}
-    for d in folder.iterdir():
-        if d.is_dir() and d.name.lower() in CLASS_NAMES:
-            found[CLASS_NAMES.index(d.name.lower())] = d
-    return found
-
-
-def _samples_from_class_dirs(dirs: dict[int, Path]) -> list[Sample]:
-    return [Sample(p, label) for label, d in sorted(dirs.items()) for p in find_images(d)]
-
-
-def _split_from_name(name: str) -> str:
-    lowered = name.lower()
-    for alias in ("validation", "valid", "training", "train", "testing", "test"):
-        if alias in lowered:
-            return SPLIT_ALIASES[alias]
-    return "all"
-
-
-def _samples_from_csv(csv_path: Path, image_root: Path) -> list[Sample]:
-    index = {p.stem: p for p in find_images(image_root)}
-    samples, missing = [], []
-    with csv_path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"image_id", "melanoma"} <= set(reader.fieldnames):
-            raise DatasetError(f"{csv_path}: expected columns image_id,melanoma (got {reader.fieldnames})")
-        for row in reader:
-            path = index.get(row["image_id"])
-            if path is None:
-                missing.append(row["image_id"])
-                continue
-            samples.append(Sample(path, int(float(row["melanoma"]) >= 0.5)))
-    if missing:
-        warnings.warn(f"{csv_path.name}: {len(missing)} listed images not found under {image_root} "
-                      f"(first: {missing[0]}); they are left out", stacklevel=2)
-    return samples
-
-
-def _csv_header(path: Path) -> set[str]:
-    with path.open(newline="") as f:
-        return set(next(csv.reader(f), []))
-
-
-def _is_label_csv(path: Path) -> bool:
-    return {"image_id", "melanoma"} <= _csv_header(path)
-
-
-def discover(root: str | Path) -> dict[str, list[Sample]]:
-    """Find the labelled images under ``root``; returns ``{split: [Sample, ...]}``.
-
-    ``root`` may also be a run's ``split.csv`` (its train and val lists, see :func:`write_split`), so a
-    run's validation images can be evaluated, calibrated on or audited by name.
-    Raises DatasetError with the reason when ``root`` matches no supported layout.
-    """
-    root = Path(root)
-    if not root.exists():
-        raise DatasetError(f"{root}: no such file or folder")
-    if root.is_file():
-        if root.suffix.lower() != ".csv":
-            raise DatasetError(f"{root}: a dataset is a folder, a ground-truth CSV or a run's split.csv")
-        if {"split", "label", "path"} <= _csv_header(root):
-            return read_split(root)
-        return {_split_from_name(root.stem): _samples_from_csv(root, root.parent)}
-
-    splits: dict[str, list[Sample]] = {}
-    for d in sorted(root.iterdir()):
-        split = SPLIT_ALIASES.get(d.name.lower())
-        if d.is_dir() and split and (dirs := _class_dirs(d)):
-            splits[split] = splits.get(split, []) + _samples_from_class_dirs(dirs)
-    if not splits and (dirs := _class_dirs(root)):
-        splits["all"] = _samples_from_class_dirs(dirs)
-    if not splits:
-        for csv_path in sorted(root.glob("*.csv")):
-            if _is_label_csv(csv_path):
-                split = _split_from_name(csv_path.stem)
-                splits[split] = splits.get(split, []) + _samples_from_csv(csv_path, root)
-    if not splits:
-        entries = ", ".join(sorted(p.name for p in root.iterdir())[:10]) or "nothing"
-        raise DatasetError(
-            f"{root}: no dataset found. Expected train/ and test/ with Benign/ and Malignant/ folders, "
-            f"Benign/ and Malignant/ folders directly, or an ISIC ground-truth CSV. Found: {entries}")
-    for split, samples in splits.items():
-        if not samples:
-            raise DatasetError(f"{root}: split '{split}' has no images")
-    return splits
-
-
-def select_split(splits: dict[str, list[Sample]], split: str) -> list[Sample]:
-    """One split by name; a dataset with a single split ``all`` serves every name."""
-    if split in splits:
-        return splits[split]
-    if list(splits) == ["all"]:
-        return splits["all"]
-    raise DatasetError(f"split '{split}' not found; the dataset has: {', '.join(splits)}")
-
-
-def make_train_val(splits: dict[str, list[Sample]], val_fraction: float = 0.1, seed: int = 42,
-                   groups: dict[str, int] | None = None) -> tuple[list[Sample], list[Sample]]:
-    """Training and validation samples: the dataset's own ``val`` split when it has one, else a
-    stratified, seeded ``val_fraction`` of ``train`` (or of ``all``). Test images are never used.
-
-    With ``groups`` (path -> duplicate-cluster id, from the audit) whole clusters go to one side, so
-    no near-duplicate of a validation image is trained on.
-    """
-    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
-
-    pool = splits.get("train") or splits.get("all")
-    if not pool:
-        raise DatasetError(f"no training split; the dataset has: {', '.join(splits)}")
-    if "val" in splits:
-        return pool, splits["val"]
-    labels = [s.label for s in pool]
-    if min(labels.count(0), labels.count(1)) < 2:
-        raise DatasetError("training data needs at least 2 images of each class")
-    if groups is None:
-        n_val = max(2, round(val_fraction * len(pool)))
-        train, val = train_test_split(pool, test_size=n_val, stratify=labels, random_state=seed)
-    else:
-        ids = [groups.get(str(s.path), -1 - i) for i, s in enumerate(pool)]  # unaudited: own group
-        folds = StratifiedGroupKFold(n_splits=max(2, round(1 / val_fraction)), shuffle=True, random_state=seed)
-        train_idx, val_idx = next(folds.split(pool, labels, ids))
-        train, val = [pool[i] for i in train_idx], [pool[i] for i in val_idx]
-    return sorted(train, key=lambda s: str(s.path)), sorted(val, key=lambda s: str(s.path))
-
-
-def write_split(path: Path, parts: dict[str, list[Sample]]) -> str:
-    """Write ``split,label,path`` rows to ``path``; returns the sha256 of that file's content."""
-    lines = ["split,label,path"] + [f"{name},{s.label},{s.path}" for name, samples in parts.items()
-                                    for s in samples]
-    text = "\n".join(lines) + "\n"
-    atomic_write_text(path, text)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def read_split(path: str | Path) -> dict[str, list[Sample]]:
-    """The ``split,label,path`` file written by :func:`write_split`, back as ``{split: samples}``."""
-    out: dict[str, list[Sample]] = {}
-    with Path(path).open(newline="") as f:
-        for row in csv.DictReader(f):
-            out.setdefault(row["split"], []).append(Sample(Path(row["path"]), int(row["label"])))
-    return out
-
-
-def load_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
-    """Any supported image file as RGB (see :mod:`melanoma.imaging`); raises ImageError (a ValueError)."""
-    return open_rgb(path, draft_size)
+from .datasets import load_image
+from .imaging import COLOR_CONSTANCY, Sample, shades_of_grey
 
 
 @dataclass

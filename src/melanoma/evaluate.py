@@ -168,7 +168,7 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     """
     from .calibrate import expected_calibration_error, sigmoid
     from .config import DEFAULT_MODEL_DIR, sha256_file
-    from .data import discover, select_split
+    from .datasets import discover, select_split
     from .inference import load_predictor
 
     splits = discover(data)
@@ -196,6 +196,10 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
                "model_sha256": sha256_file(Path(model_dir or DEFAULT_MODEL_DIR) / "model.safetensors"),
                "ci": f"95% percentile bootstrap, {n_boot} resamples of images, seed 0",
                "skipped": [str(s.path) for s, p in zip(samples, probs) if p is None]}
+    sources = list(dict.fromkeys(s.source for s, _, _ in ok))
+    if len(sources) > 1:  # e.g. a multi-source run's split.csv: every source on its own, then the pool above
+        metrics["per_source"] = {name: summary([i for i, (s, _, _) in enumerate(ok) if s.source == name])
+                                 for name in sources}
     if clean_paths is not None:
         keep = [i for i, (s, _, _) in enumerate(ok) if str(s.path) in clean_paths]
         metrics["clean"] = {**summary(keep), "n_excluded": len(ok) - len(keep)}
@@ -205,8 +209,8 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "label", "p_malignant"])
-    writer.writerows([str(s.path), s.label, f"{p:.6f}"] for s, p, _ in ok)
+    writer.writerow(["path", "label", "p_malignant", "source"])
+    writer.writerows([str(s.path), s.label, f"{p:.6f}", s.source] for s, p, _ in ok)
     atomic_write_text(out / "predictions.csv", buf.getvalue())
     write_plots(labels, scores, metrics, out, f"{split_name} split, n={metrics['n']}")
     return metrics

@@ -25,6 +25,8 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 class Sample:
     path: Path
     label: int  # 0 = benign, 1 = malignant
+    source: str = ""  # the dataset it came from (its folder's name), e.g. "ham10000"
+    group: str = ""  # images of one lesion share it (HAM10000's lesion_id); "" when unknown
 
 
 def is_image(path: Path) -> bool:

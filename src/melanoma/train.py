@@ -6,7 +6,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import lightning as L
@@ -17,7 +17,8 @@ from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 from .calibrate import calibrate_model_folder
 from .ood import fit_ood_for_model
 from .config import ModelConfig, atomic_write_text, write_checksums
-from .data import AugConfig, LesionDataModule, discover, make_loader, make_train_val, write_split
+from .datasets import discover, make_train_val, write_split
+from .data import AugConfig, LesionDataModule, make_loader
 from .export import export_onnx
 from .inference import ONNX_FILE
 from .models import create_model, default_mean_std, save_model_folder
@@ -44,9 +45,12 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 42
     target_sensitivity: float | None = 0.95  # threshold rule on validation data; None = Youden's J
-    extra_train: list[str] = field(default_factory=list)  # datasets whose train split is added to training
-    group_duplicates: bool = True  # keep each near-duplicate cluster on one side of train/val
-    drop_test_duplicates: bool = False  # leave out training images that have a copy in test
+    # Further sources trained on with ``data``: one duplicate graph over all of them, a validation split per
+    # source, and no copy of any source's validation or test image trained on (melanoma.sources).
+    extra_train: list[str] = field(default_factory=list)
+    other_dx: str = "exclude"  # HAM10000's bcc/akiec: "exclude", "benign" or "malignant" (datasets.dx_label)
+    group_duplicates: bool = True  # one source: keep each near-duplicate cluster on one side of train/val
+    drop_test_duplicates: bool = False  # one source: leave out training images that have a copy in test
     num_workers: int = 2
     aug: AugConfig = field(default_factory=AugConfig)
     accelerator: str = "auto"
@@ -57,16 +61,51 @@ class TrainConfig:
     fast_dev_run: bool = False
 
 
-def load_recipe(path: str | Path) -> TrainConfig:
-    """A YAML file of TrainConfig fields (``aug:`` as a mapping) -> TrainConfig; unknown keys are errors."""
+def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     import yaml
 
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    path = path.resolve()
+    if path in seen:
+        raise ValueError(f"recipe {path.name}: its base chain loops back to itself")
+    raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
-        raise ValueError("a recipe is a mapping of TrainConfig fields")
+        raise ValueError(f"recipe {path.name}: a recipe is a mapping of TrainConfig fields")
     raw.pop("notes", None)  # free text for the reader
-    aug = AugConfig(**(raw.pop("aug", None) or {}))
-    return TrainConfig(**raw, aug=aug)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    merged = _read_recipe(path.parent / base, (*seen, path))
+    aug = {**(merged.pop("aug", None) or {}), **(raw.pop("aug", None) or {})}
+    return {**merged, **raw, "aug": aug}
+
+
+def load_recipe(path: str | Path) -> TrainConfig:
+    """A YAML file of TrainConfig fields (``aug:`` as a mapping) -> TrainConfig; unknown keys are errors.
+
+    ``base: OTHER.yaml`` (relative to the file) starts from that recipe: the file then lists only what changed,
+    as an experiment should; ``aug`` entries override one by one."""
+    raw = _read_recipe(Path(path))
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"recipe {Path(path).name}: unknown key {unknown[0]!r} (TrainConfig fields: "
+                         f"{', '.join(sorted(known))})")
+    aug_raw = raw.pop("aug", None) or {}
+    aug_known = {f.name for f in fields(AugConfig)}
+    if bad := sorted(set(aug_raw) - aug_known):
+        raise ValueError(f"recipe {Path(path).name}: unknown aug key {bad[0]!r} (known: {', '.join(sorted(aug_known))})")
+    return TrainConfig(**raw, aug=AugConfig(**aug_raw))
+
+
+def resolved_recipe_text(path: str | Path) -> str:
+    """The recipe at ``path`` with its ``base`` chain merged in: what travels with the model it made, whole."""
+    import yaml
+
+    path = Path(path)
+    notes = (yaml.safe_load(path.read_text()) or {}).get("notes")
+    head = f"# {path.name}, its base recipes merged in (melanoma.train.resolved_recipe_text)\n"
+    return head + yaml.safe_dump({**({"notes": notes} if notes else {}), **_read_recipe(path)}, sort_keys=False,
+                                 width=110)
 
 
 class LesionClassifier(L.LightningModule):
@@ -220,19 +259,17 @@ def collect_training_log(run_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def extra_training_samples(data: str | Path, extra: str | Path, exclude: set[str]) -> tuple[list, int]:
-    """The train split of dataset ``extra`` (all of it if it has no splits), minus every image with a
-    near-duplicate among ``exclude`` (``data``'s validation and test images, whose numbers it would
-    inflate). Copies of ``data``'s training images stay: the same lesion from another source is what
-    teaches the model that the source does not decide the class; dropping them left the second source
-    almost all benign, a shortcut of its own. Returns (samples, number left out)."""
-    from .audit import audit
-
-    leaking = {a for a, b, _ in audit(data, against=extra).cross if b in exclude}
-    splits = discover(extra)
-    pool = splits.get("train") or splits.get("all") or []
-    kept = [s for s in pool if str(s.path) not in leaking]
-    return kept, len(pool) - len(kept)
+def balanced_by_source(samples: list, n: int, seed: int) -> list:
+    """``n`` samples drawn at random, an equal share from each source (all of a source smaller than its share)."""
+    by: dict[str, list] = {}
+    for s in samples:
+        by.setdefault(s.source, []).append(s)
+    rng, out, left = random.Random(seed), [], n
+    for k, (_, items) in enumerate(sorted(by.items(), key=lambda kv: len(kv[1]))):
+        take = min(len(items), left // (len(by) - k))
+        out += rng.sample(items, take)
+        left -= take
+    return out
 
 
 PROBE_IMAGES = 4096  # training images the linear probe (LP-FT stage 1) is fitted on
@@ -286,22 +323,27 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     clock = {"start": time.perf_counter()}
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    splits = discover(data)
-    audit, dropped = None, []
-    if cfg.group_duplicates or cfg.drop_test_duplicates:
-        from .audit import cached_audit
+    dropped: list = []
+    sources = None
+    if cfg.extra_train:  # several sources: one duplicate graph over all, one validation split per source
+        from .sources import split_sources
 
-        audit = cached_audit(data)
-    if cfg.drop_test_duplicates and "test" in splits:
-        test_clusters = {c for (s, split), c in zip(audit.samples, audit.cluster_ids) if split == "test"}
-        groups = audit.groups()
-        dropped = [s for s in splits.get("train", []) if groups.get(str(s.path)) in test_clusters]
-        splits["train"] = [s for s in splits.get("train", []) if groups.get(str(s.path)) not in test_clusters]
-    train_s, val_s = make_train_val(splits, cfg.val_fraction, cfg.seed,
-                                    audit.groups() if cfg.group_duplicates and audit else None)
-    held_out = {str(s.path) for s in [*val_s, *splits.get("test", [])]}
-    extra = {p: extra_training_samples(data, p, held_out) for p in cfg.extra_train}
-    train_s = sorted(train_s + [s for used, _ in extra.values() for s in used], key=lambda s: str(s.path))
+        split = split_sources([data, *cfg.extra_train], cfg.val_fraction, cfg.seed, cfg.other_dx)
+        train_s, val_s, sources = split.train, split.val, split.summary
+    else:
+        splits = discover(data, other_dx=cfg.other_dx)
+        audit = None
+        if cfg.group_duplicates or cfg.drop_test_duplicates:
+            from .audit import cached_audit
+
+            audit = cached_audit(data)
+        if cfg.drop_test_duplicates and "test" in splits:
+            test_clusters = {c for (s, split), c in zip(audit.samples, audit.cluster_ids) if split == "test"}
+            groups = audit.groups()
+            dropped = [s for s in splits.get("train", []) if groups.get(str(s.path)) in test_clusters]
+            splits["train"] = [s for s in splits.get("train", []) if groups.get(str(s.path)) not in test_clusters]
+        train_s, val_s = make_train_val(splits, cfg.val_fraction, cfg.seed,
+                                        audit.groups() if cfg.group_duplicates and audit else None)
     split_hash = write_split(out / "split.csv", {"train": train_s, "val": val_s})
     mean, std = default_mean_std(cfg.arch)
     dm = LesionDataModule(train_s, val_s, cfg.img_size, mean, std, cfg.aug, cfg.batch_size, cfg.num_workers,
@@ -350,8 +392,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         color_constancy=cfg.color_constancy,
         training={"recipe": {**asdict(cfg)}, "data": str(data), "n_train": len(train_s),
                   "n_val": len(val_s), "n_dropped_test_duplicates": len(dropped),
-                  "extra_train": {p: {"n_used": len(u), "n_left_out_copies_of_val_or_test": n}
-                                  for p, (u, n) in extra.items()},
+                  "sources": sources,
                   "split_sha256": split_hash, "epochs_run": trainer.current_epoch, "linear_probe": probe,
                   "command": command, "machine": _machine(),
                   "best_val": val_metrics, "versions": _versions()})
@@ -361,7 +402,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         calibrate_model_folder(out / "model", val_s, cfg.target_sensitivity, cfg.batch_size)
         clock["calibrate_end"] = time.perf_counter()
         if hasattr(module.net, "forward_head"):  # the "cannot assess" gate needs pooled features
-            fit = random.Random(cfg.seed).sample(train_s, min(2000, len(train_s)))
+            fit = balanced_by_source(train_s, 2000, cfg.seed)
             fit_ood_for_model(out / "model", fit, val_s, batch_size=cfg.batch_size)
         clock["gate_end"] = time.perf_counter()
         # model.onnx makes predict, evaluate and the app take the fast torch-free path on this folder too.

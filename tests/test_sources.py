@@ -1,0 +1,95 @@
+"""Several training sources: one duplicate graph, a validation split per source, nothing held out trained on."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+from conftest import textured_lesion
+
+from melanoma.sources import split_sources
+
+
+def write_ham_like(root: Path, rng, lesions: list[tuple[str, int]]) -> Path:
+    """A HAM10000-style folder: images/ISIC_*.jpg and a metadata CSV; (dx, images of that lesion) per lesion."""
+    (root / "images").mkdir(parents=True)
+    rows, k = [], 0
+    for n, (dx, n_images) in enumerate(lesions):
+        for _ in range(n_images):
+            image_id = f"ISIC_{k:07d}"
+            textured_lesion(rng).save(root / "images" / f"{image_id}.jpg", quality=95)
+            rows.append({"lesion_id": f"HAM_{n:07d}", "image_id": image_id, "dx": dx})
+            k += 1
+    with (root / "HAM10000_metadata.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"],
+                           restval="")
+        w.writeheader()
+        w.writerows(rows)
+    return root
+
+
+def write_kaggle_like(root: Path, rng, n_train: int = 10, n_test: int = 3) -> Path:
+    for split, n in (("train", n_train), ("test", n_test)):
+        for cls in ("Benign", "Malignant"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                textured_lesion(rng).save(root / split / cls / f"{i}.png")
+    return root
+
+
+def test_every_source_gets_a_validation_split_and_no_held_out_image_is_trained_on_through_a_copy(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    kaggle = write_kaggle_like(tmp_path / "kaggle", rng)
+    ham = write_ham_like(tmp_path / "ham", rng, [("nv", 2)] * 12 + [("mel", 1)] * 8 + [("bcc", 1)] * 2)
+    ids = {r["image_id"]: r for r in csv.DictReader((ham / "HAM10000_metadata.csv").open())}
+    # Two HAM images become copies of Kaggle images: one of a training image, one of a test image.
+    shutil.copy(kaggle / "train/Malignant/0.png", ham / "images" / "ISIC_0000024.png")
+    (ham / "images" / "ISIC_0000024.jpg").unlink()
+    shutil.copy(kaggle / "test/Benign/1.png", ham / "images" / "ISIC_0000000.png")
+    (ham / "images" / "ISIC_0000000.jpg").unlink()
+
+    split = split_sources([kaggle, ham], val_fraction=0.25, seed=0)
+    by = split.val_by_source()
+    assert set(by) == {"kaggle", "ham"} and all({s.label for s in v} == {0, 1} for v in by.values())
+    assert not {s.path for s in split.train} & {s.path for s in split.val}
+    train_names = {(s.source, s.path.name) for s in split.train}
+    val_names = {(s.source, s.path.name) for s in split.val}
+    # bcc is left out by default; the HAM copy of a Kaggle test image is never trained on
+    assert not any(ids[s.path.stem]["dx"] == "bcc" for s in split.train + split.val if s.source == "ham")
+    assert ("ham", "ISIC_0000000.png") not in train_names
+    # a lesion's images sit on one side
+    sides = {}
+    for side, items in (("train", split.train), ("val", split.val)):
+        for s in items:
+            if s.source == "ham":
+                sides.setdefault(s.group, set()).add(side)
+    assert sides and all(len(v) == 1 for v in sides.values())
+    # a copy and its original never straddle train and validation
+    copy, original = ("ham", "ISIC_0000024.png"), ("kaggle", "0.png")
+    kaggle_original = kaggle / "train/Malignant/0.png"
+    original_side = "train" if any(s.path == kaggle_original for s in split.train) else \
+        "val" if any(s.path == kaggle_original for s in split.val) else None
+    copy_side = "train" if copy in train_names else "val" if copy in val_names else None
+    assert {original_side, copy_side} != {"train", "val"}
+    assert "train" not in {original_side, copy_side} or original_side == copy_side
+    assert split.summary["ham"]["n_test"] == 0 and split.summary["kaggle"]["n_test"] == 6
+    assert split.summary["ham"]["n_train"] + split.summary["ham"]["n_val"] + \
+        split.summary["ham"]["n_left_out_copies_of_held_out"] == 32
+
+
+def test_a_source_with_its_own_validation_split_keeps_it(tmp_path: Path):
+    rng = np.random.default_rng(1)
+    kaggle = write_kaggle_like(tmp_path / "kaggle", rng)
+    isic = tmp_path / "isic"
+    isic.mkdir()
+    for name, n in (("Training", 6), ("Validation", 4)):
+        with (isic / f"ISIC-2017_{name}_Part3_GroundTruth.csv").open("w") as f:
+            f.write("image_id,melanoma,seborrheic_keratosis\n")
+            for i in range(n):
+                textured_lesion(rng).save(isic / f"{name}_{i}.jpg")
+                f.write(f"{name}_{i},{float(i % 2)},0.0\n")
+    split = split_sources([kaggle, isic], val_fraction=0.25, seed=0)
+    assert sorted(s.path.stem for s in split.val_by_source()["isic"]) == [f"Validation_{i}" for i in range(4)]
+    assert split.summary["isic"]["val_split"] == "own" and split.summary["isic"]["n_train"] == 6
