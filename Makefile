@@ -13,7 +13,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[train,app,hub,dev]'  # everything; see README for the profiles
 	touch $@
 
 run: setup
@@ -33,7 +33,7 @@ serve: setup
 space:
 	rm -rf build/space && mkdir -p build/space/src
 	cp space/app.py space/requirements.txt space/README.md build/space/
-	cp -r src/melanoma build/space/src/ && cp -r samples build/space/
+	cp -r src/melanoma build/space/src/
 	find build/space -name __pycache__ -prune -exec rm -rf {} +
 
 clean:

@@ -6,7 +6,7 @@ from conftest import SAMPLES, textured_lesion
 
 from melanoma.config import ModelConfig
 from melanoma.models import create_model, save_model_folder
-from melanoma.nonlesion import nonlesion_images
+from nonlesion import nonlesion_images
 from melanoma.ood import OODDetector, fit_ood_for_model
 from melanoma.imaging import Sample
 from melanoma.predict import Predictor, expand_paths

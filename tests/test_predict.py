@@ -19,6 +19,20 @@ def test_expand_paths_files_folders_and_globs(tmp_path: Path):
     assert expand_paths([one, tmp_path / "d"]).count(one) == 1  # no duplicates
 
 
+def test_files_in_a_folder_that_are_not_images_are_listed_as_skipped(tmp_path: Path, tiny_model_dir: Path):
+    write_class_folders(tmp_path / "d", 1)
+    (tmp_path / "d" / "notes.txt").write_text("x")
+    (tmp_path / "d" / "benign" / ".DS_Store").write_bytes(b"\0")
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "d"), "--model", str(tiny_model_dir), "--json"])
+    rows = json.loads(result.stdout)
+    skipped = {Path(r["path"]).name: r["error"] for r in rows if r["status"] == "skipped"}
+    assert skipped == {"notes.txt": "not an image file (.txt)", ".DS_Store": "hidden file"}
+    assert sum(r["status"] == "ok" for r in rows) == 2
+    assert result.exit_code == 0  # every image was assessed; the other files are named, not failed
+    table = CliRunner().invoke(app, ["predict", str(tmp_path / "d"), "--model", str(tiny_model_dir)]).stdout
+    assert "notes.txt" in table and "skipped" in table
+
+
 def test_predict_json_contract(tmp_path: Path, tiny_model_dir: Path):
     write_class_folders(tmp_path / "d", 2)
     (tmp_path / "d" / "benign" / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0")

@@ -1,3 +1,22 @@
-"""melanoma-classifier: benign-vs-malignant classifiers for dermoscopic skin-lesion images."""
+"""melanoma-classifier: benign-vs-malignant classifiers for dermoscopic skin-lesion images.
+
+    from melanoma import Classifier
+    clf = Classifier.from_pretrained()
+    clf.predict(["lesion.jpg"])
+
+``melanoma.api`` also has ``train``, ``evaluate`` and ``audit``, as the commands run them.
+"""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Lazy, so `import melanoma` (and the CLI's --help) stays instant and torch-free.
+    if name == "Classifier":
+        from .api import Classifier
+
+        return Classifier
+    raise AttributeError(f"module 'melanoma' has no attribute {name!r}")
+
+
+__all__ = ["Classifier", "__version__"]

@@ -15,7 +15,7 @@ DISCLAIMER = ("**This is a research tool, not a diagnosis.** It can be wrong, an
               "dataset of dermoscopic images. If you are worried about a mole or a skin lesion, see a "
               "dermatologist.")
 MAX_FILE_SIZE = "20mb"  # uploads above this are refused by the server with a message
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+SAMPLES = Path(__file__).resolve().parent / "samples"  # package data: a wheel has the examples too
 
 
 def _model_card_numbers(cfg) -> str:

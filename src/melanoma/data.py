@@ -16,8 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 from torchvision.transforms import v2
 
-from .datasets import load_image
-from .imaging import COLOR_CONSTANCY, Sample, shades_of_grey
+from .imaging import COLOR_CONSTANCY, Sample, load_any, shades_of_grey
 
 
 @dataclass
@@ -144,7 +143,7 @@ class LesionDataset(Dataset):
         i, epoch = key if isinstance(key, tuple) else (key, None)
         s = self.samples[i]
         try:
-            img = load_image(s.path, self.draft_size)
+            img = load_any(s, self.draft_size)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             warnings.warn(f"skipping unreadable image {s.path}: {e}", stacklevel=1)
             return None

@@ -153,6 +153,23 @@ def write_plots(labels, probs, metrics: dict, out: Path, title: str) -> None:
     _figure(out / "reliability.png", reliability)
 
 
+def clean_paths_for(data: str | Path, split: str = "test", out: str | Path | None = None,
+                    on_progress: Callable[[int], None] | None = None,
+                    on_start: Callable[[int], None] | None = None) -> set[str] | None:
+    """The clean test of ``data`` (its test images with no near-duplicate in its train split; audited once,
+    cached), or None when ``split`` is not test or the dataset has no train and test splits. With ``out``,
+    the audit's summary is written to ``out/audit.json``."""
+    from .audit import cached_audit
+    from .datasets import discover
+
+    if split != "test" or not {"train", "test"} <= set(discover(data)):
+        return None
+    result = cached_audit(data, on_progress=on_progress, on_start=on_start)
+    if out is not None:
+        atomic_write_text(Path(out) / "audit.json", json.dumps(result.summary, indent=2) + "\n")
+    return result.clean_test_paths()
+
+
 def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = None, split: str = "test",
              batch_size: int = 32, on_batch: Callable[[int], None] | None = None,
              on_start: Callable[[int], None] | None = None, n_boot: int = 1000,

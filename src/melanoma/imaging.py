@@ -108,6 +108,45 @@ def open_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
+@dataclass(frozen=True)
+class InMemory:
+    """An image given as a PIL image or numpy array instead of a file; ``path`` names it in output rows."""
+
+    path: str
+    image: object  # PIL.Image.Image or numpy.ndarray
+    label: int = 0
+    source: str = ""
+    group: str = ""
+
+
+def to_rgb(image) -> Image.Image:
+    """A PIL image or numpy array (H x W grey, H x W x 3 RGB or H x W x 4 RGBA; uint8, or float in [0, 1])
+    as RGB, checked like a file (:func:`open_rgb`); raises ImageError with the reason."""
+    if isinstance(image, np.ndarray):
+        a = image
+        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
+            raise ImageError(f"array of shape {a.shape} is not an image (H x W, H x W x 3 or H x W x 4)")
+        if a.dtype != np.uint8:
+            if not np.issubdtype(a.dtype, np.floating) or not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+                raise ImageError(f"array of dtype {a.dtype}: give uint8 0-255 or floats in [0, 1]")
+            a = np.round(a * 255).astype(np.uint8)
+        image = Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a)
+    if not isinstance(image, Image.Image):
+        raise ImageError(f"not an image: {type(image).__name__} (give a path, a PIL image or a numpy array)")
+    w, h = image.size
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"image too large ({w}x{h} > {MAX_PIXELS:,} pixels)")
+    if min(w, h) < MIN_SIDE:
+        raise ImageError(f"image too small ({w}x{h}; at least {MIN_SIDE} px a side)")
+    return _to_rgb(image)
+
+
+def load_any(sample, draft_size: int | None = None) -> Image.Image:
+    """The RGB image of a :class:`Sample` (a file) or an :class:`InMemory` image."""
+    image = getattr(sample, "image", None)
+    return open_rgb(sample.path, draft_size) if image is None else to_rgb(image)
+
+
 COLOR_CONSTANCY = (None, "shades_of_grey")
 
 

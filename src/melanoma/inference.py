@@ -19,27 +19,44 @@ from PIL import Image
 
 from .calibrate import sigmoid
 from .config import DEFAULT_MODEL_DIR, ModelConfig, ModelError, load_config
-from .imaging import Sample, find_images, open_rgb, shades_of_grey_levels
+from .imaging import IMAGE_EXTS, Sample, find_images, load_any, open_rgb, shades_of_grey_levels
 from .ood import OODDetector, is_flat
 
 ONNX_FILE = "model.onnx"
 ENGINES = ("auto", "onnx", "torch")
 
 
-def expand_paths(inputs: Iterable[str | Path]) -> list[Path]:
+def expand_paths(inputs: Iterable[str | Path], skipped: list[dict] | None = None) -> list[Path]:
     """Files, folders (searched recursively for images) and glob patterns -> sorted unique files.
 
-    A name that matches nothing is kept, so that the caller reports it as an error row.
+    A name that matches nothing is kept, so that the caller reports it as an error row. Files inside a
+    folder that are not images by their name (``notes.txt``, ``.DS_Store``) are not returned; with ``skipped``,
+    a row for each (status ``skipped``, the reason in ``error``) is appended to it, so none goes unmentioned.
     """
+    import os
+
     found: list[Path] = []
     for item in map(str, inputs):
         matches = [Path(m) for m in sorted(glob.glob(item, recursive=True))] if glob.has_magic(item) else [Path(item)]
         for p in matches:
-            if p.is_dir():
-                found += find_images(p)
-            else:
+            if not p.is_dir():
                 found.append(p)
+                continue
+            images = find_images(p)
+            found += images
+            if skipped is not None:
+                wanted = set(images)
+                others = sorted(f for d, _, names in os.walk(p, followlinks=True) for n in names
+                                if (f := Path(d) / n) not in wanted)
+                skipped += [skipped_row(f) for f in others]
     return list(dict.fromkeys(found))
+
+
+def skipped_row(path: Path) -> dict:
+    """The output row of a file in a folder that was not looked at, and why."""
+    reason = "hidden file" if path.name.startswith(".") else f"not an image file ({path.suffix or 'no extension'})"
+    return {"path": str(path), "status": "skipped", "p_malignant": None, "label": None, "error": reason,
+            "ood_score": None}
 
 
 def unreadable_reason(path: Path) -> str:
@@ -243,7 +260,7 @@ class OnnxPredictor(BasePredictor):
 
     def _load(self, sample) -> np.ndarray | None:
         try:
-            return preprocess(open_rgb(sample.path, draft_size=draft_size(self.cfg)), self.cfg)
+            return preprocess(load_any(sample, draft_size=draft_size(self.cfg)), self.cfg)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             warnings.warn(f"skipping unreadable image {sample.path}: {e}", stacklevel=1)
             return None

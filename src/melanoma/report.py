@@ -16,8 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .config import atomic_write_text
-from .models import DEFAULT_MODEL_DIR
+from .config import DEFAULT_MODEL_DIR, atomic_write_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}

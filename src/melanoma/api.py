@@ -1,0 +1,158 @@
+"""The Python API: a classifier in three lines, the same answers as ``melanoma predict``.
+
+    from melanoma import Classifier
+    clf = Classifier.from_pretrained()            # the bundled model, or a model folder
+    rows = clf.predict(["lesion.jpg", pil_image, numpy_array])
+
+Torch-free on a model folder with ``model.onnx`` (the bundled one has it). ``train``, ``evaluate`` and
+``audit`` are the functions the commands call (:func:`melanoma.train.train`, :func:`melanoma.evaluate.evaluate`,
+:func:`melanoma.audit.audit`), importable from here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .imaging import ImageError, InMemory, to_rgb
+
+
+def _as_list(inputs) -> list:
+    if isinstance(inputs, (str, Path, np.ndarray)) or hasattr(inputs, "getpixel"):  # one image
+        return [inputs]
+    return list(inputs)
+
+
+class Classifier:
+    """A loaded model: :meth:`predict` rows, :meth:`predict_proba` and :meth:`explain` heatmaps.
+
+    Inputs, alone or in a list: a path (``str`` or ``Path``; folders and globs are expanded as on the command
+    line), a PIL image, or a numpy array (H x W, H x W x 3 or x 4; uint8 or floats in [0, 1]).
+    """
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+        self._explainer = None
+
+    @classmethod
+    def from_pretrained(cls, model: str | Path | None = None, engine: str = "auto", tta: bool = False,
+                        prevalence: float | None = None) -> Classifier:
+        """The bundled model (``model=None``) or a model folder; ``engine`` auto, onnx or torch."""
+        from .inference import load_predictor
+
+        return cls(load_predictor(model, engine, tta=tta).with_prevalence(prevalence))
+
+    @property
+    def threshold(self) -> float:
+        return self.predictor.threshold
+
+    def _items(self, inputs) -> list:
+        from .inference import expand_paths
+
+        items: list = []
+        for k, x in enumerate(_as_list(inputs)):
+            if isinstance(x, (str, Path)):
+                items += expand_paths([x])
+            else:
+                items.append(InMemory(f"<image {k}>", x))
+        return items
+
+    def predict(self, inputs: Any) -> list[dict]:
+        """One row per image, as ``melanoma predict --json`` gives: ``path``, ``status`` (ok, error,
+        out_of_distribution), ``p_malignant`` and ``label`` (None unless ok), ``error``, ``ood_score``."""
+        items = self._items(inputs)
+        files = [x for x in items if isinstance(x, Path)]
+        rows = dict(zip(files, self.predictor.predict_paths(files))) if files else {}
+        memory = [x for x in items if isinstance(x, InMemory)]
+        usable, errors = [], {}
+        for m in memory:
+            try:
+                to_rgb(m.image)
+                usable.append(m)
+            except ImageError as e:
+                errors[m.path] = str(e)
+        results = dict(zip((m.path for m in usable), self.predictor.run(usable))) if usable else {}
+        out = []
+        for x in items:
+            if isinstance(x, Path):
+                out.append(rows[x])
+            elif x.path in errors:
+                out.append({"path": x.path, "status": "error", "p_malignant": None, "label": None,
+                            "error": errors[x.path], "ood_score": None})
+            else:
+                out.append(self.predictor.decide(results[x.path], Path(x.path)) | {"path": x.path})
+        return out
+
+    def predict_proba(self, inputs: Any) -> np.ndarray:
+        """p(malignant) per image, NaN where it was not assessed (error or "cannot assess")."""
+        return np.array([np.nan if r["p_malignant"] is None else r["p_malignant"] for r in self.predict(inputs)])
+
+    def explain(self, inputs: Any) -> list[tuple[dict, np.ndarray | None]]:
+        """Per image: its predict row and its Grad-CAM heatmap of the malignancy logit ((S, S) in [0, 1],
+        S the model's input size), or None when it was not assessed."""
+        from .explain import explainer_for
+        from .imaging import open_rgb
+        from .inference import draft_size
+
+        if self._explainer is None:
+            self._explainer = explainer_for(self.predictor)
+        out = []
+        for x in self._items(inputs):
+            name = x.path if isinstance(x, InMemory) else str(x)
+            try:
+                img = to_rgb(x.image) if isinstance(x, InMemory) else open_rgb(x, draft_size(self.predictor.cfg))
+            except ImageError as e:
+                out.append(({"path": name, "status": "error", "p_malignant": None, "label": None,
+                             "error": str(e), "ood_score": None}, None))
+                continue
+            result, heat = self._explainer.explain(img)
+            row = self.predictor.decide(result, Path(name)) | {"path": name}
+            out.append((row, heat if row["status"] == "ok" else None))
+        return out
+
+
+def train(data: str | Path, out: str | Path, recipe: str | Path | None = None, resume: bool = False,
+          **overrides) -> Path:
+    """Train as ``melanoma train`` does: a recipe (optional), then keyword overrides of TrainConfig fields
+    (``aug={...}`` for augmentation); the recipe, merged, is written into the model folder. Needs [train]."""
+    from dataclasses import replace
+
+    from .config import atomic_write_text
+    from .data import AugConfig
+    from .train import TrainConfig, load_recipe, resolved_recipe_text
+    from .train import train as run_training
+
+    cfg = load_recipe(recipe) if recipe else TrainConfig()
+    aug = overrides.pop("aug", None)
+    cfg = replace(cfg, **overrides)
+    if aug:
+        cfg = replace(cfg, aug=replace(cfg.aug if isinstance(cfg.aug, AugConfig) else AugConfig(), **aug))
+    model_dir = run_training(data, out, cfg, resume=resume)
+    if recipe:
+        atomic_write_text(model_dir / "recipe.yaml", resolved_recipe_text(recipe))
+    return model_dir
+
+
+def evaluate(data: str | Path, out: str | Path, model: str | Path | None = None, split: str = "test",
+             **kwargs) -> dict:
+    """Evaluate as ``melanoma evaluate`` does, the clean test (no near-copy in train) included."""
+    from .evaluate import clean_paths_for
+    from .evaluate import evaluate as run_evaluate
+
+    return run_evaluate(data, out, model, split, clean_paths=clean_paths_for(data, split, out), **kwargs)
+
+
+def audit(data: str | Path, out: str | Path | None = None, against: str | Path | None = None):
+    """Audit as ``melanoma audit`` does; writes clusters.csv, pairs.csv and audit.json when ``out`` is given."""
+    from .audit import audit as run_audit
+    from .audit import cached_audit, write_audit
+
+    result = run_audit(data, against=against) if against else cached_audit(data)
+    if out is not None:
+        write_audit(result, out)
+    return result
+
+
+__all__ = ["Classifier", "train", "evaluate", "audit"]
