@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.audit import cached_audit
+from melanoma.card import public_name
 from melanoma.datasets import discover, read_split
 from melanoma.evaluate import metrics_with_ci
 from melanoma.inference import load_predictor
@@ -55,14 +56,17 @@ def main() -> None:
     sets: dict[str, list] = {}
     if args.split:
         for s in read_split(args.split).get("val", []):
-            sets.setdefault(f"{s.source or 'val'} (held-out validation)", []).append(s)
+            sets.setdefault(f"{public_name(s.source) if s.source else 'validation'} (held-out validation)", []).append(s)
     test = discover(args.kaggle)["test"]
     clean = cached_audit(args.kaggle).clean_test_paths()
     sets["Kaggle test"] = test
     sets["Kaggle clean test"] = [s for s in test if str(s.path) in clean]
     sets["ISIC 2018 test (external)"] = discover(args.external)["test"]
 
+    from melanoma.config import DEFAULT_MODEL_DIR, sha256_file
+
     result = {"model": str(args.model or "bundled"), "threshold": predictor.threshold,
+              "model_sha256": sha256_file(Path(args.model or DEFAULT_MODEL_DIR) / "model.safetensors"),
               "temperature": predictor.cfg.temperature, "split": str(args.split) if args.split else None,
               "ci": "95% percentile bootstrap, 1000 resamples of images, seed 0", "sets": {}}
     for name, samples in sets.items():

@@ -1,11 +1,11 @@
 """Make a trained model folder the package's bundled model (src/melanoma/weights/default).
 
-    python tools/bundle_model.py RUN/model --test-metrics runs/EVAL/metrics.json [--isic-metrics runs/ISIC/metrics.json] \
-        [--limitation TEXT ...]
+    python tools/bundle_model.py RUN/model --table docs/results/NAME.json [--limitation TEXT ...]
 
 Copies the weights, config, gate, training log and recipe; exports model.onnx; writes the model card
-(README.md) with the given evaluations; writes SHA256SUMS last, so the folder verifies at load.
-The evaluations must have been run on RUN/model (checked against the weights' checksum).
+(README.md) with the evaluations of ``benchmarks/sources_table.py`` (per source, Kaggle test, external);
+writes SHA256SUMS last, so the folder verifies at load. The table must have been measured on RUN/model
+(checked against the weights' checksum).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import json
 import shutil
 from pathlib import Path
 
-from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig, sha256_file, atomic_write_text, write_checksums
-from melanoma.export import export_onnx, model_card
+from melanoma.card import model_card
+from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig, atomic_write_text, sha256_file, write_checksums
+from melanoma.export import export_onnx
 
 FILES = ("model.safetensors", "config.json", "ood.safetensors", "training_log.csv", "recipe.yaml")
 
@@ -24,23 +25,16 @@ FILES = ("model.safetensors", "config.json", "ood.safetensors", "training_log.cs
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model", type=Path)
-    ap.add_argument("--test-metrics", type=Path, required=True)
-    ap.add_argument("--isic-metrics", type=Path)
+    ap.add_argument("--table", type=Path, required=True, help="benchmarks/sources_table.py's JSON for this model")
     ap.add_argument("--dest", type=Path, default=DEFAULT_MODEL_DIR)
     ap.add_argument("--limitation", action="append", default=[],
                     help="A bullet for the card's Limitations section (repeatable): what the evaluations found.")
     args = ap.parse_args()
 
-    test = json.loads(args.test_metrics.read_text())
-    evaluations = {}
-    if args.isic_metrics:
-        isic = json.loads(args.isic_metrics.read_text())
-        name = f"ISIC 2017 {'+'.join(isic.get('splits', ['train', 'val']))}"
-        evaluations = {f"{name}, all (its melanomas are nearly all copies of Kaggle ones)": isic["all"],
-                       f"{name}, benign images with no copy in Kaggle (external)": isic["not_in_kaggle_benign"]}
+    table = json.loads(args.table.read_text())
     weights_hash = sha256_file(args.model / "model.safetensors")
-    if test.get("model_sha256") != weights_hash:
-        raise SystemExit(f"{args.test_metrics} was not computed on {args.model}/model.safetensors")
+    if table.get("model_sha256") != weights_hash:
+        raise SystemExit(f"{args.table} was not computed on {args.model}/model.safetensors")
 
     tmp = args.dest.with_name(args.dest.name + ".new")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -51,7 +45,7 @@ def main() -> None:
     assert sha256_file(tmp / "model.safetensors") == weights_hash
     export_onnx(tmp, tmp / "model.onnx")
     cfg = ModelConfig.load(tmp / "config.json")
-    atomic_write_text(tmp / "README.md", model_card(cfg, test, evaluations, args.limitation))
+    atomic_write_text(tmp / "README.md", model_card(cfg, table["sets"], args.limitation))
     write_checksums(tmp)
     old = args.dest.with_name(args.dest.name + ".old")
     shutil.rmtree(old, ignore_errors=True)

@@ -42,6 +42,11 @@ class ModelConfig:
         d = asdict(self)
         for key in ("mean", "std", "class_names"):
             d[key] = list(d[key])
+        if self.arch != "small_cnn":  # timm's keys too: timm.create_model("local-dir:FOLDER") loads the folder
+            d |= {"architecture": self.arch, "num_classes": 1, "label_names": list(self.class_names),
+                  "pretrained_cfg": {"input_size": [3, self.img_size, self.img_size], "interpolation": "bilinear",
+                                     "mean": list(self.mean), "std": list(self.std), "crop_pct": 1.0,
+                                     "crop_mode": "center", "num_classes": 1}}
         return d
 
     @classmethod

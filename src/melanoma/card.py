@@ -1,0 +1,154 @@
+"""The model card (README.md of a model folder or Hub repository), torch-free.
+
+Its YAML header is huggingface_hub's ``ModelCardData`` (``model-index`` results for every evaluated set,
+``base_model``, ``datasets``), so the Hub shows the numbers; its text names datasets by their public names,
+never by where they lay on the training machine.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .config import ModelConfig
+
+# Public names (and Hub dataset ids where one exists) of the sources this project knows by folder name.
+PUBLIC_NAMES = {"melanoma_cancer_dataset": "Kaggle Melanoma Cancer Dataset", "isic2017": "ISIC 2017",
+                "ham10000": "HAM10000", "isic2018_test": "ISIC 2018 Task 3 test"}
+HUB_DATASETS = {"ham10000": "marmal88/skin_cancer"}  # the Hub's copy of HAM10000, for the card's metadata
+BASE_MODELS = {"tf_efficientnet_lite0": "timm/tf_efficientnet_lite0.in1k",
+               "tf_efficientnet_lite1": "timm/tf_efficientnet_lite1.in1k",
+               "tf_efficientnet_lite2": "timm/tf_efficientnet_lite2.in1k"}
+
+
+def public_name(source: str) -> str:
+    return PUBLIC_NAMES.get(source, source)
+
+
+def public_command(command: str | None) -> str | None:
+    """A training command with the machine's data folders replaced by ``DATA/<name>``."""
+    if not command:
+        return command
+    return re.sub(r"\S*/(melanoma_cancer_dataset|isic2017|ham10000|isic2018_test)\b", r"DATA/\1", command)
+
+
+def _ci(m: dict, key: str, digits: int = 3) -> str:
+    v, ci = m.get(key), m.get(f"{key}_ci")
+    if v is None:
+        return "-"
+    return f"{v:.{digits}f}" + (f" ({ci[0]:.{digits}f}-{ci[1]:.{digits}f})" if ci else "")
+
+
+def results_table(evaluations: dict[str, dict]) -> list[str]:
+    """Markdown rows: per evaluated set, n, ROC-AUC, sensitivity and specificity at the threshold, refusals."""
+    rows = ["| data (split) | n (melanomas) | ROC-AUC | sensitivity | specificity | refused by the gate |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for title, m in evaluations.items():
+        refused = f"{100 * m['refused']:.1f}%" if m.get("refused") is not None else "-"
+        rows.append(f"| {title} | {m['n']} ({m['n_malignant']}) | {_ci(m, 'roc_auc')} | {_ci(m, 'recall')} | "
+                    f"{_ci(m, 'specificity')} | {refused} |")
+    return rows + ["", "95% percentile-bootstrap intervals (1,000 resamples of images). Sensitivity and specificity "
+                   "at the model's threshold, chosen on validation data; no test or external image chose anything."]
+
+
+def _card_data(cfg: ModelConfig, evaluations: dict[str, dict]):
+    from huggingface_hub import EvalResult, ModelCardData
+
+    sources = list((cfg.training.get("sources") or {}).keys())
+    results = [EvalResult(task_type="image-classification", dataset_type=title.split(" (")[0].lower().replace(" ", "_"),
+                          dataset_name=title, metric_type=metric, metric_value=round(float(m[key]), 4))
+               for title, m in evaluations.items()
+               for metric, key in (("roc_auc", "roc_auc"), ("recall", "recall"), ("specificity", "specificity"))
+               if m.get(key) is not None]
+    return ModelCardData(
+        license="apache-2.0", library_name="timm", pipeline_tag="image-classification",
+        tags=["dermatology", "dermoscopy", "melanoma", "medical-imaging", "image-classification", "onnx"],
+        base_model=BASE_MODELS.get(cfg.arch), datasets=[HUB_DATASETS[s] for s in sources if s in HUB_DATASETS] or None,
+        model_name="melanoma-classifier", eval_results=results or None)
+
+
+def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, limitations: list[str] | None = None,
+               timm_snippet: bool = True) -> str:
+    """README.md for a model folder or repository. ``evaluations``: {set title: metrics (n, n_malignant, roc_auc,
+    recall, specificity, each with ``_ci``; ``refused`` optional)}; ``limitations``: bullets found by those
+    evaluations, first (a given bullet that opens like a default one replaces it)."""
+    t = cfg.training
+    evaluations = dict(evaluations or {})
+    best, cal, recipe = t.get("best_val", {}), t.get("calibration", {}), t.get("recipe", {})
+    sources = t.get("sources") or {}
+    command = public_command(t.get("command")) or (f"melanoma train DATA --arch {cfg.arch} --img-size {cfg.img_size} "
+                                                   f"--epochs {recipe.get('epochs', '?')}")
+    lines = ["---", _card_data(cfg, evaluations).to_yaml(), "---", "",
+             "# melanoma-classifier", "",
+             "Benign-vs-malignant classifier for **dermoscopic** skin-lesion images (one output logit; "
+             "`p_malignant = sigmoid(logit / temperature)`, malignant when `p_malignant >= threshold`).", "",
+             "> **Not a diagnosis.** A research tool, not validated clinically. It must not be used to decide about "
+             "anyone's care. Anyone worried about a skin lesion should see a dermatologist.", "",
+             "## Intended use", "",
+             "Research on dermoscopic images (a dermatoscope's close-up of one lesion): benchmarking, teaching, "
+             "second-reader experiments. Not for phone photos of skin, other body images, or any clinical decision. "
+             "Inputs that do not look like dermoscopic lesions are answered with \"cannot assess\" by the "
+             "package's gate (`ood.safetensors`).", "",
+             "## Model", "",
+             f"- Architecture: timm `{cfg.arch}`, input {cfg.img_size} x {cfg.img_size} RGB (whole image resized, "
+             f"bilinear), colour constancy: {cfg.color_constancy or 'none'}, normalised with mean {list(cfg.mean)}, "
+             f"std {list(cfg.std)}; initial weights: {cfg.pretrained}",
+             f"- Decision threshold {cfg.threshold:.4f} and temperature {cfg.temperature:.4f}, both fitted on the "
+             "validation images" + (f" (rule: {cal['threshold_rule']})" if cal else ""),
+             "- Files: `model.safetensors` (PyTorch/timm), `model.onnx` (ONNX Runtime; outputs `logit`, the "
+             "gate's `gate_features` and the Grad-CAM map `cam`), `config.json`, `ood.safetensors`, "
+             "`SHA256SUMS` (checked at load)", ""]
+    lines += ["## Training data", ""]
+    if sources:
+        lines += ["| source | trained on (melanomas) | validated on (melanomas) | left out: copies of held-out images |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {public_name(s)} | {v['n_train']} ({v['n_train_malignant']}) | {v['n_val']} "
+                  f"({v['n_val_malignant']}) | {v['n_left_out_copies_of_held_out']} |" for s, v in sources.items()]
+        other = recipe.get("other_dx", "exclude")
+        lines += ["", "One near-duplicate graph over every image of every source (thumbnail correlation, plus "
+                  "HAM10000's lesion ids): no image with a copy among any source's validation or test images was "
+                  "trained on. Melanoma is the positive class; HAM10000's nevi, benign keratoses, dermatofibromas "
+                  "and vascular lesions are benign; its basal cell carcinomas and actinic keratoses were "
+                  + ("left out." if other == "exclude" else f"counted as {other}.") + " Validation: each source's "
+                  "own split (ISIC 2017) or 10% of its images, drawn by whole duplicate groups.", ""]
+    else:
+        lines += [f"{t.get('n_train', '?')} training and {t.get('n_val', '?')} validation images.", ""]
+    lines += ["Trained with:", "", "```bash", command, "```", ""]
+    timings = t.get("timings_s", {})
+    if timings:
+        lines += [f"Wall time on {t.get('machine', 'the training machine')}: {timings['total'] / 60:.1f} min "
+                  f"(fitting {timings['fit'] / 60:.1f} min at {timings.get('train_images_per_s_incl_validation')} "
+                  "training images/s, validation included).", ""]
+    lines += ["## Results", ""]
+    if best:
+        lines += [f"Validation (n = {t.get('n_val')}, all sources pooled): ROC-AUC {best.get('val_auc', float('nan')):.3f}"
+                  + (f"; at the threshold sensitivity {cal['val_sensitivity']:.3f}, specificity "
+                     f"{cal['val_specificity']:.3f}" if cal else "") + ".", ""]
+    if evaluations:
+        lines += results_table(evaluations)
+    defaults = [
+        "Trained on public archives (mostly fair skin; Europe, Australia, the USA). Expect lower sensitivity at "
+        "clinics and on skin types these archives rarely show; a new site should check the threshold on "
+        "labelled images of its own.",
+        "The Kaggle set's classes partly come from different sources (dermatoscope vignettes, black frames, "
+        "rulers): a model can lean on such artefacts. HAM10000 (both classes from the same devices), vignette "
+        "augmentation and colour constancy reduce, but do not remove, that risk.",
+        "Basal cell carcinoma and actinic keratosis were not trained on: the model says nothing reliable about them.",
+        "Not for non-dermoscopic (clinical or phone) photos; the gate rejects many but not all of them.",
+        f"{cfg.img_size} px input: fine structure of larger dermoscopic images is lost in the resize."]
+    given = list(limitations or [])
+    bullets = given + [d for d in defaults if not any(g[:24] == d[:24] for g in given)]
+    lines += ["", "## Limitations", "", *[f"- {note}" for note in bullets], "",
+              "## Use", "", "```bash", "pip install melanoma-classifier",
+              "melanoma predict lesion.jpg --model path/to/this/folder", "```", "",
+              "```python", "from melanoma import Classifier", "",
+              "clf = Classifier.from_pretrained(\"path/to/this/folder\")",
+              "clf.predict([\"lesion.jpg\"])  # rows: status, p_malignant, label, ood_score, error", "```", ""]
+    if timm_snippet:
+        lines += ["With timm alone (this folder's `config.json` carries timm's `architecture` and `pretrained_cfg`):",
+                  "", "```python", "import timm, torch", "",
+                  "net = timm.create_model(\"local-dir:path/to/this/folder\", pretrained=True).eval()",
+                  "logit = net(x)  # x: (N, 3, S, S), normalised with the mean/std above", "```", "",
+                  "timm's preprocessing resizes and normalises but does not apply this model's shades-of-grey colour "
+                  "constancy: apply it first (`melanoma.imaging.shades_of_grey`), or use `melanoma predict` / "
+                  "`Classifier`, which do, to get the probabilities above.", ""]
+    return "\n".join(lines)

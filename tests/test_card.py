@@ -1,0 +1,57 @@
+"""The model card: Hugging Face metadata from ModelCardData, every source by its public name, no machine paths."""
+
+from __future__ import annotations
+
+import yaml
+
+from melanoma.card import model_card, public_command, results_table
+from melanoma.config import ModelConfig
+
+SOURCES = {"melanoma_cancer_dataset": {"n_train": 9631, "n_train_malignant": 4113, "n_val": 1188, "n_val_malignant": 559,
+                                       "n_left_out_copies_of_held_out": 1060},
+           "ham10000": {"n_train": 7476, "n_train_malignant": 421, "n_val": 918, "n_val_malignant": 111,
+                        "n_left_out_copies_of_held_out": 780}}
+EXTERNAL = {"n": 1512, "n_malignant": 171, "roc_auc": 0.91, "roc_auc_ci": [0.89, 0.93], "recall": 0.86,
+            "recall_ci": [0.8, 0.91], "specificity": 0.72, "specificity_ci": [0.7, 0.74], "refused": 0.01}
+
+
+def card_for(**training) -> str:
+    cfg = ModelConfig(arch="tf_efficientnet_lite0", training={
+        "sources": SOURCES, "n_val": 2106, "recipe": {"other_dx": "exclude"},
+        "command": "melanoma train --recipe recipes/flagship.yaml ../shared/data/melanoma_cancer_dataset", **training})
+    return model_card(cfg, {"ISIC 2018 Task 3 test (external)": EXTERNAL})
+
+
+def test_card_metadata_has_model_index_base_model_and_datasets():
+    card = card_for()
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["base_model"] == "timm/tf_efficientnet_lite0.in1k" and meta["library_name"] == "timm"
+    assert meta["datasets"] == ["marmal88/skin_cancer"]
+    results = meta["model-index"][0]["results"]
+    assert {m["type"] for r in results for m in r["metrics"]} == {"roc_auc", "recall", "specificity"}
+    assert all(r["dataset"]["name"] == "ISIC 2018 Task 3 test (external)" for r in results)
+
+
+def test_card_names_every_source_with_its_counts_and_no_machine_path():
+    card = card_for()
+    assert "| Kaggle Melanoma Cancer Dataset | 9631 (4113) | 1188 (559) | 1060 |" in card
+    assert "| HAM10000 | 7476 (421) | 918 (111) | 780 |" in card
+    assert "../shared" not in card and "DATA/melanoma_cancer_dataset" in card
+    assert "basal cell carcinomas and actinic keratoses were left out" in card
+    assert "| ISIC 2018 Task 3 test (external) | 1512 (171) | 0.910 (0.890-0.930) |" in card
+    assert public_command("melanoma train /x/y/ham10000 --out r") == "melanoma train DATA/ham10000 --out r"
+
+
+def test_a_given_limitation_replaces_the_default_it_rewrites():
+    cfg = ModelConfig(arch="tf_efficientnet_lite0", training={})
+    mine = "Basal cell carcinoma and actinic keratosis were not trained on; on ISIC 2018 they count as benign."
+    card = model_card(cfg, limitations=[mine])
+    assert card.count("Basal cell carcinoma and actinic keratosis") == 1 and f"- {mine}\n" in card
+    assert card.count("Not for non-dermoscopic") == 1
+
+
+def test_results_table_shows_a_dash_for_metrics_a_one_class_row_lacks():
+    benign_only = {"n": 120, "n_malignant": 0, "roc_auc": None, "recall": None, "specificity": 0.75,
+                   "specificity_ci": [0.67, 0.82]}
+    row = results_table({"external benign": benign_only})[2]
+    assert row == "| external benign | 120 (0) | - | - | 0.750 (0.670-0.820) | - |"
