@@ -30,11 +30,8 @@ serve: setup
 	$(BIN)/melanoma serve
 
 # A folder ready to push to a Gradio Space on Hugging Face (see README, "Deploy to Hugging Face").
-space:
-	rm -rf build/space && mkdir -p build/space/src
-	cp space/app.py space/requirements.txt space/README.md build/space/
-	cp -r src/melanoma build/space/src/
-	find build/space -name __pycache__ -prune -exec rm -rf {} +
+space: setup
+	$(BIN)/python tools/build_space.py
 
 clean:
 	rm -rf runs .pytest_cache

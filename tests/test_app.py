@@ -1,5 +1,6 @@
 """The web app through its API (gradio_client) and in a real browser (Debian's chromium + playwright)."""
 
+import os
 import shutil
 import socket
 import subprocess
@@ -58,10 +59,12 @@ def test_browser_upload_shows_label_and_heatmap(server: str, tmp_path: Path):
         page.get_by_role("button", name="Assess", exact=True).click()
         page.locator("#verdict").get_by_text("malignant").first.wait_for(timeout=60_000)
         page.locator("#heatmap img").first.wait_for(timeout=60_000)
-        page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+        # MELANOMA_APP_SCREENSHOT=docs/app.png makes this the README's screenshot
+        shot = Path(os.environ.get("MELANOMA_APP_SCREENSHOT", tmp_path / "app.png"))
+        page.screenshot(path=str(shot), full_page=False)
         assert "not a diagnosis" in page.content()
         browser.close()
-    assert (tmp_path / "app.png").stat().st_size > 10_000
+    assert shot.stat().st_size > 10_000
 
 
 def test_concurrent_requests_get_their_own_answers(server: str):
@@ -95,9 +98,34 @@ def test_oversized_upload_is_refused(server: str, tmp_path: Path):
     assert "looks benign" in verdict.lower()
 
 
-def test_the_space_builds_with_only_its_requirements():
+SPACE_COLORS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory) -> Path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from build_space import build
+
+    return build(tmp_path_factory.mktemp("space") / "space", model_id="someone/melanoma-classifier")
+
+
+def test_the_space_folder_has_valid_front_matter_and_only_what_the_onnx_app_loads(space: Path):
+    import gradio
+    import yaml
+
+    meta = yaml.safe_load((space / "README.md").read_text().split("---\n")[1])
+    assert meta["sdk"] == "gradio" and meta["sdk_version"] == gradio.__version__  # the gradio the tests ran
+    assert meta["python_version"] == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert isinstance(meta["short_description"], str) and len(meta["short_description"]) <= 60
+    assert {meta["colorFrom"], meta["colorTo"]} <= SPACE_COLORS and meta["app_file"] == "app.py"
+    assert meta["models"] == ["someone/melanoma-classifier"] and isinstance(meta["pinned"], bool)
+    model = space / "src" / "melanoma" / "weights" / "default"
+    assert (model / "model.onnx").is_file() and not (model / "model.safetensors").exists()
+    assert (space / "src" / "melanoma" / "samples" / "benign").is_dir()
+
+
+def test_the_space_builds_with_only_its_requirements(space: Path):
     """space/requirements.txt leaves out torch and the training stack: the app must build without them."""
-    space = Path(__file__).resolve().parents[1] / "space"
     listed = [line.split(">=")[0].split("==")[0].strip() for line in (space / "requirements.txt").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
     assert "onnxruntime" in listed and not {"torch", "timm", "grad-cam"} & set(listed)

@@ -1,0 +1,98 @@
+"""The "cannot assess" gate across sources: refitted without each training source in turn, how many real lesions
+of that held-out source does it refuse? And the shipped gate (fitted on all) per source, on the external set and
+on the generated non-lesion images.
+
+    python benchmarks/gate_sources.py MODEL_DIR runs/NAME/split.csv [--out docs/results/NAME.json]
+
+The gate is refitted exactly as ``train`` fits it (ood.OODDetector.fit on 2,000 training images in equal shares
+of the sources used, threshold ood.gate_threshold on their validation images), on the model's own features.
+Targets (issue 16): <= 2% of a held-out source's lesions refused; >= 95% of non-lesions refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from melanoma.card import public_name
+from melanoma.datasets import discover, read_split
+from melanoma.imaging import InMemory
+from melanoma.inference import load_predictor
+from melanoma.ood import OODDetector, gate_threshold
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from nonlesion import nonlesion_images  # noqa: E402  (test-only generator: needs scikit-image)
+
+EXTERNAL = REPO.parent / "shared" / "data" / "isic2018_test"
+
+
+def features(predictor, samples) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) gate features and (N,) flat-image flags of the readable samples."""
+    rs = [r for r in predictor.run(samples) if r is not None]
+    return np.stack([r["features"] for r in rs]), np.array([r["flat"] for r in rs])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", type=Path)
+    ap.add_argument("split", type=Path)
+    ap.add_argument("--per-source-fit", type=int, default=1000, help="training images per source to draw from")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "gate_sources.json")
+    args = ap.parse_args()
+
+    predictor = load_predictor(args.model, num_workers=2)
+    split = read_split(args.split)
+    rng = random.Random(0)
+    train, val = {}, {}
+    for s in split["train"]:
+        train.setdefault(s.source, []).append(s)
+    for s in split["val"]:
+        val.setdefault(s.source, []).append(s)
+    names = sorted(val)
+    f_train = {n: features(predictor, rng.sample(train[n], min(args.per_source_fit, len(train[n]))))[0] for n in names}
+    f_val = {n: features(predictor, val[n])[0] for n in names}
+    f_ext, _ = features(predictor, discover(EXTERNAL)["test"])
+    nonlesions = [InMemory(name, img) for name, img in nonlesion_images()]
+    f_non, flat_non = features(predictor, nonlesions)
+
+    def fit(sources: list[str]) -> OODDetector:
+        per = 2000 // len(sources)
+        det = OODDetector.fit(np.concatenate([f_train[n][:per] for n in sources]))
+        scores = np.concatenate([det.score(f_val[n]) for n in sources])
+        det.threshold = gate_threshold(scores, np.concatenate([[n] * len(f_val[n]) for n in sources]))
+        return det
+
+    def refused(det: OODDetector, f: np.ndarray, flat: np.ndarray | None = None) -> float:
+        out = det.score(f) > det.threshold
+        return float((out | flat).mean() if flat is not None else out.mean())
+
+    result = {"model": str(args.model), "n_fit": 2000, "held_out": {}, "all_sources": {}}
+    for held in names:
+        det = fit([n for n in names if n != held])
+        result["held_out"][held] = {"n": len(f_val[held]), "refused": refused(det, f_val[held]),
+                                    "external_refused": refused(det, f_ext),
+                                    "nonlesions_refused": refused(det, f_non, flat_non)}
+    det = fit(names)
+    result["all_sources"] = {**{n: {"n": len(f_val[n]), "refused": refused(det, f_val[n])} for n in names},
+                             "ISIC 2018 test (external)": {"n": len(f_ext), "refused": refused(det, f_ext)},
+                             "non-lesion images": {"n": len(f_non), "refused": refused(det, f_non, flat_non)}}
+    shipped = predictor.ood
+    result["shipped_gate"] = {"external_refused": float((shipped.score(f_ext) > shipped.threshold).mean()),
+                              "nonlesions_refused": float(((shipped.score(f_non) > shipped.threshold) | flat_non).mean()),
+                              **{n: float((shipped.score(f_val[n]) > shipped.threshold).mean()) for n in names}}
+    for held, r in result["held_out"].items():
+        print(f"| {public_name(held)} held out of the fit | {r['n']} | {100 * r['refused']:.1f}% | "
+              f"{100 * r['external_refused']:.1f}% | {100 * r['nonlesions_refused']:.1f}% |")
+    print(json.dumps(result["all_sources"], indent=1), json.dumps(result["shipped_gate"], indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
