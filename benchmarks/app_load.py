@@ -82,7 +82,8 @@ def main() -> None:
         t.join()
     wall = time.perf_counter() - t0
     try:  # one more request after the storm
-        still_up = "looks" in Client(url, verbose=False).predict(handle_file(str(images[0])), api_name="/predict")[0].lower()
+        answer = Client(url, verbose=False).predict(handle_file(str(images[0])), api_name="/predict")[0]
+        still_up = "looks" in answer.lower()
     except Exception:  # noqa: BLE001
         still_up = False
     demo.close()

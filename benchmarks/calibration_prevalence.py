@@ -37,7 +37,8 @@ def main() -> None:
     paths, y, p = read_predictions(args.eval_dir)  # evaluate writes only images it could score
     clean = cached_audit(args.data).clean_test_paths()
     out = {"validation_prevalence": round(val_prevalence, 3)}
-    for name, keep in (("full test", np.ones(len(y), bool)), ("clean test", np.array([path in clean for path in paths]))):
+    subsets = (("full test", np.ones(len(y), bool)), ("clean test", np.array([path in clean for path in paths])))
+    for name, keep in subsets:
         prevalence = float(y[keep].mean())
         shifted = sigmoid(log_odds(p[keep]) + log_odds(prevalence) - log_odds(val_prevalence))
         out[name] = {"n": int(keep.sum()), "prevalence": round(prevalence, 3),

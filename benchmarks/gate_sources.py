@@ -83,9 +83,9 @@ def main() -> None:
                              "ISIC 2018 test (external)": {"n": len(f_ext), "refused": refused(det, f_ext)},
                              "non-lesion images": {"n": len(f_non), "refused": refused(det, f_non, flat_non)}}
     shipped = predictor.ood
-    result["shipped_gate"] = {"external_refused": float((shipped.score(f_ext) > shipped.threshold).mean()),
-                              "nonlesions_refused": float(((shipped.score(f_non) > shipped.threshold) | flat_non).mean()),
-                              **{n: float((shipped.score(f_val[n]) > shipped.threshold).mean()) for n in names}}
+    result["shipped_gate"] = {"external_refused": refused(shipped, f_ext),
+                              "nonlesions_refused": refused(shipped, f_non, flat_non),
+                              **{n: refused(shipped, f_val[n]) for n in names}}
     for held, r in result["held_out"].items():
         print(f"| {public_name(held)} held out of the fit | {r['n']} | {100 * r['refused']:.1f}% | "
               f"{100 * r['external_refused']:.1f}% | {100 * r['nonlesions_refused']:.1f}% |")

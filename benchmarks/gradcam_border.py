@@ -1,7 +1,8 @@
 """Where does the malignancy evidence sit? Share of Grad-CAM mass on the image border, per model.
 
-    python benchmarks/gradcam_border.py MODEL_DIR [MODEL_DIR ...] [--data ../shared/data/melanoma_cancer_dataset] [--split test]
-    python benchmarks/gradcam_border.py MODEL_DIR ... --split-file runs/NAME/split.csv --split val   # a run's validation images
+    python benchmarks/gradcam_border.py MODEL_DIR [MODEL_DIR ...] [--data ../shared/data/melanoma_cancer_dataset] \
+        [--split test]
+    python benchmarks/gradcam_border.py MODEL_DIR ... --split-file runs/NAME/split.csv --split val  # a run's val images
 
 For every test image a model calls malignant, the positive part of its class activation map (the ONNX
 graph's ``cam`` output, 7 x 7 at 224 px; Grad-CAM up to scale, see melanoma.explain) is split into the

@@ -1,6 +1,7 @@
 """Inference speed on this machine's CPU: PyTorch eager vs ONNX Runtime, measured side by side.
 
-    python benchmarks/inference_speed.py [--model DIR] [--data ../shared/data/melanoma_cancer_dataset/test] [--out runs/speed]
+    python benchmarks/inference_speed.py [--model DIR] [--data ../shared/data/melanoma_cancer_dataset/test] \
+        [--out runs/speed]
 
 1. The network alone (logit + gate features) on a fixed normalised batch, batch 1 and batch 32:
    median of repeated runs after warm-up; images/s and ms per call. ONNX Runtime twice: the shipped
@@ -65,10 +66,10 @@ def network_speed(model_dir: Path | None, before_dir: Path) -> list[dict]:
     for batch, repeats in ((1, 50), (32, 8)):
         x = np.random.default_rng(0).normal(0, 0.5, (batch, 3, size, size)).astype(np.float32)
         xt = torch.from_numpy(x)
-        for engine, fn in (("pytorch eager", lambda: torch_p.forward(xt)),
-                           ("onnx runtime", lambda: onnx_p.forward(x)),
+        for engine, fn in (("pytorch eager", lambda: torch_p.forward(xt)),  # noqa: B023 - timed at once, in the loop
+                           ("onnx runtime", lambda: onnx_p.forward(x)),  # noqa: B023
                            ("onnx runtime, run-time padding (export before static padding)",
-                            lambda: before_p.forward(x))):
+                            lambda: before_p.forward(x))):  # noqa: B023
             s = timed(fn, repeats)
             rows.append({"engine": engine, "batch": batch, "ms_per_call": round(1000 * s, 2),
                          "images_per_s": round(batch / s, 1)})
@@ -124,7 +125,8 @@ def main() -> None:
     shutil.rmtree(before)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"| engine | batch | ms per call | images/s |  (network alone, {os.cpu_count()} CPU cores)\n|---|---|---|---|")
+    print(f"| engine | batch | ms per call | images/s |  (network alone, {os.cpu_count()} CPU cores)")
+    print("|---|---|---|---|")
     for r in result["network"]:
         print(f"| {r['engine']} | {r['batch']} | {r['ms_per_call']} | {r['images_per_s']} |")
     for r in result.get("end_to_end", []):

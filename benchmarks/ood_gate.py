@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
-
-import sys
 
 from melanoma.datasets import discover
 from melanoma.inference import load_predictor

@@ -17,9 +17,8 @@ from dataclasses import asdict, replace
 import lightning as L
 import torch
 
-from melanoma.datasets import read_split
-
 from melanoma.data import AugConfig, LesionDataModule
+from melanoma.datasets import read_split
 from melanoma.models import default_mean_std
 from melanoma.train import LesionClassifier, TrainConfig
 

@@ -56,7 +56,8 @@ def main() -> None:
     sets: dict[str, list] = {}
     if args.split:
         for s in read_split(args.split).get("val", []):
-            sets.setdefault(f"{public_name(s.source) if s.source else 'validation'} (held-out validation)", []).append(s)
+            name = f"{public_name(s.source) if s.source else 'validation'} (held-out validation)"
+            sets.setdefault(name, []).append(s)
     test = discover(args.kaggle)["test"]
     clean = cached_audit(args.kaggle).clean_test_paths()
     sets["Kaggle test"] = test

@@ -21,9 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from melanoma.datasets import discover, load_image
-
 from melanoma.data import build_transform
+from melanoma.datasets import discover, load_image
 from melanoma.models import create_model, default_mean_std
 from melanoma.train import load_recipe
 
@@ -81,7 +80,8 @@ def main() -> None:
     (args.out / "train_speed.json").write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))
     print("| part | arch | input px | frozen blocks | images/s |\n|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['part']} | {r.get('arch', '-')} | {r['img_size']} | {r.get('freeze_blocks', '-')} | {r['images_per_s']} |")
+        print(f"| {r['part']} | {r.get('arch', '-')} | {r['img_size']} | {r.get('freeze_blocks', '-')} | "
+              f"{r['images_per_s']} |")
 
 
 if __name__ == "__main__":

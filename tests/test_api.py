@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLES
 from PIL import Image
 from typer.testing import CliRunner
 
 from melanoma import Classifier
 from melanoma.cli import app
+
+from conftest import SAMPLES
 
 
 @pytest.fixture(scope="module")

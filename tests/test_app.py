@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import SAMPLES
 
 gr = pytest.importorskip("gradio")
@@ -126,8 +127,8 @@ def test_the_space_folder_has_valid_front_matter_and_only_what_the_onnx_app_load
 
 def test_the_space_builds_with_only_its_requirements(space: Path):
     """space/requirements.txt leaves out torch and the training stack: the app must build without them."""
-    listed = [line.split(">=")[0].split("==")[0].strip() for line in (space / "requirements.txt").read_text().splitlines()
-              if line.strip() and not line.startswith("#")]
+    lines = (space / "requirements.txt").read_text().splitlines()
+    listed = [line.split(">=")[0].split("==")[0].strip() for line in lines if line.strip() and not line.startswith("#")]
     assert "onnxruntime" in listed and not {"torch", "timm", "grad-cam"} & set(listed)
     # Importable packages of the full install that the Space does not get (gradio brings typer, yaml,
     # huggingface_hub and rich itself).

@@ -4,11 +4,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import textured_lesion
 from PIL import Image, ImageEnhance, ImageOps
 
 from melanoma.audit import audit, cached_audit, write_audit
 from melanoma.datasets import discover, make_train_val
+
+from conftest import textured_lesion
 
 
 def copies(img: Image.Image) -> dict[str, Image.Image]:
@@ -137,6 +138,7 @@ def test_hash_cache_serves_unchanged_files_rehashes_changed_ones_and_forgets_del
 
 def test_audit_cache_keeps_only_the_most_recently_used_results(tmp_path: Path, monkeypatch):
     import melanoma.audit as audit_module
+
     from conftest import write_class_folders
 
     monkeypatch.setenv("MELANOMA_CACHE_DIR", str(tmp_path / "cache"))

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from melanoma.calibrate import (choose_threshold, expected_calibration_error, fit_temperature,
-                                reliability_curve, sigmoid)
+from melanoma.calibrate import choose_threshold, expected_calibration_error, fit_temperature, reliability_curve, sigmoid
 
 
 def overconfident(n: int = 4000, scale: float = 4.0, seed: int = 0):

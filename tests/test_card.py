@@ -7,8 +7,8 @@ import yaml
 from melanoma.card import model_card, public_command, results_table
 from melanoma.config import ModelConfig
 
-SOURCES = {"melanoma_cancer_dataset": {"n_train": 9631, "n_train_malignant": 4113, "n_val": 1188, "n_val_malignant": 559,
-                                       "n_left_out_copies_of_held_out": 1060},
+SOURCES = {"melanoma_cancer_dataset": {"n_train": 9631, "n_train_malignant": 4113, "n_val": 1188,
+                                       "n_val_malignant": 559, "n_left_out_copies_of_held_out": 1060},
            "ham10000": {"n_train": 7476, "n_train_malignant": 421, "n_val": 918, "n_val_malignant": 111,
                         "n_left_out_copies_of_held_out": 780}}
 EXTERNAL = {"n": 1512, "n_malignant": 171, "roc_auc": 0.91, "roc_auc_ci": [0.89, 0.93], "recall": 0.86,

@@ -3,11 +3,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import lesion_image, write_class_folders
 from PIL import Image
 
 from melanoma.data import AugConfig, LesionDataset, build_transform, collate_skip_none
 from melanoma.datasets import DatasetError, discover, make_train_val, select_split, write_split
+
+from conftest import lesion_image, write_class_folders
 
 
 def labels_by_name(samples):

@@ -1,10 +1,11 @@
 from pathlib import Path
 
 import numpy as np
-from conftest import textured_lesion
 from PIL import Image
 
 from melanoma.eda import eda, image_features
+
+from conftest import textured_lesion
 
 
 def vignetted(img: Image.Image) -> Image.Image:

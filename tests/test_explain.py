@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLES
 from PIL import Image
 
 from melanoma.explain import Explainer, explainer_for, heatmap_from_cam
 from melanoma.imaging import open_rgb
 from melanoma.inference import expand_paths, load_predictor
 from melanoma.predict import Predictor
+
+from conftest import SAMPLES
 
 
 def test_gradcam_heat_follows_the_evidence(tiny_model_dir: Path):

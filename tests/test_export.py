@@ -1,12 +1,13 @@
 import json
 from pathlib import Path
 
-from conftest import SAMPLES
 from typer.testing import CliRunner
 
 from melanoma.cli import app
 from melanoma.models import DEFAULT_MODEL_DIR
 from melanoma.predict import Predictor, expand_paths
+
+from conftest import SAMPLES
 
 
 def test_exported_repository_predicts_exactly_like_the_original(tmp_path: Path):

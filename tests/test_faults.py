@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_class_folders
 from test_train import tiny_config
 
 from melanoma.train import train
+
+from conftest import write_class_folders
+
 
 def env() -> dict[str, str]:
     """The environment at call time: with the test's private cache folder (conftest.private_cache)."""
@@ -61,7 +63,8 @@ def test_kill_9_mid_training_then_resume(tmp_path: Path):
     assert result.returncode == 0, result.stderr[-2000:]
     epochs = epochs_logged(run)
     assert epochs[-1] == 39 and set(range(40)) <= set(epochs)
-    first_after_resume = [int(r["epoch"]) for r in csv.DictReader(open(sorted((run / "logs").glob("version_*/metrics.csv"))[-1]))
+    last_log = sorted((run / "logs").glob("version_*/metrics.csv"))[-1]
+    first_after_resume = [int(r["epoch"]) for r in csv.DictReader(open(last_log))
                           if r.get("val_auc")][0]
     assert first_after_resume >= done  # at most the interrupted epoch is redone
     resumed = json.loads((run / "model" / "config.json").read_text())["training"]["best_val"]
@@ -120,7 +123,8 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path):
     result = subprocess.run(cli("train", str(data), "--out", str(run), "--epochs", "2", "--devices", "2",
                                 "--strategy", "ddp", *TINY), env=env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "GLOBAL_RANK: 1" in result.stderr or "Initializing distributed: GLOBAL_RANK: 1" in result.stdout + result.stderr
+    both = result.stdout + result.stderr
+    assert "GLOBAL_RANK: 1" in result.stderr or "Initializing distributed: GLOBAL_RANK: 1" in both
     cfg = json.loads((run / "model" / "config.json").read_text())
     val = read_split(run / "split.csv")["val"]
     # the saved model is the last epoch's here only if that epoch was the best: compare with the best checkpoint

@@ -4,11 +4,12 @@ import io
 from pathlib import Path
 
 import numpy as np
-from conftest import textured_lesion
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from melanoma.imaging import ImageError, open_rgb
+
+from conftest import textured_lesion
 
 _img = textured_lesion(np.random.default_rng(0), size=64)
 SEEDS = {}

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import textured_lesion
 from PIL import Image
 
 from melanoma.imaging import MAX_PIXELS, ImageError, open_rgb
+
+from conftest import textured_lesion
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def test_formats(tmp_path: Path, lesion, fmt, ext):
 @pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGBA", "CMYK", "I;16", "I"])
 def test_modes_become_rgb(tmp_path: Path, lesion, mode):
     if mode == "I;16":
-        src = Image.fromarray((np.asarray(lesion.convert("L"), np.uint16) * 257))
+        src = Image.fromarray(np.asarray(lesion.convert("L"), np.uint16) * 257)
         assert src.mode == "I;16"
     else:
         src = lesion.convert(mode)

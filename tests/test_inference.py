@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLES
 from PIL import Image
 from typer.testing import CliRunner
 
 from melanoma.cli import app
 from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig, ModelError
 from melanoma.inference import OnnxPredictor, expand_paths, load_predictor, preprocess
+
+from conftest import SAMPLES
 
 MB = 2**20
 

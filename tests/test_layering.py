@@ -61,3 +61,16 @@ def test_a_command_whose_extra_is_missing_says_which_to_install(tmp_path: Path):
                          env={"GLIBC_TUNABLES": "x", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
     assert out.returncode == 2, out.stdout + out.stderr
     assert "[train] extra" in out.stderr and "pip install" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_code_is_ruff_clean():
+    import shutil
+
+    import pytest
+
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    if not Path(ruff).is_file():
+        pytest.skip("ruff is not installed (it is in the [dev] extra)")
+    out = subprocess.run([ruff, "check", "--output-format", "concise", "."], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert out.returncode == 0, out.stdout[-3000:]

@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from melanoma.config import ModelConfig
-from melanoma.models import (ModelError, create_model, lite_weights_file, load_model_folder,
-                             map_lite_state_dict, save_model_folder)
+from melanoma.models import (
+    ModelError,
+    create_model,
+    lite_weights_file,
+    load_model_folder,
+    map_lite_state_dict,
+    save_model_folder,
+)
 
 
 def test_every_lite0_imagenet_tensor_maps_onto_timm():

@@ -2,14 +2,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, textured_lesion
 
 from melanoma.config import ModelConfig
-from melanoma.models import create_model, save_model_folder
-from nonlesion import nonlesion_images
-from melanoma.ood import OODDetector, fit_ood_for_model
 from melanoma.imaging import Sample
+from melanoma.models import create_model, save_model_folder
+from melanoma.ood import OODDetector, fit_ood_for_model
 from melanoma.predict import Predictor, expand_paths
+
+from conftest import SAMPLES, textured_lesion
+from nonlesion import nonlesion_images
 
 
 def test_detector_scores_far_points_higher_and_round_trips(tmp_path: Path):

@@ -1,13 +1,13 @@
 import json
-
-import numpy as np
 from pathlib import Path
 
-from conftest import SAMPLES, write_class_folders
+import numpy as np
 from typer.testing import CliRunner
 
 from melanoma.cli import app
 from melanoma.predict import Predictor, expand_paths
+
+from conftest import SAMPLES, write_class_folders
 
 
 def test_expand_paths_files_folders_and_globs(tmp_path: Path):
@@ -90,8 +90,9 @@ def test_csv_output_tta_and_explain(tmp_path: Path):
 
 
 def test_every_bad_input_gets_its_own_error_row_and_the_batch_goes_on(tmp_path: Path, tiny_model_dir: Path):
-    from conftest import textured_lesion
     from test_imaging import BAD
+
+    from conftest import textured_lesion
 
     good = tmp_path / "good.png"
     lesion = textured_lesion(np.random.default_rng(0), size=96)

@@ -7,9 +7,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from conftest import textured_lesion
 
 from melanoma.sources import split_sources
+
+from conftest import textured_lesion
 
 
 def write_ham_like(root: Path, rng, lesions: list[tuple[str, int]]) -> Path:
@@ -67,7 +68,7 @@ def test_every_source_gets_a_validation_split_and_no_held_out_image_is_trained_o
                 sides.setdefault(s.group, set()).add(side)
     assert sides and all(len(v) == 1 for v in sides.values())
     # a copy and its original never straddle train and validation
-    copy, original = ("ham", "ISIC_0000024.png"), ("kaggle", "0.png")
+    copy = ("ham", "ISIC_0000024.png")
     kaggle_original = kaggle / "train/Malignant/0.png"
     original_side = "train" if any(s.path == kaggle_original for s in split.train) else \
         "val" if any(s.path == kaggle_original for s in split.val) else None

@@ -1,14 +1,15 @@
-import json
 import csv
+import json
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, write_class_folders
 
 from melanoma.data import AugConfig
 from melanoma.models import load_model_folder
 from melanoma.train import TrainConfig, train
+
+from conftest import REPO, write_class_folders
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -106,8 +107,8 @@ def test_recipe_file_with_command_line_overrides(tmp_path: Path, kaggle_like: Pa
 
 
 def test_linear_probe_fits_the_head_on_frozen_features_and_changes_no_other_weight(tmp_path: Path):
-    from melanoma.datasets import discover
     from melanoma.data import build_transform, make_loader
+    from melanoma.datasets import discover
     from melanoma.models import create_model
     from melanoma.train import fit_linear_probe
 

@@ -22,7 +22,8 @@ def front_matter(model_id: str | None) -> str:
     import gradio
 
     lines = ["---", "title: melanoma-classifier", "emoji: 🔬", "colorFrom: blue", "colorTo: red", "sdk: gradio",
-             f"sdk_version: {gradio.__version__}", f'python_version: "{sys.version_info.major}.{sys.version_info.minor}"',
+             f"sdk_version: {gradio.__version__}",
+             f'python_version: "{sys.version_info.major}.{sys.version_info.minor}"',
              "app_file: app.py", "pinned: false", "license: apache-2.0",
              "short_description: Dermoscopy melanoma check, Grad-CAM; not a diagnosis"]
     if model_id:
@@ -49,7 +50,8 @@ def main() -> None:
     args = ap.parse_args()
     out = build(args.out, args.model_id)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    print(f"Space folder: {out} ({size / 2**20:.1f} MiB); push it with `hf upload USER/SPACE {out} . --repo-type space`")
+    print(f"Space folder: {out} ({size / 2**20:.1f} MiB); "
+          f"push it with `hf upload USER/SPACE {out} . --repo-type space`")
 
 
 if __name__ == "__main__":

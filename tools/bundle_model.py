@@ -54,7 +54,8 @@ def main() -> None:
     tmp.rename(args.dest)  # the swap is two renames: never a half-written bundled model
     shutil.rmtree(old, ignore_errors=True)
     total = sum(p.stat().st_size for p in args.dest.iterdir())
-    print(f"bundled into {args.dest}: {', '.join(sorted(p.name for p in args.dest.iterdir()))}; {total / 2**20:.1f} MiB")
+    names = ", ".join(sorted(p.name for p in args.dest.iterdir()))
+    print(f"bundled into {args.dest}: {names}; {total / 2**20:.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ import numpy as np
 from PIL import Image
 
 from .config import atomic_write_text
-from .imaging import Sample
 from .datasets import discover, load_image
+from .imaging import Sample
 
 # Cosine similarity of normalised thumbnails at or above which two images are near-duplicates.
 NEAR_DUP_SIMILARITY = 0.98

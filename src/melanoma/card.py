@@ -99,7 +99,8 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
              "`SHA256SUMS` (checked at load)", ""]
     lines += ["## Training data", ""]
     if sources:
-        lines += ["| source | trained on (melanomas) | validated on (melanomas) | left out: copies of held-out images |",
+        lines += ["| source | trained on (melanomas) | validated on (melanomas) | left out: copies of held-out "
+                  "images |",
                   "| --- | --- | --- | --- |"]
         lines += [f"| {public_name(s)} | {v['n_train']} ({v['n_train_malignant']}) | {v['n_val']} "
                   f"({v['n_val_malignant']}) | {v['n_left_out_copies_of_held_out']} |" for s, v in sources.items()]
@@ -120,7 +121,8 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
                   "training images/s, validation included).", ""]
     lines += ["## Results", ""]
     if best:
-        lines += [f"Validation (n = {t.get('n_val')}, all sources pooled): ROC-AUC {best.get('val_auc', float('nan')):.3f}"
+        auc = best.get("val_auc", float("nan"))
+        lines += [f"Validation (n = {t.get('n_val')}, all sources pooled): ROC-AUC {auc:.3f}"
                   + (f"; at the threshold sensitivity {cal['val_sensitivity']:.3f}, specificity "
                      f"{cal['val_specificity']:.3f}" if cal else "") + ".", ""]
     if evaluations:

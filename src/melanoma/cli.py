@@ -85,9 +85,9 @@ def train(
     fast_dev_run: bool = typer.Option(False, "--fast-dev-run", help="One batch of train and val, for a smoke test."),
 ) -> None:
     """Fine-tune a CNN and write a self-contained model folder (model.safetensors + config.json)."""
-    from .datasets import DatasetError
-    from .data import AugConfig
     from .config import ModelError
+    from .data import AugConfig
+    from .datasets import DatasetError
     from .train import TrainConfig, load_recipe, resolved_recipe_text
     from .train import train as run_training
 
@@ -142,8 +142,8 @@ def calibrate(
 ) -> None:
     """Fit the temperature and decision threshold of a model on validation data."""
     from .calibrate import calibrate_model_folder
-    from .datasets import DatasetError, discover, select_split
     from .config import ModelError
+    from .datasets import DatasetError, discover, select_split
 
     if split == "test":
         fail("calibrating on the test split would make every test number optimistic; use validation data")
@@ -315,8 +315,6 @@ def predict(
     import csv
     import io
 
-    from rich.table import Table
-
     from .config import ModelError
     from .inference import expand_paths, load_predictor
 
@@ -445,8 +443,8 @@ def export_hub_cmd(
     push: Optional[str] = typer.Option(None, help="Also upload to this Hugging Face repo (user/name)."),
 ) -> None:
     """A Hugging Face model repository folder: config.json, model.safetensors, model.onnx, README.md."""
-    from .export import export_hub, push_to_hub
     from .config import ModelError
+    from .export import export_hub, push_to_hub
 
     try:
         folder = export_hub(model_dir, out_dir, metrics)

@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image
 
 from .config import atomic_write_bytes, atomic_write_text
-from .imaging import Sample
 from .datasets import discover
+from .imaging import Sample
 
 DARK = 40  # 0-255 grey level below which a region counts as black
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from .calibrate import sigmoid
 from .config import DEFAULT_MODEL_DIR, ModelConfig, ModelError, load_config
-from .imaging import IMAGE_EXTS, Sample, find_images, load_any, open_rgb, shades_of_grey_levels
+from .imaging import Sample, find_images, load_any, open_rgb, shades_of_grey_levels
 from .ood import OODDetector, is_flat
 
 ONNX_FILE = "model.onnx"

@@ -34,7 +34,7 @@ class OODDetector:
         self.residual_scale, self.threshold = residual_scale, threshold
 
     @classmethod
-    def fit(cls, features: np.ndarray, k: int = 64) -> "OODDetector":
+    def fit(cls, features: np.ndarray, k: int = 64) -> OODDetector:
         from sklearn.decomposition import PCA
 
         scale = features.std(axis=0) + 1e-6
@@ -72,7 +72,7 @@ class OODDetector:
         write_checksums(model_dir)
 
     @classmethod
-    def load(cls, model_dir: Path) -> "OODDetector | None":
+    def load(cls, model_dir: Path) -> OODDetector | None:
         from safetensors.numpy import load_file
 
         path = Path(model_dir) / OOD_FILE

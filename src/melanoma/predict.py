@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from .config import DEFAULT_MODEL_DIR
-from .imaging import Sample
 from .data import build_transform, make_loader
+from .imaging import Sample
 from .inference import BasePredictor, draft_size, expand_paths, unreadable_reason  # noqa: F401 - re-exported
 from .models import load_model_folder
 from .ood import GATE_BLOCKS, OODDetector

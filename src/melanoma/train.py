@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from .calibrate import calibrate_model_folder
-from .ood import fit_ood_for_model
 from .config import ModelConfig, atomic_write_text, write_checksums
-from .datasets import discover, make_train_val, write_split
 from .data import AugConfig, LesionDataModule, make_loader
+from .datasets import discover, make_train_val, write_split
 from .export import export_onnx
 from .inference import ONNX_FILE
 from .models import create_model, default_mean_std, save_model_folder
+from .ood import fit_ood_for_model
 
 
 @dataclass
@@ -93,7 +93,8 @@ def load_recipe(path: str | Path) -> TrainConfig:
     aug_raw = raw.pop("aug", None) or {}
     aug_known = {f.name for f in fields(AugConfig)}
     if bad := sorted(set(aug_raw) - aug_known):
-        raise ValueError(f"recipe {Path(path).name}: unknown aug key {bad[0]!r} (known: {', '.join(sorted(aug_known))})")
+        raise ValueError(f"recipe {Path(path).name}: unknown aug key {bad[0]!r} "
+                         f"(known: {', '.join(sorted(aug_known))})")
     return TrainConfig(**raw, aug=AugConfig(**aug_raw))
 
 
@@ -307,8 +308,13 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     ``out`` also receives ``split.csv`` (the exact train/val lists), ``checkpoints/{best,last}.ckpt``
     and ``logs/`` (per-epoch metrics as CSV). With ``resume`` the run continues from ``last.ckpt``.
     """
-    from lightning.pytorch.callbacks import (EarlyStopping, EMAWeightAveraging, LambdaCallback, LearningRateMonitor,
-                                             ModelCheckpoint)
+    from lightning.pytorch.callbacks import (
+        EarlyStopping,
+        EMAWeightAveraging,
+        LambdaCallback,
+        LearningRateMonitor,
+        ModelCheckpoint,
+    )
     from lightning.pytorch.loggers import CSVLogger
 
     if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
