@@ -30,10 +30,10 @@ def main() -> None:
     from gradio_client import Client, handle_file
 
     from melanoma.app import MAX_FILE_SIZE, build_app
-    from melanoma.predict import Predictor
+    from melanoma.engines.torch_engine import TorchPredictor
 
     images = sorted(SAMPLES.glob("*/*.jpg"))
-    expected = {Path(r["path"]).name: r["label"] for r in Predictor().predict_paths(images)}
+    expected = {Path(r["path"]).name: r["label"] for r in TorchPredictor().predict_paths(images)}
     bad = Path(tempfile.mkdtemp()) / "bad.jpg"
     bad.write_bytes(b"<html>not an image</html>")
     with socket.socket() as s:

@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.audit import cached_audit
-from melanoma.calibrate import expected_calibration_error, sigmoid
+from melanoma.calibrate import expected_calibration_error, log_odds, sigmoid
 from melanoma.config import DEFAULT_MODEL_DIR, load_config
 from melanoma.evaluate import read_predictions
-from melanoma.inference import log_odds
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "melanoma_cancer_dataset"
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from melanoma.audit import audit
 from melanoma.datasets import discover
+from melanoma.engines import load_predictor
 from melanoma.evaluate import metrics_with_ci
-from melanoma.inference import load_predictor
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

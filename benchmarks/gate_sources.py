@@ -21,8 +21,8 @@ import numpy as np
 
 from melanoma.card import public_name
 from melanoma.datasets import discover, read_split
+from melanoma.engines import load_predictor
 from melanoma.imaging import InMemory
-from melanoma.inference import load_predictor
 from melanoma.ood import OODDetector, gate_threshold
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,9 +20,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from melanoma.datasets import discover, read_split
+from melanoma.engines import load_predictor
 from melanoma.evaluate import metrics_with_ci
 from melanoma.imaging import InMemory, open_rgb
-from melanoma.inference import load_predictor
 
 REPO = Path(__file__).resolve().parents[1]
 EXTERNAL = REPO.parent / "shared" / "data" / "isic2018_test"

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.datasets import discover, read_split, select_split
+from melanoma.engines.base import preprocess
+from melanoma.engines.onnx_engine import OnnxPredictor
 from melanoma.imaging import open_rgb
-from melanoma.inference import OnnxPredictor, preprocess
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "melanoma_cancer_dataset"
 

@@ -12,8 +12,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from melanoma.datasets import discover, load_image, select_split
-from melanoma.explain import explainer_for
-from melanoma.inference import ENGINES, load_predictor
+from melanoma.engines import ENGINES, explainer_for, load_predictor
 
 
 def main() -> None:

@@ -57,10 +57,10 @@ def dynamic_padding_copy(model_dir: Path | None, tmp: Path) -> Path:
 def network_speed(model_dir: Path | None, before_dir: Path) -> list[dict]:
     import torch
 
-    from melanoma.inference import OnnxPredictor
-    from melanoma.predict import Predictor
+    from melanoma.engines.onnx_engine import OnnxPredictor
+    from melanoma.engines.torch_engine import TorchPredictor
 
-    torch_p, onnx_p, before_p = Predictor(model_dir), OnnxPredictor(model_dir), OnnxPredictor(before_dir)
+    torch_p, onnx_p, before_p = TorchPredictor(model_dir), OnnxPredictor(model_dir), OnnxPredictor(before_dir)
     size = torch_p.cfg.img_size
     rows = []
     for batch, repeats in ((1, 50), (32, 8)):
@@ -77,7 +77,8 @@ def network_speed(model_dir: Path | None, before_dir: Path) -> list[dict]:
 
 
 def end_to_end(model_dir: Path | None, before_dir: Path, data: Path) -> list[dict]:
-    from melanoma.inference import expand_paths, load_predictor
+    from melanoma.engines import load_predictor
+    from melanoma.inputs import expand_paths
 
     paths = expand_paths([data])
     rows = []

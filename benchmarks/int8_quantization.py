@@ -29,8 +29,9 @@ from sklearn.metrics import roc_auc_score
 
 from melanoma.config import DEFAULT_MODEL_DIR
 from melanoma.datasets import read_split
+from melanoma.engines.base import preprocess
+from melanoma.engines.onnx_engine import OnnxPredictor, session_options
 from melanoma.imaging import open_rgb
-from melanoma.inference import OnnxPredictor, preprocess, session_options
 
 
 class Batches(CalibrationDataReader):

@@ -22,8 +22,9 @@ import numpy as np
 from PIL import Image
 
 from melanoma.datasets import discover
+from melanoma.engines import load_predictor
+from melanoma.engines.base import preprocess
 from melanoma.imaging import open_rgb
-from melanoma.inference import load_predictor, preprocess
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = ((1024, 768), (2048, 1536), (4096, 3072))

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from melanoma.datasets import discover
-from melanoma.inference import load_predictor
+from melanoma.engines import load_predictor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from nonlesion import nonlesion_images  # noqa: E402  (a test-only generator: needs scikit-image)

@@ -21,8 +21,8 @@ import numpy as np
 from melanoma.audit import cached_audit
 from melanoma.card import public_name
 from melanoma.datasets import discover, read_split
+from melanoma.engines import load_predictor
 from melanoma.evaluate import metrics_with_ci
-from melanoma.inference import load_predictor
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

@@ -74,10 +74,10 @@ def test_concurrent_requests_get_their_own_answers(server: str):
 
     from gradio_client import Client, handle_file
 
-    from melanoma.predict import Predictor
+    from melanoma.engines.torch_engine import TorchPredictor
 
     images = sorted(SAMPLES.glob("*/*.jpg"))[::3]
-    expected = [r["label"] for r in Predictor().predict_paths(images)]
+    expected = [r["label"] for r in TorchPredictor().predict_paths(images)]
 
     def ask(img):
         verdict = Client(server, verbose=False).predict(handle_file(str(img)), api_name="/predict")[0]

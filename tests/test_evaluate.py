@@ -46,7 +46,8 @@ def test_evaluate_writes_the_contracted_files(kaggle_like: Path, tiny_model_dir:
     (tn, fp), (fn, tp) = m["confusion_matrix"]
     assert tn + fp == 6 and fn + tp == 6
     rows = list(csv.DictReader(open(tmp_path / "eval" / "predictions.csv")))
-    assert len(rows) == 12 and set(rows[0]) == {"path", "label", "p_malignant"}
+    assert len(rows) == 12 and set(rows[0]) == {"path", "label", "p_malignant", "source"}
+    assert {r["source"] for r in rows} == {"kaggle"} and "per_source" not in m  # one source: no per-source part
     assert all(0 <= float(r["p_malignant"]) <= 1 for r in rows)
     assert (tmp_path / "eval" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -116,3 +117,17 @@ def test_operating_points_read_off_the_roc_curve():
     # at specificity >= 0.90 (at most one benign above threshold) 9 of 10 malignant are found
     assert m["sensitivity_at_specificity_0.90"] == pytest.approx(0.9)
     assert m["specificity_at_sensitivity_0.95"] == pytest.approx(0.5)
+
+
+def test_a_multi_source_split_is_reported_per_source_and_pooled(kaggle_like: Path, tiny_model_dir: Path,
+                                                                 tmp_path: Path):
+    from melanoma.datasets import discover, write_split
+    from melanoma.imaging import Sample
+
+    test = discover(kaggle_like)["test"]
+    mixed = [Sample(s.path, s.label, "a" if i % 2 else "b") for i, s in enumerate(test)]
+    write_split(tmp_path / "split.csv", {"val": mixed})
+    m = evaluate(tmp_path / "split.csv", tmp_path / "eval", tiny_model_dir, split="val")
+    assert m["n"] == 12 and set(m["per_source"]) == {"a", "b"}
+    assert sum(v["n"] for v in m["per_source"].values()) == 12
+    assert all("roc_auc_ci" in v for v in m["per_source"].values())

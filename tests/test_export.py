@@ -4,8 +4,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from melanoma.cli import app
+from melanoma.engines.torch_engine import TorchPredictor
+from melanoma.inputs import expand_paths
 from melanoma.models import DEFAULT_MODEL_DIR
-from melanoma.predict import Predictor, expand_paths
 
 from conftest import SAMPLES
 
@@ -22,7 +23,7 @@ def test_exported_repository_predicts_exactly_like_the_original(tmp_path: Path):
     card = (repo / "README.md").read_text()
     assert card.startswith("---\n") and "license: apache-2.0" in card and "Not a diagnosis" in card
     paths = expand_paths([SAMPLES])[::3]
-    assert Predictor(repo).predict_paths(paths) == Predictor().predict_paths(paths)
+    assert TorchPredictor(repo).predict_paths(paths) == TorchPredictor().predict_paths(paths)
 
 
 def test_push_failure_is_one_clear_line_and_keeps_the_folder(tmp_path: Path, monkeypatch):

@@ -116,7 +116,7 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path):
     from sklearn.metrics import roc_auc_score
 
     from melanoma.datasets import read_split
-    from melanoma.predict import Predictor
+    from melanoma.engines.torch_engine import TorchPredictor
 
     data = write_class_folders(tmp_path / "data", 24)
     run = tmp_path / "run"
@@ -134,7 +134,7 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path):
     state = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     net = create_model("small_cnn", pretrained="none")
     net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
-    predictor = Predictor(run / "model")
+    predictor = TorchPredictor(run / "model")
     predictor.model = net.eval()
     probs = predictor.predict_samples(val)
     auc = roc_auc_score([s.label for s in val], probs)

@@ -54,7 +54,7 @@ def test_mutated_images_open_or_fail_cleanly(tmp_path: Path, blob: bytes):
 def test_predict_survives_a_batch_of_mutants(tmp_path: Path, tiny_model_dir: Path):
     import random
 
-    from melanoma.predict import Predictor
+    from melanoma.engines.torch_engine import TorchPredictor
 
     rng = random.Random(0)
     paths = []
@@ -66,7 +66,7 @@ def test_predict_survives_a_batch_of_mutants(tmp_path: Path, tiny_model_dir: Pat
             data = data[: rng.randrange(len(data))]
         paths.append(tmp_path / f"m{k}.bin")
         paths[-1].write_bytes(bytes(data))
-    rows = Predictor(tiny_model_dir).predict_paths(paths)
+    rows = TorchPredictor(tiny_model_dir).predict_paths(paths)
     assert len(rows) == 40
     assert all(r["status"] in ("ok", "error", "out_of_distribution") for r in rows)
     assert all(r["error"] for r in rows if r["status"] == "error")

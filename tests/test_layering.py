@@ -9,8 +9,9 @@ from pathlib import Path
 
 from conftest import SAMPLES
 
-CORE = ("config", "imaging", "datasets", "sources", "calibrate", "ood", "inference", "evaluate", "audit", "eda",
-        "report", "explain", "api", "cli")
+CORE = ("config", "imaging", "datasets", "sources", "calibrate", "ood", "inputs", "engines", "engines.base",
+        "engines.onnx_engine", "evaluate", "audit", "eda", "card",
+        "report", "api", "cli")
 TORCH_SIDE = ("torch", "torchvision", "lightning", "timm", "torchmetrics", "pytorch_grad_cam")
 
 
@@ -74,3 +75,49 @@ def test_the_code_is_ruff_clean():
     out = subprocess.run([ruff, "check", "--output-format", "concise", "."], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert out.returncode == 0, out.stdout[-3000:]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """melanoma module -> the melanoma modules it imports anywhere in its body (lazy imports included)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "src" / "melanoma"
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    target = f"{base}.{node.module}" if node.module else base
+                else:
+                    target = node.module or ""
+                if target.startswith("melanoma"):
+                    deps.add(target)
+                    deps |= {f"{target}.{a.name}" for a in node.names}  # `from . import x` may name a module
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("melanoma")}
+        graph[name] = deps
+    return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+
+
+def test_the_package_import_graph_has_no_cycle():
+    graph = import_graph()
+    assert {"melanoma.engines.onnx_engine", "melanoma.engines.torch_engine", "melanoma.fit"} <= graph.keys()
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for d in sorted(graph[m]):
+            if state.get(d) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(d):] + [d]))
+            if d not in state:
+                visit(d, path + [d])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 from melanoma.config import ModelConfig
+from melanoma.engines.torch_engine import TorchPredictor
+from melanoma.fit import fit_ood_for_model
 from melanoma.imaging import Sample
+from melanoma.inputs import expand_paths
 from melanoma.models import create_model, save_model_folder
-from melanoma.ood import OODDetector, fit_ood_for_model
-from melanoma.predict import Predictor, expand_paths
+from melanoma.ood import OODDetector
 
 from conftest import SAMPLES, textured_lesion
 from nonlesion import nonlesion_images
@@ -53,7 +55,7 @@ def test_gate_rejects_non_lesions_and_passes_lesions(tmp_path: Path):
         others.append(tmp_path / "others" / f"{name}.png")
         others[-1].parent.mkdir(exist_ok=True)
         img.save(others[-1])
-    predictor = Predictor(model_dir)
+    predictor = TorchPredictor(model_dir)
     rows = predictor.predict_paths(others)
     rejected = [r for r in rows if r["status"] == "out_of_distribution"]
     assert len(rejected) / len(rows) >= 0.9
@@ -66,12 +68,12 @@ def test_blank_images_are_never_assessed(tmp_path: Path, tiny_model_dir: Path):
     from PIL import Image
 
     Image.new("RGB", (100, 100), (200, 150, 140)).save(tmp_path / "skin_colour.png")
-    row = Predictor(tiny_model_dir).predict_paths([tmp_path / "skin_colour.png"])[0]
+    row = TorchPredictor(tiny_model_dir).predict_paths([tmp_path / "skin_colour.png"])[0]
     assert row["status"] == "out_of_distribution" and "blank" in row["error"]
 
 
 def test_bundled_gate_on_real_lesions_and_generated_non_lesions(tmp_path: Path):
-    predictor = Predictor()
+    predictor = TorchPredictor()
     if predictor.ood is None:
         pytest.fail("the bundled model ships without its out-of-distribution gate")
     lesion_rows = predictor.predict_paths(expand_paths([SAMPLES]))

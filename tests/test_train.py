@@ -34,13 +34,14 @@ def test_fast_dev_run_writes_a_loadable_model_folder(kaggle_like: Path, tmp_path
         assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1)
     # the run also writes model.onnx, so the torch-free engine serves it, with PyTorch's probabilities
     # (gate off: an untrained gate may refuse synthetic images, and then there is no probability)
-    from melanoma.inference import OnnxPredictor, expand_paths
-    from melanoma.predict import Predictor
+    from melanoma.engines.onnx_engine import OnnxPredictor
+    from melanoma.engines.torch_engine import TorchPredictor
+    from melanoma.inputs import expand_paths
 
     assert "onnx_export" in model_cfg.training["timings_s"]
     paths = expand_paths([kaggle_like / "test"])
     p_onnx = [r["p_malignant"] for r in OnnxPredictor(model_dir, use_ood=False).predict_paths(paths)]
-    p_torch = [r["p_malignant"] for r in Predictor(model_dir, use_ood=False).predict_paths(paths)]
+    p_torch = [r["p_malignant"] for r in TorchPredictor(model_dir, use_ood=False).predict_paths(paths)]
     assert max(abs(a - b) for a, b in zip(p_onnx, p_torch)) < 1e-4
 
 

@@ -7,7 +7,7 @@
 ``melanoma.api`` also has ``train``, ``evaluate`` and ``audit``, as the commands run them.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 def __getattr__(name: str):

@@ -40,7 +40,7 @@ class Classifier:
     def from_pretrained(cls, model: str | Path | None = None, engine: str = "auto", tta: bool = False,
                         prevalence: float | None = None) -> Classifier:
         """The bundled model (``model=None``) or a model folder; ``engine`` auto, onnx or torch."""
-        from .inference import load_predictor
+        from .engines import load_predictor
 
         return cls(load_predictor(model, engine, tta=tta).with_prevalence(prevalence))
 
@@ -49,7 +49,7 @@ class Classifier:
         return self.predictor.threshold
 
     def _items(self, inputs) -> list:
-        from .inference import expand_paths
+        from .inputs import expand_paths
 
         items: list = []
         for k, x in enumerate(_as_list(inputs)):
@@ -92,9 +92,9 @@ class Classifier:
     def explain(self, inputs: Any) -> list[tuple[dict, np.ndarray | None]]:
         """Per image: its predict row and its Grad-CAM heatmap of the malignancy logit ((S, S) in [0, 1],
         S the model's input size), or None when it was not assessed."""
-        from .explain import explainer_for
+        from .engines import explainer_for
+        from .engines.base import draft_size
         from .imaging import open_rgb
-        from .inference import draft_size
 
         if self._explainer is None:
             self._explainer = explainer_for(self.predictor)

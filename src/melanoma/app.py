@@ -36,9 +36,10 @@ def build_app(model_dir: str | Path | None = None):
     from PIL import Image
 
     from .config import atomic_write_bytes
-    from .explain import explainer_for
+    from .engines import explainer_for, load_predictor
+    from .engines.base import draft_size
+    from .engines.onnx_engine import OnnxPredictor
     from .imaging import open_rgb
-    from .inference import OnnxPredictor, draft_size, load_predictor
 
     # ONNX Runtime when the folder has model.onnx: no torch import (a fast start), ~2x faster on CPU,
     # Grad-CAM from the graph's own output, and a thread-safe session.

@@ -14,6 +14,12 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def log_odds(p):
+    """log(p / (1 - p)), p clipped away from 0 and 1; scalar or array."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p))
+
+
 def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     """The T > 0 minimising binary NLL of ``sigmoid(logits / T)``; 1.0 when a class is missing."""
     from scipy.optimize import minimize_scalar
@@ -93,54 +99,3 @@ def choose_threshold_per_source(probs, labels, sources, target_sensitivity: floa
     if not own:
         return choose_threshold(p, y, target_sensitivity), {}
     return min(own.values()), own
-
-
-def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | None = 0.95,
-                           batch_size: int = 32) -> dict:
-    """Fit temperature and threshold of the model folder on ``val_samples`` and store them in its
-    config.json. Returns what was fitted, with validation ECE before and after and sample sizes."""
-    from pathlib import Path
-
-    from .config import ModelConfig, write_checksums
-    from .predict import Predictor
-
-    predictor = Predictor(model_dir, batch_size=batch_size, num_workers=1 if len(val_samples) > 256 else 0)
-    logits = predictor.predict_logits(val_samples)
-    kept = [(z, s) for z, s in zip(logits, val_samples) if z is not None]
-    z = np.array([a for a, _ in kept])
-    y = np.array([s.label for _, s in kept])
-    src = np.array([s.source for _, s in kept], object)
-    temperature = fit_temperature(z, y)
-    probs = sigmoid(z / temperature)
-    rule = "youden" if target_sensitivity is None else f"sensitivity>={target_sensitivity}"
-    per_source: dict[str, float] = {}
-    if len(set(src.tolist())) > 1:
-        threshold, per_source = choose_threshold_per_source(probs, y, src, target_sensitivity)
-        rule += " on each source's validation images (lowest per-source threshold)"
-    else:
-        threshold = choose_threshold(probs, y, target_sensitivity)
-
-    def at_threshold(m: np.ndarray) -> dict:
-        pos, neg = m & (y == 1), m & (y == 0)
-        return {"n": int(m.sum()), "n_malignant": int(pos.sum()),
-                "own_threshold": per_source.get(str(src[m][0])) if m.any() else None,
-                "sensitivity": float((probs[pos] >= threshold).mean()) if pos.any() else None,
-                "specificity": float((probs[neg] < threshold).mean()) if neg.any() else None}
-
-    result = {
-        "temperature": temperature, "threshold": threshold, "threshold_rule": rule,
-        "val_n": int(len(y)), "val_n_malignant": int(y.sum()),
-        "val_ece_before": expected_calibration_error(sigmoid(z), y),
-        "val_ece_after": expected_calibration_error(probs, y),
-        "val_sensitivity": float((probs[y == 1] >= threshold).mean()) if y.any() else None,
-        "val_specificity": float((probs[y == 0] < threshold).mean()) if (y == 0).any() else None,
-    }
-    if len(set(src.tolist())) > 1:
-        result["per_source"] = {str(name): at_threshold(src == name) for name in dict.fromkeys(src.tolist())}
-    cfg_path = Path(model_dir) / "config.json"
-    cfg = ModelConfig.load(cfg_path)
-    cfg.temperature, cfg.threshold = temperature, threshold
-    cfg.training["calibration"] = result
-    cfg.save(cfg_path)
-    write_checksums(cfg_path.parent)
-    return result

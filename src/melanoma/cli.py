@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -30,6 +31,32 @@ def fail(message: str, code: int = 2) -> None:
 PREVALENCE_HELP = ("Fraction of malignant lesions in your population (0-1): probabilities are moved from the "
                    "validation split's prevalence to it. Labels do not change.")
 ENGINE_HELP = "onnx (ONNX Runtime, no torch), torch, or auto (onnx when the model has model.onnx)."
+
+
+class Engine(str, Enum):  # as melanoma.engines.ENGINES, without importing it
+    auto = "auto"
+    onnx = "onnx"
+    torch = "torch"
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _version(value: bool) -> None:
+    if value:
+        from ._version import __version__
+
+        out.print(f"melanoma-classifier {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Benign-vs-malignant classifiers for dermoscopic skin-lesion images."""
 
 # Options of `train` that set more than the TrainConfig field of the same name.
 OPTION_FIELDS = {"flips": ["aug.hflip", "aug.vflip"], "youden": ["target_sensitivity"],
@@ -141,9 +168,9 @@ def calibrate(
     youden: bool = typer.Option(False, "--youden", help="Choose the threshold by Youden's J instead."),
 ) -> None:
     """Fit the temperature and decision threshold of a model on validation data."""
-    from .calibrate import calibrate_model_folder
     from .config import ModelError
     from .datasets import DatasetError, discover, select_split
+    from .fit import calibrate_model_folder
 
     if split == "test":
         fail("calibrating on the test split would make every test number optimistic; use validation data")
@@ -263,7 +290,7 @@ def evaluate(
     clean: bool = typer.Option(True, help="Also report the clean test: images with no near-duplicate in train "
                                           "(audited on demand, cached). Needs train and test splits."),
     tta: bool = typer.Option(False, "--tta", help="Average the 8 flips/rotations of each image."),
-    engine: str = typer.Option("auto", help=ENGINE_HELP),
+    engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
     prevalence: Optional[float] = typer.Option(None, help=PREVALENCE_HELP),
 ) -> None:
     """Metrics of a model on a labelled split: printed, and written to OUT/metrics.json."""
@@ -283,7 +310,7 @@ def evaluate(
             m = run_eval(data, out_dir, model, split, batch_size,
                          on_batch=lambda n: progress.advance(task, n),
                          on_start=lambda n: progress.update(task, total=n), clean_paths=clean_paths, tta=tta,
-                         engine=engine, prevalence=prevalence)
+                         engine=engine.value, prevalence=prevalence)
     except (DatasetError, ModelError, ValueError) as e:
         fail(str(e))
     out.print(_metrics_table(m, f"{m['split']} split of {data}"))
@@ -300,10 +327,10 @@ def predict(
     paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
     model: Optional[Path] = typer.Option(None, help="Model folder; the bundled model by default."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of objects (same as --format json)."),
-    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON/CSV here instead of stdout."),
     tta: bool = typer.Option(False, "--tta", help="Average the 8 flips/rotations of each image."),
-    engine: str = typer.Option("auto", help=ENGINE_HELP),
+    engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
     explain_dir: Optional[Path] = typer.Option(None, "--explain", help="Also write Grad-CAM overlays here."),
     batch_size: int = typer.Option(32, min=1),
     prevalence: Optional[float] = typer.Option(None, help=PREVALENCE_HELP),
@@ -316,17 +343,16 @@ def predict(
     import io
 
     from .config import ModelError
-    from .inference import expand_paths, load_predictor
+    from .engines import load_predictor
+    from .inputs import expand_paths
 
-    fmt = "json" if as_json else fmt
-    if fmt not in ("table", "json", "csv"):
-        fail("--format must be table, json or csv")
+    fmt = "json" if as_json else fmt.value
     skipped: list[dict] = []
     files = expand_paths(paths, skipped)
     if not files:
         fail("no images found in " + " ".join(paths) + (f" ({len(skipped)} other files)" if skipped else ""))
     try:
-        predictor = load_predictor(model, engine, batch_size=batch_size, tta=tta).with_prevalence(prevalence)
+        predictor = load_predictor(model, engine.value, batch_size=batch_size, tta=tta).with_prevalence(prevalence)
     except (ModelError, ValueError) as e:
         fail(str(e))
     with _progress("predict") as progress:
@@ -382,7 +408,7 @@ def _predict_table(rows: list[dict], threshold: float):
 
 
 def _write_explanations(predictor, paths: list[Path], out_dir: Path) -> list[Path]:
-    from .explain import explainer_for
+    from .engines import explainer_for
 
     explainer = explainer_for(predictor)
     written = []
@@ -400,17 +426,18 @@ def explain(
     paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
     out_dir: Path = typer.Option(Path("runs/explain"), "--out", help="Folder for <name>_gradcam.png overlays."),
     model: Optional[Path] = typer.Option(None, help="Model folder; the bundled model by default."),
-    engine: str = typer.Option("auto", help=ENGINE_HELP),
+    engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
 ) -> None:
     """Grad-CAM heatmaps: where in each image the malignancy score comes from."""
     from .config import ModelError
-    from .inference import expand_paths, load_predictor
+    from .engines import load_predictor
+    from .inputs import expand_paths
 
     files = expand_paths(paths)
     if not files:
         fail("no images found in " + " ".join(paths))
     try:
-        predictor = load_predictor(model, engine)
+        predictor = load_predictor(model, engine.value)
     except (ModelError, ValueError) as e:
         fail(str(e))
     written = _write_explanations(predictor, files, out_dir)

@@ -186,7 +186,7 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     from .calibrate import expected_calibration_error, sigmoid
     from .config import DEFAULT_MODEL_DIR, sha256_file
     from .datasets import discover, select_split
-    from .inference import load_predictor
+    from .engines import load_predictor
 
     splits = discover(data)
     samples = select_split(splits, split)

@@ -17,7 +17,7 @@ from .ood import GATE_BLOCKS
 
 class WithGateFeatures(torch.nn.Module):
     """An EfficientNet that also returns the "cannot assess" gate's features (the spatial means of the
-    GATE_BLOCKS, concatenated, as :class:`melanoma.predict.Predictor` hooks them) and the class
+    GATE_BLOCKS, concatenated, as :class:`melanoma.engines.torch_engine.TorchPredictor` hooks them) and the class
     activation map ``cam`` = sum_c w_c A_c of the last conv stage A (N, C, h, w) and the classifier's
     weights w: with a global-average-pool + linear head this is Grad-CAM before its ReLU (see explain.py),
     so ONNX Runtime draws heatmaps without gradients. Its spatial mean plus the bias is the logit."""
@@ -89,7 +89,7 @@ def export_onnx(model_dir: str | Path | None, out: str | Path, opset: int = 17,
                 static_padding: bool = True) -> Path:
     """ONNX graph of the network: input ``image`` (N, 3, S, S) normalised; outputs ``logit`` (N,) and,
     for EfficientNets, ``gate_features`` (N, D) and ``cam`` (N, S/32, S/32). Read by
-    :class:`melanoma.inference.OnnxPredictor`. ``static_padding=False`` keeps timm's run-time padding
+    :class:`melanoma.engines.onnx_engine.OnnxPredictor`. ``static_padding=False`` keeps timm's run-time padding
     (slower; kept for benchmarks/inference_speed.py's side-by-side comparison)."""
     import io
 

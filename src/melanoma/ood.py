@@ -96,24 +96,3 @@ def gate_threshold(scores: np.ndarray, sources, quantile: float = 0.995) -> floa
     images has more than 1 - ``quantile`` of its lesions refused, however small its share of the pool."""
     scores, sources = np.asarray(scores, float), np.asarray(sources, object)
     return max(float(np.quantile(scores[sources == name], quantile)) for name in dict.fromkeys(sources.tolist()))
-
-
-def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile: float = 0.995,
-                      batch_size: int = 32) -> dict:
-    """Fit the gate on features of ``fit_samples`` (training images, ideally every source alike), set its
-    threshold by :func:`gate_threshold` on ``val_samples``' scores, and save it into the model folder."""
-    from .predict import Predictor
-
-    model_dir = Path(model_dir)
-    predictor = Predictor(model_dir, batch_size=batch_size, num_workers=1, use_ood=False)
-    fit_f = predictor.features(fit_samples)
-    val_f = predictor.features(val_samples)
-    det = OODDetector.fit(fit_f)
-    val_scores = det.score(val_f)
-    sources = np.array([s.source for s in val_samples], object)
-    det.threshold = gate_threshold(val_scores, sources, quantile)
-    det.save(model_dir)
-    return {"n_fit": len(fit_f), "n_val": len(val_f), "quantile": quantile, "threshold": det.threshold,
-            "val_rejected": float((val_scores > det.threshold).mean()),
-            "val_rejected_per_source": {str(n): float((val_scores[sources == n] > det.threshold).mean())
-                                        for n in dict.fromkeys(sources.tolist())}}

@@ -14,14 +14,13 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
-from .calibrate import calibrate_model_folder
 from .config import ModelConfig, atomic_write_text, write_checksums
 from .data import AugConfig, LesionDataModule, make_loader
 from .datasets import discover, make_train_val, write_split
+from .engines import ONNX_FILE
 from .export import export_onnx
-from .inference import ONNX_FILE
+from .fit import calibrate_model_folder, fit_ood_for_model
 from .models import create_model, default_mean_std, save_model_folder
-from .ood import fit_ood_for_model
 
 
 @dataclass
@@ -228,7 +227,7 @@ def fit_linear_probe(net: torch.nn.Module, loader, Cs: tuple[float, ...] = (1e-3
 def _versions() -> dict[str, str]:
     import timm
 
-    from . import __version__
+    from ._version import __version__
     return {"melanoma": __version__, "torch": torch.__version__, "timm": timm.__version__,
             "lightning": L.__version__}
 

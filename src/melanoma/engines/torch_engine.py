@@ -1,7 +1,7 @@
-"""The PyTorch inference engine (needed for Grad-CAM and for models without an ONNX file).
+"""The PyTorch engine: for models without an ONNX file, and pytorch-grad-cam's Grad-CAM (:class:`TorchExplainer`).
 
 The decisions themselves (gate, calibrated probability, output rows) live in
-:class:`melanoma.inference.BasePredictor`, shared with the torch-free ONNX Runtime engine.
+:class:`~melanoma.engines.base.BasePredictor`, shared with the torch-free ONNX Runtime engine.
 """
 
 from __future__ import annotations
@@ -9,17 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
-from .config import DEFAULT_MODEL_DIR
-from .data import build_transform, make_loader
-from .imaging import Sample
-from .inference import BasePredictor, draft_size, expand_paths, unreadable_reason  # noqa: F401 - re-exported
-from .models import load_model_folder
-from .ood import GATE_BLOCKS, OODDetector
+from ..config import DEFAULT_MODEL_DIR
+from ..data import build_transform, make_loader
+from ..imaging import Sample
+from ..models import load_model_folder
+from ..ood import GATE_BLOCKS, OODDetector
+from .base import BaseExplainer, BasePredictor, draft_size
 
 
-class Predictor(BasePredictor):
+class TorchPredictor(BasePredictor):
     """A loaded model folder: images -> logits, calibrated p(malignant), and the "cannot assess" gate.
 
     ``tta`` averages the logits of the 8 flips/rotations of each image (8x the compute).
@@ -90,3 +92,42 @@ class Predictor(BasePredictor):
         feats = self._gate_features(None)
         return self.results_from_outputs(x.detach().numpy(), logits.detach().reshape(-1).numpy(),
                                          None if feats is None else feats.numpy())[0]
+
+
+def target_layer(model):
+    """The last convolutional stage: for timm EfficientNets the 1x1 head conv + BN + activation
+    (7x7 at 224 px), whose maps still say *where*; for small_cnn its last conv block."""
+    if hasattr(model, "bn2") and hasattr(model, "conv_head"):
+        return model.bn2
+    if hasattr(model, "features"):
+        return model.features[-4]  # SmallCNN: the last conv's BatchNorm, before its pooling
+    raise ValueError(f"no Grad-CAM target layer known for {type(model).__name__}")
+
+
+class TorchExplainer(BaseExplainer):
+    """pytorch-grad-cam on a :class:`TorchPredictor`'s model (any architecture)."""
+
+    def __init__(self, predictor):
+        from pytorch_grad_cam import GradCAM
+
+        super().__init__(predictor)
+        self.model = predictor.model
+        layer = target_layer(self.model)
+        # Grad-CAM needs the gradient at the target layer only. With every other parameter frozen,
+        # backward stops there instead of running through the whole backbone: same map, half the time.
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+        for param in layer.parameters():
+            param.requires_grad_(True)
+        self.cam = GradCAM(model=self.model, target_layers=[layer])
+
+    def explain(self, img: Image.Image) -> tuple[dict, np.ndarray]:
+        import torch
+        from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
+
+        x = self.predictor.transform(img)[None]
+        # Category 1: the gradient of the malignancy logit itself (its sign flips for category 0).
+        with torch.enable_grad():
+            heat = self.cam(input_tensor=x, targets=[BinaryClassifierOutputTarget(1)])[0]
+        # The gate's features and the logit are read off Grad-CAM's own forward pass.
+        return self.predictor.result_from_outputs(x, self.cam.outputs), heat

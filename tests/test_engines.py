@@ -13,7 +13,10 @@ from typer.testing import CliRunner
 
 from melanoma.cli import app
 from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig, ModelError
-from melanoma.inference import OnnxPredictor, expand_paths, load_predictor, preprocess
+from melanoma.engines import load_predictor
+from melanoma.engines.base import preprocess
+from melanoma.engines.onnx_engine import OnnxPredictor
+from melanoma.inputs import expand_paths
 
 from conftest import SAMPLES
 
@@ -98,7 +101,7 @@ def test_a_damaged_model_file_is_refused_by_its_checksum(tmp_path: Path, damaged
 def test_onnx_engine_without_model_onnx_says_so(tmp_path: Path, tiny_model_dir: Path):
     with pytest.raises(ModelError, match="model.onnx is missing"):
         OnnxPredictor(tiny_model_dir)
-    assert type(load_predictor(tiny_model_dir)).__name__ == "Predictor"  # auto falls back to PyTorch
+    assert type(load_predictor(tiny_model_dir)).__name__ == "TorchPredictor"  # auto falls back to PyTorch
 
 
 def test_prevalence_moves_the_probabilities_and_keeps_every_label():
@@ -125,8 +128,8 @@ def test_prevalence_needs_the_validation_prevalence_in_the_model_folder(tiny_mod
 
 
 def test_big_jpegs_decode_at_no_less_than_twice_the_model_input(tmp_path: Path):
+    from melanoma.engines.base import draft_size
     from melanoma.imaging import Sample, open_rgb
-    from melanoma.inference import draft_size
 
     rng = np.random.default_rng(0)
     path = tmp_path / "big.jpg"

@@ -5,7 +5,8 @@ import numpy as np
 from typer.testing import CliRunner
 
 from melanoma.cli import app
-from melanoma.predict import Predictor, expand_paths
+from melanoma.engines.torch_engine import TorchPredictor
+from melanoma.inputs import expand_paths
 
 from conftest import SAMPLES, write_class_folders
 
@@ -52,7 +53,7 @@ def test_predict_json_contract(tmp_path: Path, tiny_model_dir: Path):
 
 
 def test_label_follows_the_configured_threshold(tiny_model_dir: Path):
-    predictor = Predictor(tiny_model_dir)
+    predictor = TorchPredictor(tiny_model_dir)
     predictor.cfg.threshold = 0.3
     assert predictor.label(0.31) == "malignant" and predictor.label(0.29) == "benign"
 
@@ -62,7 +63,7 @@ def test_bundled_model_on_the_bundled_samples():
     from melanoma.evaluate import compute_metrics
 
     paths = expand_paths([SAMPLES])
-    rows = Predictor().predict_paths(paths)
+    rows = TorchPredictor().predict_paths(paths)
     assert all(r["status"] == "ok" for r in rows)
     labels = [int(Path(r["path"]).parent.name == "malignant") for r in rows]
     assert compute_metrics(labels, [r["p_malignant"] for r in rows])["roc_auc"] > 0.8
@@ -82,8 +83,8 @@ def test_csv_output_tta_and_explain(tmp_path: Path):
     assert [r["status"] for r in rows] == ["ok", "ok"] and {"path", "p_malignant", "label"} <= set(rows[0])
     assert sorted(p.name for p in (tmp_path / "cam").iterdir()) == [
         "test_benign_6340_gradcam.png", "test_malignant_5744_gradcam.png"]
-    plain = Predictor(DEFAULT_MODEL_DIR).predict_paths([Path(p) for p in imgs])
-    tta = Predictor(DEFAULT_MODEL_DIR, tta=True).predict_paths([Path(p) for p in imgs])
+    plain = TorchPredictor(DEFAULT_MODEL_DIR).predict_paths([Path(p) for p in imgs])
+    tta = TorchPredictor(DEFAULT_MODEL_DIR, tta=True).predict_paths([Path(p) for p in imgs])
     for a, b in zip(plain, tta):
         assert a["p_malignant"] != b["p_malignant"] and abs(a["p_malignant"] - b["p_malignant"]) < 0.3
         assert a["label"] == b["label"]

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from melanoma.explain import Explainer, explainer_for, heatmap_from_cam
+from melanoma.engines import explainer_for, load_predictor
+from melanoma.engines.base import heatmap_from_cam
+from melanoma.engines.torch_engine import TorchExplainer, TorchPredictor
 from melanoma.imaging import open_rgb
-from melanoma.inference import expand_paths, load_predictor
-from melanoma.predict import Predictor
+from melanoma.inputs import expand_paths
 
 from conftest import SAMPLES
 
@@ -20,7 +21,7 @@ def test_gradcam_heat_follows_the_evidence(tiny_model_dir: Path):
     """A model whose score is the brightness of the image's left half puts its heat on the left."""
     import torch
 
-    predictor = Predictor(tiny_model_dir)
+    predictor = TorchPredictor(tiny_model_dir)
     net = predictor.model
     with torch.no_grad():
         for m in net.modules():
@@ -34,7 +35,7 @@ def test_gradcam_heat_follows_the_evidence(tiny_model_dir: Path):
         lin.bias.zero_()
     img = np.full((48, 48, 3), 40, np.uint8)
     img[:, :24] = 220
-    cam = Explainer(predictor).heatmap(Image.fromarray(img))
+    cam = TorchExplainer(predictor).heatmap(Image.fromarray(img))
     assert cam.shape == (48, 48)
     assert cam[:, :24].mean() > cam[:, 24:].mean()
 
@@ -50,7 +51,7 @@ def test_heatmap_from_cam_is_relu_then_min_max():
 def test_onnx_heatmaps_equal_pytorch_grad_cam_on_real_images():
     """The graph's class activation map is Grad-CAM for this head: same heatmaps as pytorch-grad-cam."""
     onnx = explainer_for(load_predictor(None, "onnx"))
-    torch_cam = Explainer(Predictor())
+    torch_cam = TorchExplainer(TorchPredictor())
     assert type(onnx).__name__ == "OnnxExplainer"
     peaks = []
     for path in expand_paths([SAMPLES])[::2]:
@@ -85,7 +86,7 @@ def test_an_onnx_export_without_cam_falls_back_to_pytorch(tmp_path: Path, tiny_m
 
     export_onnx(tiny_model_dir, tiny_model_dir / "model.onnx")  # small_cnn: logit only
     explainer = explainer_for(load_predictor(tiny_model_dir, "onnx"))
-    assert isinstance(explainer, Explainer)
+    assert isinstance(explainer, TorchExplainer)
     assert explainer.heatmap(Image.new("RGB", (60, 60), (200, 120, 100))).shape == (48, 48)
 
 

@@ -1,0 +1,205 @@
+"""What both inference engines share: the input pixels, the decision (gate, calibrated probability, output row)
+and Grad-CAM's rendering. Torch-free.
+
+An engine is a :class:`BasePredictor` subclass that sets ``cfg`` and ``ood`` and implements ``run`` (samples ->
+per sample ``{"logit", "ood_score", "flat", "features"}``, or None when unreadable), with an explainer, a
+:class:`BaseExplainer` subclass that implements ``explain`` (RGB image -> run result and heatmap):
+:mod:`melanoma.engines.onnx_engine` (ONNX Runtime) and :mod:`melanoma.engines.torch_engine` (PyTorch).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..calibrate import log_odds, sigmoid
+from ..config import ModelConfig, ModelError, atomic_write_bytes
+from ..imaging import Sample, open_rgb, shades_of_grey_levels
+from ..inputs import unreadable_reason
+from ..ood import OODDetector, is_flat
+
+# Big JPEGs decode at a power-of-two reduction (libjpeg's DCT scaling: 4-6x faster at 2048-4096 px), but
+# only down to twice the model's input, not to the input itself. On the 150 ISIC 2017 validation images
+# upscaled to 1024-4096 px, decoding straight to >= 224 px moved p(malignant) by 0.017-0.021 on average
+# from a full decode and flipped 1-8 labels; stopping at >= 448 px, by 0.000-0.011 and 0-5, for 3-4 ms
+# more per image (benchmarks/large_images.py). Images under twice the input decode in full either way.
+DRAFT_FACTOR = 2
+
+
+def draft_size(cfg: ModelConfig) -> int:
+    """The smallest side, in pixels, a JPEG may be decoded at for this model (``open_rgb``'s draft_size)."""
+    return DRAFT_FACTOR * cfg.img_size
+
+
+def preprocess(img: Image.Image, cfg: ModelConfig) -> np.ndarray:
+    """RGB PIL image -> (3, S, S) float32, normalised; the same pixels as the eval transform of
+    :func:`melanoma.data.build_transform` (PIL bilinear resize, colour constancy, scale, normalise)."""
+    if img.size != (cfg.img_size, cfg.img_size):
+        img = img.resize((cfg.img_size, cfg.img_size), Image.BILINEAR)
+    rgb = np.asarray(img)
+    if cfg.color_constancy == "shades_of_grey":
+        levels = shades_of_grey_levels(rgb)
+    else:
+        levels = np.tile(np.arange(256, dtype=np.float32), (3, 1))
+    # Colour constancy, scaling and normalisation are all per channel and per level: one (3, 256)
+    # table, then one lookup per pixel (the arithmetic of the eval transform, applied to 256 values).
+    table = (levels / 255.0 - np.asarray(cfg.mean, np.float32)[:, None]) / np.asarray(cfg.std, np.float32)[:, None]
+    return np.stack([table[c][rgb[..., c]] for c in range(3)])
+
+
+def dihedral(x: np.ndarray) -> list[np.ndarray]:
+    """The 8 flips/rotations of a (N, C, H, W) batch, for test-time augmentation."""
+    rots = [np.rot90(x, k, axes=(2, 3)) for k in range(4)]
+    return [np.ascontiguousarray(r) for r in rots + [r[..., ::-1] for r in rots]]
+
+
+class BasePredictor:
+    """Shared by both engines. A subclass sets ``cfg`` and ``ood`` and implements :meth:`run`:
+    samples (anything with a ``.path``) -> per sample ``{"logit", "ood_score", "flat", "features"}``
+    or None when the image is unreadable."""
+
+    cfg: ModelConfig
+    ood: OODDetector | None
+    prior_shift: float = 0.0  # log-odds added to every calibrated logit (see with_prevalence)
+
+    def run(self, samples: list, on_batch: Callable[[int], None] | None = None) -> list[dict | None]:
+        raise NotImplementedError
+
+    def with_prevalence(self, prevalence: float | None) -> BasePredictor:
+        """Report probabilities for a population in which a fraction ``prevalence`` (0-1) of lesions is
+        malignant, instead of the validation split's fraction they were calibrated on: the prior-shift
+        correction logit + log odds(prevalence) - log odds(validation prevalence) (Saerens et al. 2002).
+        Labels do not change: the decision threshold moves with the probabilities, and sensitivity and
+        specificity do not depend on prevalence. ``None``: as calibrated. Returns self."""
+        if prevalence is None:
+            self.prior_shift = 0.0
+            return self
+        if not 0 < prevalence < 1:
+            raise ValueError(f"prevalence must be a fraction between 0 and 1, exclusive (got {prevalence})")
+        cal = self.cfg.training.get("calibration") or {}
+        if not cal.get("val_n") or not 0 < cal.get("val_n_malignant", 0) < cal["val_n"]:
+            raise ModelError("this model folder does not record the prevalence of its validation split "
+                             "(training.calibration in config.json), so --prevalence cannot be applied")
+        self.prior_shift = float(log_odds(prevalence) - log_odds(cal["val_n_malignant"] / cal["val_n"]))
+        return self
+
+    def proba_from_logits(self, logits):
+        """Calibrated p(malignant) = sigmoid(logit / temperature [+ prior shift]); array in, array out."""
+        return sigmoid(np.asarray(logits, dtype=np.float64) / self.cfg.temperature + self.prior_shift)
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold on this predictor's probabilities: the model's, moved by the prior shift."""
+        if not self.prior_shift:
+            return self.cfg.threshold
+        return float(sigmoid(log_odds(self.cfg.threshold) + self.prior_shift))
+
+    def is_out_of_distribution(self, r: dict) -> bool:
+        return r["flat"] or (self.ood is not None and r["ood_score"] > self.ood.threshold)
+
+    def features(self, samples: list) -> np.ndarray:
+        """(N, D) gate features of the readable samples."""
+        return np.stack([r["features"] for r in self.run(samples) if r is not None])
+
+    def predict_logits(self, samples: list, on_batch: Callable[[int], None] | None = None) -> list[float | None]:
+        """Raw logit per sample, in order; ``None`` where the image could not be read."""
+        return [None if r is None else r["logit"] for r in self.run(samples, on_batch)]
+
+    def predict_samples(self, samples: list, on_batch: Callable[[int], None] | None = None) -> list[float | None]:
+        """Calibrated p(malignant) per sample, in order; ``None`` where the image could not be read."""
+        return [None if z is None else float(self.proba_from_logits(z)) for z in self.predict_logits(samples, on_batch)]
+
+    def label(self, p: float) -> str:
+        return self.cfg.class_names[int(p >= self.threshold)]
+
+    def predict_paths(self, paths: list[Path], on_batch: Callable[[int], None] | None = None) -> list[dict]:
+        """One dict per path: ``path``, ``status`` (ok, error or out_of_distribution), ``p_malignant``
+        and ``label`` (None unless ok), ``error`` (the reason, for errors), ``ood_score``."""
+        readable = [p for p in paths if p.is_file()]
+        with warnings.catch_warnings():  # the rows below carry the reason instead
+            warnings.simplefilter("ignore")
+            results = dict(zip(readable, self.run([Sample(p, 0) for p in readable], on_batch)))
+        return [self.decide(results.get(p), p) for p in paths]
+
+    def decide(self, r: dict | None, path: Path) -> dict:
+        """The output row for one image from its :meth:`run` result (None = unreadable)."""
+        row = {"path": str(path), "status": "ok", "p_malignant": None, "label": None, "error": None,
+               "ood_score": None}
+        if r is None:
+            row.update(status="error", error=unreadable_reason(path) if path.exists() else "no such file")
+        elif self.is_out_of_distribution(r):
+            row.update(status="out_of_distribution", ood_score=r["ood_score"],
+                       error="cannot assess: blank or single-colour image" if r["flat"] else
+                       "cannot assess: does not look like a dermoscopic lesion image")
+        else:
+            prob = float(self.proba_from_logits(r["logit"]))
+            row.update(p_malignant=round(prob, 6), label=self.label(prob),
+                       ood_score=None if r["ood_score"] is None else round(r["ood_score"], 4))
+        return row
+
+    def results_from_outputs(self, x: np.ndarray, logits: np.ndarray, feats: np.ndarray | None) -> list[dict]:
+        """:meth:`run` results for a batch ``x`` (N, 3, S, S) and its network outputs."""
+        flat = is_flat(x, self.cfg.mean, self.cfg.std)
+        scores = self.ood.score(feats) if self.ood is not None and feats is not None else [None] * len(x)
+        return [{"logit": float(logits[k]), "flat": bool(flat[k]),
+                 "ood_score": None if scores[k] is None else float(scores[k]),
+                 "features": None if feats is None else feats[k]} for k in range(len(x))]
+
+
+IMAGE_WEIGHT = 0.55  # share of the photo in the overlay; the rest is the heatmap
+
+
+def heatmap_from_cam(cam: np.ndarray, size: int) -> np.ndarray:
+    """(h, w) class activation map -> (size, size) heatmap in [0, 1]: ReLU, min-max, bilinear
+    upsampling, as pytorch-grad-cam scales its maps."""
+    cam = np.maximum(cam.astype(np.float32), 0)
+    cam = (cam - cam.min()) / (cam.max() - cam.min() + 1e-7)
+    return np.asarray(Image.fromarray(cam).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def overlay(img: Image.Image, heatmap: np.ndarray) -> Image.Image:
+    """The image, resized to the heatmap's (S, S), blended with the heatmap in the jet colour map."""
+    from matplotlib import colormaps  # not pyplot: no backend, a tenth of the import time
+
+    s = heatmap.shape[0]
+    rgb = np.asarray(img.resize((s, s), Image.Resampling.BILINEAR), dtype=np.float32) / 255
+    heat = colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3]
+    blend = (1 - IMAGE_WEIGHT) * heat + IMAGE_WEIGHT * rgb
+    return Image.fromarray(np.uint8(255 * blend / blend.max()))
+
+
+class BaseExplainer:
+    """Shared by both engines; a subclass implements :meth:`explain`."""
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+
+    def explain(self, img: Image.Image) -> tuple[dict, np.ndarray]:
+        """RGB image -> the predictor's run result for it and its (S, S) heatmap in [0, 1]."""
+        raise NotImplementedError
+
+    def heatmap(self, img: Image.Image) -> np.ndarray:
+        return self.explain(img)[1]
+
+    def assess(self, img: Image.Image, path: Path) -> tuple[dict, Image.Image | None]:
+        """The predict row and the overlay, from one forward pass. Overlay is None unless assessed."""
+        result, heat = self.explain(img)
+        row = self.predictor.decide(result, path)
+        return row, (overlay(img, heat) if row["status"] == "ok" else None)
+
+    def overlay(self, img: Image.Image) -> Image.Image:
+        return overlay(img, self.heatmap(img))
+
+    def explain_file(self, path: Path, out_dir: Path) -> Path:
+        """Write ``<out_dir>/<stem>_gradcam.png``; raises ImageError for unusable images."""
+        img = open_rgb(path, draft_size=draft_size(self.predictor.cfg))
+        out = Path(out_dir) / f"{Path(path).stem}_gradcam.png"
+        buf = io.BytesIO()
+        self.overlay(img).save(buf, "PNG")
+        atomic_write_bytes(out, buf.getvalue())
+        return out

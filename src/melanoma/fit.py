@@ -1,0 +1,88 @@
+"""Fitting a model folder's decision parts on validation data: threshold and temperature, and the gate.
+
+Engine-agnostic fitting lives beside it (:mod:`melanoma.calibrate`, :mod:`melanoma.ood`); this module runs the model
+folder on the images (the PyTorch engine: at the end of training the folder has no ONNX graph yet) and stores what
+was fitted. Called by ``train`` and ``melanoma calibrate``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .calibrate import (
+    choose_threshold,
+    choose_threshold_per_source,
+    expected_calibration_error,
+    fit_temperature,
+    sigmoid,
+)
+from .config import ModelConfig, write_checksums
+from .engines.torch_engine import TorchPredictor
+from .ood import OODDetector, gate_threshold
+
+
+def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | None = 0.95,
+                           batch_size: int = 32) -> dict:
+    """Fit temperature and threshold of the model folder on ``val_samples`` and store them in its
+    config.json. Returns what was fitted, with validation ECE before and after and sample sizes."""
+    predictor = TorchPredictor(model_dir, batch_size=batch_size, num_workers=1 if len(val_samples) > 256 else 0)
+    logits = predictor.predict_logits(val_samples)
+    kept = [(z, s) for z, s in zip(logits, val_samples) if z is not None]
+    z = np.array([a for a, _ in kept])
+    y = np.array([s.label for _, s in kept])
+    src = np.array([s.source for _, s in kept], object)
+    temperature = fit_temperature(z, y)
+    probs = sigmoid(z / temperature)
+    rule = "youden" if target_sensitivity is None else f"sensitivity>={target_sensitivity}"
+    per_source: dict[str, float] = {}
+    if len(set(src.tolist())) > 1:
+        threshold, per_source = choose_threshold_per_source(probs, y, src, target_sensitivity)
+        rule += " on each source's validation images (lowest per-source threshold)"
+    else:
+        threshold = choose_threshold(probs, y, target_sensitivity)
+
+    def at_threshold(m: np.ndarray) -> dict:
+        pos, neg = m & (y == 1), m & (y == 0)
+        return {"n": int(m.sum()), "n_malignant": int(pos.sum()),
+                "own_threshold": per_source.get(str(src[m][0])) if m.any() else None,
+                "sensitivity": float((probs[pos] >= threshold).mean()) if pos.any() else None,
+                "specificity": float((probs[neg] < threshold).mean()) if neg.any() else None}
+
+    result = {
+        "temperature": temperature, "threshold": threshold, "threshold_rule": rule,
+        "val_n": int(len(y)), "val_n_malignant": int(y.sum()),
+        "val_ece_before": expected_calibration_error(sigmoid(z), y),
+        "val_ece_after": expected_calibration_error(probs, y),
+        "val_sensitivity": float((probs[y == 1] >= threshold).mean()) if y.any() else None,
+        "val_specificity": float((probs[y == 0] < threshold).mean()) if (y == 0).any() else None,
+    }
+    if len(set(src.tolist())) > 1:
+        result["per_source"] = {str(name): at_threshold(src == name) for name in dict.fromkeys(src.tolist())}
+    cfg_path = Path(model_dir) / "config.json"
+    cfg = ModelConfig.load(cfg_path)
+    cfg.temperature, cfg.threshold = temperature, threshold
+    cfg.training["calibration"] = result
+    cfg.save(cfg_path)
+    write_checksums(cfg_path.parent)
+    return result
+
+
+def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile: float = 0.995,
+                      batch_size: int = 32) -> dict:
+    """Fit the gate on features of ``fit_samples`` (training images, ideally every source alike), set its
+    threshold by :func:`gate_threshold` on ``val_samples``' scores, and save it into the model folder."""
+    model_dir = Path(model_dir)
+    predictor = TorchPredictor(model_dir, batch_size=batch_size, num_workers=1, use_ood=False)
+    fit_f = predictor.features(fit_samples)
+    val_f = predictor.features(val_samples)
+    det = OODDetector.fit(fit_f)
+    val_scores = det.score(val_f)
+    sources = np.array([s.source for s in val_samples], object)
+    det.threshold = gate_threshold(val_scores, sources, quantile)
+    det.save(model_dir)
+    return {"n_fit": len(fit_f), "n_val": len(val_f), "quantile": quantile, "threshold": det.threshold,
+            "val_rejected": float((val_scores > det.threshold).mean()),
+            "val_rejected_per_source": {str(n): float((val_scores[sources == n] > det.threshold).mean())
+                                        for n in dict.fromkeys(sources.tolist())}}
