@@ -196,10 +196,41 @@ class BaseExplainer:
         return overlay(img, self.heatmap(img))
 
     def explain_file(self, path: Path, out_dir: Path) -> Path:
-        """Write ``<out_dir>/<stem>_gradcam.png``; raises ImageError for unusable images."""
+        """Write ``<out_dir>/<stem>_gradcam.png``: the image and its Grad-CAM overlay side by side, titled with
+        p(malignant) and the label (or why it cannot be assessed), with the heatmap's colour bar. Raises
+        ImageError for unusable images."""
         img = open_rgb(path, draft_size=draft_size(self.predictor.cfg))
+        result, heat = self.explain(img)
+        row = self.predictor.decide(result, Path(path))
         out = Path(out_dir) / f"{Path(path).stem}_gradcam.png"
-        buf = io.BytesIO()
-        self.overlay(img).save(buf, "PNG")
-        atomic_write_bytes(out, buf.getvalue())
+        atomic_write_bytes(out, explanation_figure(img, heat if row["status"] == "ok" else None, row,
+                                                   self.predictor.threshold))
         return out
+
+
+def explanation_figure(img: Image.Image, heat: np.ndarray | None, row: dict, threshold: float) -> bytes:
+    """PNG bytes: the photo beside its overlay (or beside the reason it was not assessed) and a colour bar."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    fig = Figure(figsize=(7.4, 3.6), dpi=100)
+    left, right = fig.add_axes((0.01, 0.04, 0.43, 0.8)), fig.add_axes((0.46, 0.04, 0.43, 0.8))
+    s = heat.shape[0] if heat is not None else 224
+    left.imshow(img.resize((s, s), Image.Resampling.BILINEAR))
+    left.set_title("image", fontsize=9)
+    if heat is not None:
+        right.imshow(overlay(img, heat))
+        right.set_title("Grad-CAM of the malignancy score", fontsize=9)
+        bar = fig.colorbar(ScalarMappable(cmap="jet"), cax=fig.add_axes((0.91, 0.08, 0.02, 0.72)))
+        bar.set_ticks([0, 1], labels=["low", "high"])
+        title = f"p(malignant) = {row['p_malignant']:.3f}: {row['label']} (threshold {threshold:.3f})"
+    else:
+        right.text(0.5, 0.5, row.get("error") or row["status"], ha="center", va="center", wrap=True, fontsize=9)
+        title = "cannot assess" if row["status"] == "out_of_distribution" else row["status"]
+    for ax in (left, right):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{Path(row['path']).name} - {title}", fontsize=10)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
