@@ -162,6 +162,17 @@ def test_a_recipe_lists_what_differs_from_its_base_and_unknown_keys_name_themsel
         load_recipe(tmp_path / "loop.yaml")
 
 
+@pytest.mark.parametrize("line, field", [
+    ("epochs: 0", "epochs"), ("lr: -1", "lr"), ("val_fraction: 1.5", "val_fraction"), ("other_dx: maybe", "other_dx"),
+    ("aug:\n  zoom: 2", "aug.zoom"), ("aug:\n  vignette: 1.2", "aug.vignette"), ("lr: fast", "lr")])
+def test_out_of_range_values_are_refused_with_their_name(tmp_path: Path, line: str, field: str):
+    from melanoma.train import load_recipe
+
+    (tmp_path / "r.yaml").write_text(line + "\n")
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        load_recipe(tmp_path / "r.yaml")
+
+
 def test_flagship_recipe_is_the_one_that_trained_the_bundled_model():
     """`melanoma train --recipe recipes/flagship.yaml` is how the README and the card say to reproduce it."""
     from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig

@@ -60,6 +60,44 @@ class TrainConfig:
     fast_dev_run: bool = False
 
 
+# (field, test, what it must be): every recipe, command line and Python call is checked against these before
+# anything runs, so a typo'd value fails in a second with its name, not after an hour of training.
+_RULES = [
+    ("img_size", lambda v: v >= 32, "at least 32"), ("epochs", lambda v: v >= 1, "at least 1"),
+    ("batch_size", lambda v: v >= 2, "at least 2"), ("lr", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("weight_decay", lambda v: v >= 0, ">= 0"), ("warmup_epochs", lambda v: v >= 0, ">= 0"),
+    ("patience", lambda v: v >= 0, ">= 0"), ("val_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("freeze_blocks", lambda v: v >= 0, ">= 0"), ("num_workers", lambda v: v >= 0, ">= 0"),
+    ("optimizer", lambda v: v in ("adam", "adamw"), "adam or adamw"),
+    ("other_dx", lambda v: v in ("exclude", "benign", "malignant"), "exclude, benign or malignant"),
+    ("ema_decay", lambda v: v is None or 0 < v < 1, "strictly between 0 and 1"),
+    ("target_sensitivity", lambda v: v is None or 0 < v <= 1, "in (0, 1], or null for Youden's J"),
+    ("color_constancy", lambda v: v in (None, "shades_of_grey"), "shades_of_grey or null"),
+]
+_AUG_RULES = [
+    ("rotation", lambda v: 0 <= v <= 180, "in [0, 180] degrees"), ("zoom", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("shear", lambda v: 0 <= v <= 45, "in [0, 45] degrees"),
+    ("fill_mode", lambda v: v in ("constant", "reflect", "nearest"), "constant, reflect or nearest"),
+    *[(k, lambda v: 0 <= v <= 1, "in [0, 1]") for k in ("brightness", "contrast", "saturation", "vignette",
+                                                          "vignette_min_darkness", "jpeg")],
+    ("hue", lambda v: 0 <= v <= 0.5, "in [0, 0.5]"), ("jpeg_quality_min", lambda v: 1 <= v <= 95, "in [1, 95]"),
+]
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Raise ValueError naming the first field whose value is out of range; returns ``cfg``."""
+    for obj, rules, prefix in ((cfg, _RULES, ""), (cfg.aug, _AUG_RULES, "aug.")):
+        for name, ok, must in rules:
+            value = getattr(obj, name)
+            try:
+                good = ok(value)
+            except TypeError:
+                good = False
+            if not good:
+                raise ValueError(f"{prefix}{name} must be {must} (got {value!r})")
+    return cfg
+
+
 def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     import yaml
 
@@ -94,7 +132,7 @@ def load_recipe(path: str | Path) -> TrainConfig:
     if bad := sorted(set(aug_raw) - aug_known):
         raise ValueError(f"recipe {Path(path).name}: unknown aug key {bad[0]!r} "
                          f"(known: {', '.join(sorted(aug_known))})")
-    return TrainConfig(**raw, aug=AugConfig(**aug_raw))
+    return validate(TrainConfig(**raw, aug=AugConfig(**aug_raw)))
 
 
 def resolved_recipe_text(path: str | Path) -> str:
@@ -316,8 +354,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     )
     from lightning.pytorch.loggers import CSVLogger
 
-    if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
-        raise ValueError(f"ema_decay must lie strictly between 0 and 1 (got {cfg.ema_decay})")
+    validate(cfg)
     out = Path(out)
     last_ckpt = out / "checkpoints" / "last.ckpt"
     if resume and not last_ckpt.is_file():
