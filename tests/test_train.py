@@ -137,7 +137,10 @@ def test_linear_probe_fits_the_head_on_frozen_features_and_changes_no_other_weig
         fit_linear_probe(create_model("small_cnn", pretrained="none"), loader)
 
 
-@pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+RECIPES = sorted([*(REPO / "recipes").glob("*.yaml"), *(REPO / "experiments").glob("*/recipe.yaml")])
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_shipped_recipe_loads(recipe: Path):
     from melanoma.train import load_recipe
 
