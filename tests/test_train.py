@@ -176,6 +176,20 @@ def test_out_of_range_values_are_refused_with_their_name(tmp_path: Path, line: s
         load_recipe(tmp_path / "r.yaml")
 
 
+def test_command_line_options_are_overrides_of_the_one_schema():
+    from melanoma.train import TrainConfig, apply_overrides
+
+    base = TrainConfig(epochs=7)
+    cfg = apply_overrides(base, {"lr": 0.001, "flips": False, "color": 0.2, "zoom": 0.3})
+    assert (cfg.epochs, cfg.lr, cfg.aug.hflip, cfg.aug.vflip, cfg.aug.hue, cfg.aug.zoom) == (7, 0.001, False, False,
+                                                                                           0.04, 0.3)
+    assert base.lr == TrainConfig().lr  # the base is not changed
+    with pytest.raises(ValueError, match="learning_rate"):
+        apply_overrides(base, {"learning_rate": 0.1})
+    with pytest.raises(ValueError, match="epochs"):
+        apply_overrides(base, {"epochs": 0})
+
+
 def test_flagship_recipe_is_the_one_that_trained_the_bundled_model():
     """`melanoma train --recipe recipes/flagship.yaml` is how the README and the card say to reproduce it."""
     from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig

@@ -58,96 +58,79 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
                                        help="Print the version and exit.")) -> None:
     """Benign-vs-malignant classifiers for dermoscopic skin-lesion images."""
 
-# Options of `train` that set more than the TrainConfig field of the same name.
-OPTION_FIELDS = {"flips": ["aug.hflip", "aug.vflip"], "youden": ["target_sensitivity"],
-                 "color": ["aug.brightness", "aug.contrast", "aug.saturation", "aug.hue"],
-                 **{k: [f"aug.{k}"] for k in ("rotation", "zoom", "shear", "fill_mode", "vignette")},
-                 "out_dir": [], "resume": [], "recipe": []}
+# `train`'s options are overrides of TrainConfig (melanoma.train), the one schema of a recipe: each defaults to None,
+# "not given", so the recipe (or TrainConfig's own default) decides unless the command line says otherwise. These
+# set more than the field of their name (melanoma.train.apply_overrides).
+N = None  # "not given": TrainConfig's default, or the recipe's value, applies
 
 
 @app.command()
 def train(
-    ctx: typer.Context,
     data: Path = typer.Argument(..., help="Dataset folder (train/test/<class>, <class>/) or ground-truth CSV."),
     out_dir: Path = typer.Option(Path("runs/default"), "--out", help="Run folder; the model lands in OUT/model."),
-    arch: str = typer.Option("tf_efficientnet_lite0", help="timm architecture name, or small_cnn."),
-    pretrained: str = typer.Option("imagenet", help="imagenet (EfficientNet-Lite0/1/2 only) or none."),
-    epochs: int = typer.Option(10, min=1),
-    img_size: int = typer.Option(224, min=32, help="Square model input, pixels."),
     recipe: Optional[Path] = typer.Option(None, help="YAML recipe (TrainConfig fields); options given here "
                                                      "override it."),
-    color_constancy: Optional[str] = typer.Option(None, help="shades_of_grey, applied in training and inference."),
-    freeze_blocks: int = typer.Option(0, min=0, help="Keep the stem and this many first blocks frozen."),
-    linear_probe: bool = typer.Option(False, "--linear-probe", help="Fit the classifier on the frozen pretrained "
-                                                                     "features before fine-tuning (LP-FT)."),
-    ema_decay: Optional[float] = typer.Option(None, help="Ship an exponential moving average of the weights "
-                                                         "with this decay per step (e.g. 0.998)."),
-    batch_size: int = typer.Option(32, min=2),
-    lr: float = typer.Option(5e-4, help="Peak learning rate (one-cycle cosine schedule)."),
-    weight_decay: float = typer.Option(1e-4),
-    optimizer: str = typer.Option("adamw", help="adam or adamw."),
-    patience: int = typer.Option(3, help="Early stopping: epochs without better validation ROC-AUC."),
-    val_fraction: float = typer.Option(0.1, help="Share of train held out (stratified) when there is no val/."),
-    seed: int = typer.Option(42),
-    target_sensitivity: float = typer.Option(0.95, help="Decision threshold: the validation sensitivity to reach."),
-    youden: bool = typer.Option(False, "--youden", help="Choose the threshold by Youden's J instead."),
-    extra_train: list[Path] = typer.Option([], help="Also train on this dataset's train split, minus its "
-                                                    "copies of DATA's images (repeatable)."),
-    group_duplicates: bool = typer.Option(True, help="Keep near-duplicate clusters on one side of train/val."),
-    drop_test_duplicates: bool = typer.Option(False, help="Leave out train images with a copy in test."),
-    num_workers: int = typer.Option(2, help="Data-loading processes."),
-    rotation: float = typer.Option(30.0, help="Augmentation: max rotation, degrees."),
-    zoom: float = typer.Option(0.1, help="Augmentation: scale range 1 +/- zoom."),
-    shear: float = typer.Option(5.0, help="Augmentation: max shear, degrees."),
-    fill_mode: str = typer.Option("reflect", help="constant, reflect or nearest (exposed corners)."),
-    flips: bool = typer.Option(True, help="Random horizontal and vertical flips."),
-    color: float = typer.Option(0.1, help="Colour jitter strength (brightness, contrast, saturation)."),
-    vignette: float = typer.Option(0.0, help="Augmentation: probability of a dark circular frame."),
-    accelerator: str = typer.Option("auto", help="auto, cpu or gpu."),
-    devices: str = typer.Option("auto", help="Number of devices, or auto."),
-    num_nodes: int = typer.Option(1, help="Machines (torchrun / SLURM launch one process per device)."),
-    strategy: str = typer.Option("auto", help="auto, ddp, ddp_spawn, ... (Lightning strategies)."),
-    precision: Optional[str] = typer.Option(None, help="32-true, bf16-mixed, 16-mixed; default bf16-mixed on GPU."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    fast_dev_run: bool = typer.Option(False, "--fast-dev-run", help="One batch of train and val, for a smoke test."),
+    arch: Optional[str] = typer.Option(N, help="timm architecture name, or small_cnn [tf_efficientnet_lite0]."),
+    pretrained: Optional[str] = typer.Option(N, help="imagenet (EfficientNet-Lite0/1/2 only) or none [imagenet]."),
+    epochs: Optional[int] = typer.Option(N, min=1, help="[10]"),
+    img_size: Optional[int] = typer.Option(N, min=32, help="Square model input, pixels [224]."),
+    color_constancy: Optional[str] = typer.Option(N, help="shades_of_grey, applied in training and inference."),
+    freeze_blocks: Optional[int] = typer.Option(N, min=0, help="Keep the stem and this many first blocks frozen."),
+    linear_probe: Optional[bool] = typer.Option(N, help="Fit the classifier on the frozen pretrained features "
+                                                        "before fine-tuning (LP-FT)."),
+    ema_decay: Optional[float] = typer.Option(N, help="Ship an exponential moving average of the weights "
+                                                      "with this decay per step (e.g. 0.998)."),
+    batch_size: Optional[int] = typer.Option(N, min=2, help="[32]"),
+    lr: Optional[float] = typer.Option(N, help="Peak learning rate (one-cycle cosine schedule) [5e-4]."),
+    weight_decay: Optional[float] = typer.Option(N, help="[1e-4]"),
+    optimizer: Optional[str] = typer.Option(N, help="adam or adamw [adamw]."),
+    patience: Optional[int] = typer.Option(N, help="Early stopping: epochs without better validation ROC-AUC [3]."),
+    val_fraction: Optional[float] = typer.Option(N, help="Share held out for validation when there is no val/ [0.1]."),
+    seed: Optional[int] = typer.Option(N, help="[42]"),
+    target_sensitivity: Optional[float] = typer.Option(N, help="Decision threshold: the validation sensitivity "
+                                                               "to reach, on each source [0.95]."),
+    youden: bool = typer.Option(False, "--youden", help="Choose the threshold by Youden's J instead."),
+    extra_train: Optional[list[Path]] = typer.Option(N, help="Another source to train on (repeatable); one "
+                                                             "duplicate graph and a validation split per source."),
+    other_dx: Optional[str] = typer.Option(N, help="HAM10000's bcc/akiec: exclude, benign or malignant [exclude]."),
+    group_duplicates: Optional[bool] = typer.Option(N, help="One source: keep near-duplicate clusters on one side."),
+    drop_test_duplicates: Optional[bool] = typer.Option(N, help="One source: leave out train images with a copy "
+                                                                "in test."),
+    num_workers: Optional[int] = typer.Option(N, help="Data-loading processes [2]."),
+    rotation: Optional[float] = typer.Option(N, help="Augmentation: max rotation, degrees [30]."),
+    zoom: Optional[float] = typer.Option(N, help="Augmentation: scale range 1 +/- zoom [0.1]."),
+    shear: Optional[float] = typer.Option(N, help="Augmentation: max shear, degrees [5]."),
+    fill_mode: Optional[str] = typer.Option(N, help="constant, reflect or nearest (exposed corners) [reflect]."),
+    flips: Optional[bool] = typer.Option(N, help="Random horizontal and vertical flips [on]."),
+    color: Optional[float] = typer.Option(N, help="Colour jitter strength (brightness, contrast, saturation; "
+                                                  "hue a fifth of it) [0.1]."),
+    vignette: Optional[float] = typer.Option(N, help="Augmentation: probability of a dark circular frame [0]."),
+    accelerator: Optional[str] = typer.Option(N, help="auto, cpu or gpu."),
+    devices: Optional[str] = typer.Option(N, help="Number of devices, or auto."),
+    num_nodes: Optional[int] = typer.Option(N, help="Machines (torchrun / SLURM launch one process per device)."),
+    strategy: Optional[str] = typer.Option(N, help="auto, ddp, ddp_spawn, ... (Lightning strategies)."),
+    precision: Optional[str] = typer.Option(N, help="32-true, bf16-mixed, 16-mixed; default bf16-mixed on GPU."),
+    fast_dev_run: Optional[bool] = typer.Option(N, help="One batch of train and val, for a smoke test."),
 ) -> None:
-    """Fine-tune a CNN and write a self-contained model folder (model.safetensors + config.json)."""
+    """Fine-tune a CNN and write a self-contained model folder (model.safetensors, model.onnx, config.json, gate)."""
+    given = {k: v for k, v in locals().items()  # first: the options given, nothing else is defined yet
+             if v is not None and k not in ("data", "out_dir", "recipe", "resume", "youden")}
     from .config import ModelError
-    from .data import AugConfig
     from .datasets import DatasetError
-    from .train import TrainConfig, load_recipe, resolved_recipe_text
+    from .train import TrainConfig, apply_overrides, load_recipe, resolved_recipe_text
     from .train import train as run_training
 
-    aug = AugConfig(rotation=rotation, hflip=flips, vflip=flips, zoom=zoom, shear=shear, fill_mode=fill_mode,
-                    brightness=color, contrast=color, saturation=color, hue=color / 5, vignette=vignette)
-    cfg = TrainConfig(arch=arch, pretrained=pretrained, img_size=img_size, color_constancy=color_constancy,
-                      freeze_blocks=freeze_blocks, linear_probe=linear_probe, ema_decay=ema_decay, epochs=epochs,
-                      batch_size=batch_size,
-                      lr=lr, weight_decay=weight_decay, optimizer=optimizer, patience=patience,
-                      val_fraction=val_fraction, seed=seed,
-                      target_sensitivity=None if youden else target_sensitivity,
-                      extra_train=[str(p) for p in extra_train],
-                      group_duplicates=group_duplicates, drop_test_duplicates=drop_test_duplicates,
-                      num_workers=num_workers, aug=aug,
-                      accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
-                      num_nodes=num_nodes, strategy=strategy, precision=precision,
-                      fast_dev_run=fast_dev_run)
-    if recipe is not None:
-        try:
-            base = load_recipe(recipe)
-        except (OSError, ValueError, TypeError) as e:
-            fail(f"recipe {recipe}: {e}")
-        given = [k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"
-                 and k != "data"]  # by name: typer may bundle its own click
-        for name in given:
-            for dotted in OPTION_FIELDS.get(name, [name]):
-                obj_new, obj_base, attr = cfg, base, dotted
-                if dotted.startswith("aug."):
-                    obj_new, obj_base, attr = cfg.aug, base.aug, dotted[4:]
-                setattr(obj_base, attr, getattr(obj_new, attr))
-        cfg = base
-    if cfg.optimizer not in ("adam", "adamw"):
-        fail("--optimizer must be adam or adamw")
+    if youden:
+        given["target_sensitivity"] = None
+    if "extra_train" in given:
+        given["extra_train"] = [str(p) for p in given["extra_train"]]
+    if "devices" in given and str(given["devices"]).isdigit():
+        given["devices"] = int(given["devices"])
+    try:
+        cfg = apply_overrides(load_recipe(recipe) if recipe is not None else TrainConfig(), given)
+    except (OSError, ValueError, TypeError) as e:
+        fail(f"recipe {recipe}: {e}" if recipe is not None else str(e))
     try:
         model_dir = run_training(data, out_dir, cfg, resume=resume, command=shlex.join(["melanoma", *sys.argv[1:]]))
         if recipe is not None:  # the recipe travels with the model it made

@@ -98,6 +98,28 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
+# Command-line options that set more than the TrainConfig field of their name.
+SHORTHANDS = {"flips": ("aug.hflip", "aug.vflip"), "color": ("aug.brightness", "aug.contrast", "aug.saturation"),
+              **{k: (f"aug.{k}",) for k in ("rotation", "zoom", "shear", "fill_mode", "vignette")}}
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict) -> TrainConfig:
+    """``cfg`` with ``overrides`` ({field or shorthand: value}; ``aug.x`` for augmentation) applied, validated.
+    Unknown names are errors that name themselves."""
+    from dataclasses import replace
+
+    top, aug = {}, {}
+    for name, value in overrides.items():
+        for target in SHORTHANDS.get(name, (name,)):
+            (aug if target.startswith("aug.") else top)[target.removeprefix("aug.")] = value
+        if name == "color":
+            aug["hue"] = value / 5
+    known, aug_known = {f.name for f in fields(TrainConfig)} - {"aug"}, {f.name for f in fields(AugConfig)}
+    if bad := sorted(set(top) - known) + sorted(f"aug.{k}" for k in set(aug) - aug_known):
+        raise ValueError(f"unknown training option {bad[0]!r}")
+    return validate(replace(cfg, **top, aug=replace(cfg.aug, **aug)))
+
+
 def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     import yaml
 
