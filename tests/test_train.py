@@ -43,6 +43,14 @@ def test_fast_dev_run_writes_a_loadable_model_folder(kaggle_like: Path, tmp_path
     p_onnx = [r["p_malignant"] for r in OnnxPredictor(model_dir, use_ood=False).predict_paths(paths)]
     p_torch = [r["p_malignant"] for r in TorchPredictor(model_dir, use_ood=False).predict_paths(paths)]
     assert max(abs(a - b) for a, b in zip(p_onnx, p_torch)) < 1e-4
+    # and timm loads the folder as it is, from its own config keys (the card's snippet): the same network
+    import timm
+
+    net = timm.create_model(f"local-dir:{model_dir}", pretrained=True).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), model(x))
+    assert tuple(timm.data.resolve_data_config({}, model=net)["mean"]) == model_cfg.mean
 
 
 def test_training_learns_and_resume_continues_the_run(tmp_path: Path):
