@@ -107,3 +107,26 @@ def test_every_bad_input_gets_its_own_error_row_and_the_batch_goes_on(tmp_path: 
     assert rows["good.png"]["status"] == "ok"
     for name, (_, reason) in BAD.items():
         assert rows[name]["status"] == "error" and reason in rows[name]["error"], name
+
+
+def test_model_may_be_a_hub_id_read_from_the_local_cache_only(tmp_path: Path, tiny_model_dir: Path, monkeypatch):
+    import shutil
+
+    import huggingface_hub.constants
+
+    from melanoma import Classifier
+
+    cache, commit = tmp_path / "hub", "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--acme--lesions"  # the Hub cache's layout: refs/main names the snapshot
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = CliRunner().invoke(app, ["predict", str(SAMPLES), "--model", "acme/lesions", "--json"])
+    assert result.exit_code == 0, result.output
+    assert {r["status"] for r in json.loads(result.stdout)} <= {"ok", "cannot_assess"}
+    assert Classifier.from_pretrained("hf-hub:acme/lesions").predictor.model_dir == repo / "snapshots" / commit
+    missing = CliRunner().invoke(app, ["predict", str(SAMPLES), "--model", "acme/absent"])
+    assert missing.exit_code != 0 and "local Hugging Face cache" in missing.output
+    assert "Traceback" not in missing.output

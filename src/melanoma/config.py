@@ -19,6 +19,36 @@ class ModelError(RuntimeError):
     """A model folder that is missing, incomplete, altered, or does not match its config."""
 
 
+HUB_PREFIX = "hf-hub:"  # timm's spelling; a bare ``owner/name`` that is not a folder means the same
+
+
+def resolve_model_dir(model: str | Path | None) -> Path:
+    """The folder behind ``--model``: the bundled model (None), a folder, or a Hugging Face Hub model id
+    (``owner/name`` or ``hf-hub:owner/name``) read from the local Hub cache only: nothing is fetched at run time."""
+    if model is None:
+        return DEFAULT_MODEL_DIR
+    text = str(model)
+    if Path(text).exists() or not (text.startswith(HUB_PREFIX) or _looks_like_repo_id(text)):
+        return Path(text)
+    repo_id = text.removeprefix(HUB_PREFIX)
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:
+        raise ModelError(f"{text} is not a folder; a Hub model id needs the hub extra: "
+                         "pip install 'melanoma-classifier[hub]'") from None
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except LocalEntryNotFoundError:
+        raise ModelError(f"{text}: no such folder and no copy of {repo_id} in the local Hugging Face cache "
+                         f"(fetch it once with `hf download {repo_id}`; this tool never downloads)") from None
+
+
+def _looks_like_repo_id(text: str) -> bool:
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a model and turn its output into a decision.

@@ -184,7 +184,7 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     a population with that fraction malignant (see ``BasePredictor.with_prevalence``).
     """
     from .calibrate import expected_calibration_error, sigmoid
-    from .config import DEFAULT_MODEL_DIR, sha256_file
+    from .config import sha256_file
     from .datasets import discover, select_split
     from .engines import load_predictor
 
@@ -210,7 +210,7 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     split_name = split if split in splits else "all"
     metrics = {"data": str(data), "split": split_name, **summary(list(range(len(ok)))),
                "temperature": temperature, "prevalence": prevalence, "model": str(model_dir or "bundled"), "tta": tta,
-               "model_sha256": sha256_file(Path(model_dir or DEFAULT_MODEL_DIR) / "model.safetensors"),
+               "model_sha256": sha256_file(Path(predictor.model_dir) / "model.safetensors"),
                "ci": f"95% percentile bootstrap, {n_boot} resamples of images, seed 0",
                "skipped": [str(s.path) for s, p in zip(samples, probs) if p is None]}
     sources = list(dict.fromkeys(s.source for s, _, _ in ok))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import DEFAULT_MODEL_DIR
+from ..config import resolve_model_dir
 from .base import BaseExplainer, BasePredictor
 
 ENGINES = ("auto", "onnx", "torch")
@@ -16,9 +16,10 @@ ONNX_FILE = "model.onnx"  # also engines.onnx_engine.ONNX_FILE; here so that cho
 
 
 def load_predictor(model_dir: str | Path | None = None, engine: str = "auto", **kwargs) -> BasePredictor:
-    """The predictor for a model folder. ``engine``: ``onnx``, ``torch``, or ``auto`` (ONNX Runtime when
-    the folder holds model.onnx and onnxruntime is installed, else PyTorch)."""
-    folder = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
+    """The predictor for a model folder (or a cached Hub model id, see ``config.resolve_model_dir``).
+    ``engine``: ``onnx``, ``torch``, or ``auto`` (ONNX Runtime when the folder holds model.onnx and
+    onnxruntime is installed, else PyTorch)."""
+    folder = resolve_model_dir(model_dir)
     if engine not in ENGINES:
         raise ValueError(f"engine must be auto, onnx or torch (got {engine!r})")
     if engine == "auto":
