@@ -30,6 +30,7 @@ def fail(message: str, code: int = 2) -> None:
 
 PREVALENCE_HELP = ("Fraction of malignant lesions in your population (0-1): probabilities are moved from the "
                    "validation split's prevalence to it. Labels do not change.")
+MODEL_HELP = "Model folder, or a Hub id (owner/name) in the local Hub cache; the bundled model by default."
 ENGINE_HELP = "onnx (ONNX Runtime, no torch), torch, or auto (onnx when the model has model.onnx)."
 
 
@@ -266,7 +267,7 @@ def _metrics_table(m: dict, title: str):
 @app.command()
 def evaluate(
     data: Path = typer.Argument(..., help="Labelled dataset (any supported layout), or a run's split.csv."),
-    model: Optional[Path] = typer.Option(None, help="Model folder or cached Hub id (owner/name); the bundled model by default."),
+    model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
     split: str = typer.Option("test", help="Split to evaluate; a dataset with no splits is evaluated whole."),
     out_dir: Path = typer.Option(Path("runs/eval"), "--out", help="Folder for metrics.json, predictions.csv, plots."),
     batch_size: int = typer.Option(32, min=1),
@@ -308,7 +309,7 @@ def evaluate(
 @app.command()
 def predict(
     paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
-    model: Optional[Path] = typer.Option(None, help="Model folder or cached Hub id (owner/name); the bundled model by default."),
+    model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of objects (same as --format json)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON/CSV here instead of stdout."),
@@ -408,7 +409,7 @@ def _write_explanations(predictor, paths: list[Path], out_dir: Path) -> list[Pat
 def explain(
     paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
     out_dir: Path = typer.Option(Path("runs/explain"), "--out", help="Folder for <name>_gradcam.png overlays."),
-    model: Optional[Path] = typer.Option(None, help="Model folder or cached Hub id (owner/name); the bundled model by default."),
+    model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
 ) -> None:
     """Grad-CAM heatmaps: where in each image the malignancy score comes from."""
@@ -430,7 +431,7 @@ def explain(
 
 @app.command()
 def serve(
-    model: Optional[Path] = typer.Option(None, help="Model folder or cached Hub id (owner/name); the bundled model by default."),
+    model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
     host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes it to the network."),
     port: int = typer.Option(7860),
     share: bool = typer.Option(False, "--share", help="Ask Gradio for a public share link (off by default)."),
