@@ -27,6 +27,28 @@ def test_metrics_on_a_hand_checked_example():
     assert compute_metrics(labels, probs, threshold=0.15)["confusion_matrix"] == [[2, 2], [0, 4]]
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metrics_equal_scikit_learns_with_ties_and_at_every_size(seed: int):
+    from sklearn import metrics as sk
+
+    from melanoma.evaluate import operating_points
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 400))
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    p = np.round(np.clip(0.3 * y + rng.normal(0.35, 0.25, n), 0, 1), 1 + seed)  # rounding: many ties
+    m = compute_metrics(y, p, 0.5)
+    assert m["roc_auc"] == pytest.approx(sk.roc_auc_score(y, p))
+    assert m["pr_auc"] == pytest.approx(sk.average_precision_score(y, p))
+    assert m["confusion_matrix"] == sk.confusion_matrix(y, p >= 0.5, labels=[0, 1]).tolist()
+    assert m["f1"] == pytest.approx(sk.f1_score(y, p >= 0.5))
+    fpr, tpr, _ = sk.roc_curve(y, p, drop_intermediate=False)
+    ops = operating_points(y, p)
+    assert ops["sensitivity_at_specificity_0.90"] == pytest.approx(tpr[1 - fpr >= 0.90].max())
+    assert ops["specificity_at_sensitivity_0.95"] == pytest.approx((1 - fpr)[tpr >= 0.95].max())
+
+
 def test_metrics_with_one_class_only():
     m = compute_metrics([0, 0], [0.2, 0.8])
     assert m["roc_auc"] is None and m["recall"] is None and m["specificity"] == 0.5

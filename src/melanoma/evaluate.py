@@ -14,34 +14,51 @@ import numpy as np
 from .config import atomic_write_bytes, atomic_write_text
 
 
+def roc_points(labels, probs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fps, tps, thresholds) at every distinct score, from the highest: sklearn's ``_binary_clf_curve``.
+
+    Written with numpy because the bootstrap asks for ~1000 curves per evaluation and scikit-learn's input
+    validation costs more than the curve itself on a few thousand images (benchmarks/cold_start.py);
+    tests/test_evaluate.py keeps every metric built on it equal to scikit-learn's."""
+    y, p = np.asarray(labels, int), np.asarray(probs, float)
+    order = np.argsort(-p, kind="mergesort")
+    y, p = y[order], p[order]
+    last = np.r_[np.flatnonzero(np.diff(p)), len(p) - 1]  # the last image of each run of equal scores
+    tps = np.cumsum(y)[last]
+    return 1 + last - tps, tps, p[last]
+
+
 def compute_metrics(labels, probs, threshold: float = 0.5) -> dict:
     """Binary metrics for labels (0/1, malignant = 1) and p(malignant) at ``threshold``.
 
-    ``confusion_matrix`` is ``[[tn, fp], [fn, tp]]``; ``roc_auc`` and ``pr_auc`` are None when
-    only one class is present.
+    ``confusion_matrix`` is ``[[tn, fp], [fn, tp]]``; ``roc_auc`` and ``pr_auc`` (average precision) are
+    None when only one class is present.
     """
-    from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
-
     y = np.asarray(labels, dtype=int)
     p = np.asarray(probs, dtype=float)
-    pred = (p >= threshold).astype(int)
-    (tn, fp), (fn, tp) = confusion_matrix(y, pred, labels=[0, 1]).tolist()
+    pred = p >= threshold
+    tp, fp = int((pred & (y == 1)).sum()), int((pred & (y == 0)).sum())
+    fn, tn = int((y == 1).sum()) - tp, int((y == 0).sum()) - fp
 
     def ratio(a: int, b: int) -> float | None:
         return a / b if b else None
 
-    precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
-    both = len(set(y.tolist())) == 2
+    roc_auc = pr_auc = None
+    if tp + fn and tn + fp:
+        fps, tps, _ = roc_points(y, p)
+        fpr, tpr = np.r_[0, fps] / fps[-1], np.r_[0, tps] / tps[-1]
+        roc_auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))  # trapezoids
+        pr_auc = float(np.sum(np.diff(tpr) * tps / (tps + fps)))  # average precision: sum of dR * P
     return {
-        "n": int(len(y)), "n_benign": int((y == 0).sum()), "n_malignant": int((y == 1).sum()),
+        "n": int(len(y)), "n_benign": tn + fp, "n_malignant": tp + fn,
         "threshold": float(threshold),
         "accuracy": ratio(tp + tn, len(y)),
-        "precision": precision,
-        "recall": recall,  # = sensitivity
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),  # = sensitivity
         "specificity": ratio(tn, tn + fp),
         "f1": ratio(2 * tp, 2 * tp + fp + fn),
-        "roc_auc": float(roc_auc_score(y, p)) if both else None,
-        "pr_auc": float(average_precision_score(y, p)) if both else None,
+        "roc_auc": roc_auc,
+        "pr_auc": pr_auc,
         "confusion_matrix": [[tn, fp], [fn, tp]],
     }
 
@@ -53,14 +70,13 @@ SPEC_AT_SENS = (0.90, 0.95)
 def operating_points(labels, probs) -> dict[str, float | None]:
     """Best sensitivity reachable at each specificity in SENS_AT_SPEC, and vice versa, read off the
     ROC curve (keys like ``sensitivity_at_specificity_0.90``)."""
-    from sklearn.metrics import roc_curve
-
     y = np.asarray(labels, dtype=int)
     out: dict[str, float | None] = {}
     if len(set(y.tolist())) < 2:
         fpr = tpr = None
     else:
-        fpr, tpr, _ = roc_curve(y, np.asarray(probs, float))
+        fps, tps, _ = roc_points(y, probs)
+        fpr, tpr = np.r_[0, fps] / fps[-1], np.r_[0, tps] / tps[-1]
     for s in SENS_AT_SPEC:
         out[f"sensitivity_at_specificity_{s:.2f}"] = None if fpr is None else float(tpr[1 - fpr >= s].max())
     for t in SPEC_AT_SENS:
@@ -107,40 +123,59 @@ def metrics_with_ci(labels, probs, threshold: float, n_boot: int = 1000, seed: i
 
 
 def _figure(path: Path, draw: Callable, size=(4.4, 4.0)) -> None:
-    """Draw with ``draw(ax)`` and save a PNG atomically (headless backend)."""
-    import matplotlib
+    """Draw with ``draw(ax)`` and save a PNG atomically. A bare Figure, not pyplot: no GUI backend, no global
+    state, and a faster start for a command that draws four plots."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=size)
-    draw(ax)
+    fig = Figure(figsize=size)
+    draw(fig.subplots())
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def write_plots(labels, probs, metrics: dict, out: Path, title: str) -> None:
-    """confusion_matrix.png, roc.png, pr.png and reliability.png for one set of predictions."""
-    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
-
+    """confusion_matrix.png, roc.png, pr.png and reliability.png for one set of predictions (drawn from
+    :func:`roc_points`, so that evaluate does not import scikit-learn for them)."""
     from .calibrate import reliability_curve
 
     y, p = np.asarray(labels, int), np.asarray(probs, float)
-    _figure(out / "confusion_matrix.png", lambda ax: (
-        ConfusionMatrixDisplay(np.array(metrics["confusion_matrix"]), display_labels=["benign", "malignant"])
-        .plot(ax=ax, cmap="Blues", colorbar=False, values_format="d"),
-        ax.set_title(f"{title}\nthreshold {metrics['threshold']:.3f}", fontsize=9)))
+    cm = np.array(metrics["confusion_matrix"])
+
+    def confusion(ax):
+        ax.imshow(cm, cmap="Blues")
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, f"{v:d}", ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+        ax.set_xticks([0, 1], ["benign", "malignant"])
+        ax.set_yticks([0, 1], ["benign", "malignant"])
+        ax.set_xlabel("predicted label")
+        ax.set_ylabel("true label")
+        ax.set_title(f"{title}\nthreshold {metrics['threshold']:.3f}", fontsize=9)
+    _figure(out / "confusion_matrix.png", confusion)
     if metrics["roc_auc"] is None:
         return
-    _figure(out / "roc.png", lambda ax: (
-        RocCurveDisplay.from_predictions(y, p, ax=ax, name="model", plot_chance_level=True),
-        ax.set_title(f"ROC, {title}", fontsize=9)))
-    _figure(out / "pr.png", lambda ax: (
-        PrecisionRecallDisplay.from_predictions(y, p, ax=ax, name="model", plot_chance_level=True),
-        ax.set_title(f"Precision-recall, {title}", fontsize=9)))
+    fps, tps, _ = roc_points(y, p)
+    fpr, tpr = np.r_[0, fps] / fps[-1], np.r_[0, tps] / tps[-1]
+    precision = np.r_[1, tps / (tps + fps)]
+
+    def roc(ax):
+        ax.plot(fpr, tpr, label=f"model (AUC = {metrics['roc_auc']:.3f})")
+        ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
+        ax.set_xlabel("false positive rate (1 - specificity)")
+        ax.set_ylabel("true positive rate (sensitivity)")
+        ax.set_title(f"ROC, {title}", fontsize=9)
+        ax.legend(loc="lower right")
+
+    def pr(ax):
+        ax.step(tpr, precision, where="pre", label=f"model (AP = {metrics['pr_auc']:.3f})")
+        ax.axhline(y.mean(), ls="--", color="grey", label="chance")
+        ax.set_xlabel("recall (sensitivity)")
+        ax.set_ylabel("precision")
+        ax.set_title(f"Precision-recall, {title}", fontsize=9)
+        ax.legend(loc="lower left")
+    _figure(out / "roc.png", roc)
+    _figure(out / "pr.png", pr)
     curve = reliability_curve(p, y)
 
     def reliability(ax):
