@@ -129,7 +129,7 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
         lines += results_table(evaluations)
     defaults = [
         "Trained on public archives (mostly fair skin; Europe, Australia, the USA). Expect lower sensitivity at "
-        "clinics and on skin types these archives rarely show; a new site should check the threshold on "
+        "clinics and on darker skin tones, which these archives rarely show; a new site should check the threshold on "
         "labelled images of its own.",
         "The Kaggle set's classes partly come from different sources (dermatoscope vignettes, black frames, "
         "rulers): a model can lean on such artefacts. HAM10000 (both classes from the same devices), vignette "
