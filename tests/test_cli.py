@@ -72,7 +72,7 @@ def test_bundled_model_on_the_bundled_samples():
 def test_csv_output_tta_and_explain(tmp_path: Path):
     import csv
 
-    from melanoma.models import DEFAULT_MODEL_DIR
+    from melanoma.config import DEFAULT_MODEL_DIR
 
     imgs = [str(SAMPLES / "malignant" / "test_malignant_5744.jpg"), str(SAMPLES / "benign" / "test_benign_6340.jpg")]
     runner = CliRunner()

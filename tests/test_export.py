@@ -4,9 +4,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from melanoma.cli import app
+from melanoma.config import DEFAULT_MODEL_DIR
 from melanoma.engines.torch_engine import TorchPredictor
 from melanoma.inputs import expand_paths
-from melanoma.models import DEFAULT_MODEL_DIR
 
 from conftest import SAMPLES
 

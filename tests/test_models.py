@@ -3,9 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from melanoma.config import ModelConfig
+from melanoma.config import ModelConfig, ModelError
 from melanoma.models import (
-    ModelError,
     create_model,
     lite_weights_file,
     load_model_folder,

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from .card import model_card, public_name
-from .config import atomic_write_bytes, atomic_write_text, write_checksums
+from .config import DEFAULT_MODEL_DIR, atomic_write_bytes, atomic_write_text, write_checksums
 from .datasets import source_name
-from .models import DEFAULT_MODEL_DIR, load_model_folder
+from .models import load_model_folder
 from .ood import GATE_BLOCKS
 
 

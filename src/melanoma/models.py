@@ -14,7 +14,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import DEFAULT_MODEL_DIR, ModelConfig, ModelError, atomic_write_bytes, load_config, write_checksums  # noqa: F401
+from .config import (
+    DEFAULT_MODEL_DIR,
+    ModelConfig,
+    ModelError,
+    atomic_write_bytes,
+    load_config,
+    write_checksums,
+)
 
 LITE_ARCHS = {f"tf_efficientnet_lite{i}": i for i in range(5)}
 LITE_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # the TF EfficientNet-Lite input normalisation
