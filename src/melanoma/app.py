@@ -41,14 +41,14 @@ def build_app(model_dir: str | Path | None = None):
     from .engines.onnx_engine import OnnxPredictor
     from .imaging import open_rgb
 
-    # ONNX Runtime when the folder has model.onnx: no torch import (a fast start), ~2x faster on CPU,
-    # Grad-CAM from the graph's own output, and a thread-safe session.
+    # ONNX Runtime when the folder has model.onnx: no torch import (a fast start), faster on CPU
+    # (benchmarks/inference_speed.py), Grad-CAM from the graph's own output, and a thread-safe session.
     predictor = load_predictor(model_dir)
     explainer = explainer_for(predictor)
     # One single-image request uses the model at a time. PyTorch needs that: its forward hooks (gate
     # features, Grad-CAM activations) hold per-call state. ONNX Runtime does not, but each call already
-    # spreads over every core: under benchmarks/app_load.py on 2 cores, serialised requests gave p95
-    # 0.81-0.90 s against 0.87-1.03 s side by side. Batches on ONNX Runtime skip the lock, so that a long
+    # spreads over every core: under benchmarks/app_load.py on 2 cores, serialised requests had the lower
+    # p95 latency (docs/results.md). Batches on ONNX Runtime skip the lock, so that a long
     # batch never holds up a single image.
     model_lock = threading.Lock()
 

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 # glibc's default malloc returns freed tensors' memory to the OS and faults it back in on every
-# batch; keeping it mapped makes CPU training and inference about 2x faster here.
+# batch; keeping it mapped makes CPU training and inference much faster (benchmarks/train_speed.py).
 MALLOC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

@@ -112,7 +112,7 @@ def build_transform(img_size: int, mean, std, aug: AugConfig | None = None,
         steps.append(v2.ColorJitter(aug.brightness, aug.contrast, aug.saturation, aug.hue))
         if aug.vignette > 0:
             steps.append(RandomVignette(aug.vignette, aug.vignette_min_darkness))
-        if aug.jpeg > 0:  # other clinics compress differently; a re-encode alone moves p by ~0.02
+        if aug.jpeg > 0:  # other clinics compress differently; a re-encode alone moves p (experiments/006-jpeg)
             if not 1 <= aug.jpeg_quality_min <= 95:
                 raise ValueError(f"jpeg_quality_min must be in [1, 95] (got {aug.jpeg_quality_min})")
             steps.append(v2.RandomApply([v2.JPEG((aug.jpeg_quality_min, 95))], p=aug.jpeg))
@@ -155,8 +155,8 @@ class LesionDataset(Dataset):
     def _seeded_transform(self, img: Image.Image, epoch: int, i: int) -> torch.Tensor:
         # Worker processes' random streams restart with the process, so a resumed run would repeat the
         # augmentations of its first epochs; seeding each draw makes them a function of the epoch instead
-        # (and independent of the number of workers). fork_rng leaves the caller's stream untouched; measured:
-        # 0.1 ms per image, against ~8 ms to decode and augment it.
+        # (and independent of the number of workers). fork_rng leaves the caller's stream untouched, and costs
+        # little beside decoding and augmenting the image (benchmarks/train_speed.py).
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(np.random.SeedSequence([self.seed, epoch, i]).generate_state(1, np.uint64)[0] >> 1))
             return self.transform(img)

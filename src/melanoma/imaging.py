@@ -160,7 +160,7 @@ def shades_of_grey_levels(rgb: np.ndarray, p: float = 6.0) -> np.ndarray:
     """
     # Hand-written: no maintained library ships this estimator. A uint8 image has only 256 levels per
     # channel, so histograms and lookup tables do per level what would otherwise be done per pixel:
-    # 5x faster than whole-array numpy, and this runs on every image of training and inference.
+    # several times faster than whole-array numpy, and this runs on every image of training and inference.
     levels = np.arange(256, dtype=np.float32)
     counts = np.stack([np.bincount(rgb[..., c].ravel(), minlength=256) for c in range(3)])  # (3, 256)
     powered = levels * levels * levels * levels * levels * levels if p == 6.0 else np.power(levels, p)

@@ -23,11 +23,10 @@ from ..imaging import Sample, open_rgb, shades_of_grey_levels
 from ..inputs import unreadable_reason
 from ..ood import OODDetector, is_flat
 
-# Big JPEGs decode at a power-of-two reduction (libjpeg's DCT scaling: 4-6x faster at 2048-4096 px), but
-# only down to twice the model's input, not to the input itself. On the 150 ISIC 2017 validation images
-# upscaled to 1024-4096 px, decoding straight to >= 224 px moved p(malignant) by 0.017-0.021 on average
-# from a full decode and flipped 1-8 labels; stopping at >= 448 px, by 0.000-0.011 and 0-5, for 3-4 ms
-# more per image (benchmarks/large_images.py). Images under twice the input decode in full either way.
+# Big JPEGs decode at a power-of-two reduction (libjpeg's DCT scaling: several times faster), but only down
+# to twice the model's input, not to the input itself: decoding straight to the input size moves p(malignant)
+# measurably from a full decode and flips labels, stopping at twice the input almost never does, for a few ms
+# more per image (benchmarks/large_images.py, docs/results.md). Images under twice the input decode in full.
 DRAFT_FACTOR = 2
 
 
