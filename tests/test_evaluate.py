@@ -49,6 +49,23 @@ def test_metrics_equal_scikit_learns_with_ties_and_at_every_size(seed: int):
     assert ops["specificity_at_sensitivity_0.95"] == pytest.approx((1 - fpr)[tpr >= 0.95].max())
 
 
+def test_the_bootstrap_scores_every_resample_as_full_metrics_does():
+    from melanoma.evaluate import _resampled_metrics, full_metrics
+
+    rng = np.random.default_rng(3)
+    y = np.r_[0, 1, rng.integers(0, 2, 28)]
+    p = np.round(rng.random(30), 1)  # ties
+    idx = np.vstack([rng.integers(0, 30, (40, 30)), np.zeros((1, 30), int)])  # the last draws one image 30 times
+    fast = _resampled_metrics(y, p, 0.45, idx)
+    whole = full_metrics(y, p, 0.45)
+    assert set(fast) == {k for k, v in whole.items() if isinstance(v, float) and k != "threshold"}
+    for k, row in enumerate(idx):
+        for key, value in full_metrics(y[row], p[row], 0.45).items():
+            if key in fast:
+                expected = np.nan if value is None else value
+                assert fast[key][k] == pytest.approx(expected, nan_ok=True), (key, k)
+
+
 def test_metrics_with_one_class_only():
     m = compute_metrics([0, 0], [0.2, 0.8])
     assert m["roc_auc"] is None and m["recall"] is None and m["specificity"] == 0.5

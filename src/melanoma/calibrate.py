@@ -37,7 +37,10 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.05, 20.0)) 
     return float(np.exp(res.x))
 
 
-def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
+ECE_BINS = 15
+
+
+def expected_calibration_error(probs, labels, n_bins: int = ECE_BINS) -> float:
     """ECE with equal-width bins of p(malignant): sum_b |mean(p) - mean(y)| * n_b / n."""
     p, y = np.asarray(probs, float), np.asarray(labels, float)
     bins = np.minimum((p * n_bins).astype(int), n_bins - 1)

@@ -97,17 +97,65 @@ def full_metrics(labels, probs, threshold: float) -> dict:
 def bootstrap_ci(labels, probs, threshold: float, n_boot: int = 1000, seed: int = 0,
                  level: float = 0.95) -> dict[str, list[float] | None]:
     """Percentile bootstrap confidence intervals (images resampled with replacement, seeded) for
-    every scalar metric of :func:`full_metrics`: ``{"roc_auc": [lo, hi], ...}``."""
+    every scalar metric of :func:`full_metrics`: ``{"roc_auc": [lo, hi], ...}``. A resample where a metric is
+    undefined (one class drawn) adds nothing to that metric's interval."""
     y, p = np.asarray(labels, int), np.asarray(probs, float)
     rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {}
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        for key, value in full_metrics(y[idx], p[idx], threshold).items():
-            if isinstance(value, float) and key != "threshold":
-                draws.setdefault(key, []).append(value)
+    draws: dict[str, list[np.ndarray]] = {}
+    chunk = max(1, 2_000_000 // max(len(y), 1))  # resamples per step: bounded memory at any n
+    for start in range(0, n_boot, chunk):
+        idx = rng.integers(0, len(y), (min(chunk, n_boot - start), len(y)))
+        for key, values in _resampled_metrics(y, p, threshold, idx).items():
+            draws.setdefault(key, []).append(values)
     alpha = (1 - level) / 2
-    return {key: [float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))] for key, v in draws.items()}
+    out = {}
+    for key, parts in draws.items():
+        v = np.concatenate(parts)
+        v = v[~np.isnan(v)]
+        if len(v):
+            out[key] = [float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))]
+    return out
+
+
+def _resampled_metrics(y: np.ndarray, p: np.ndarray, threshold: float, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """full_metrics' scalars for each row of ``idx`` (a resample of the images), all rows at once: a resample is
+    a count per image, so one sort of the scores and cumulative sums over the counts give every resample's ROC.
+    NaN where a metric is undefined. tests/test_evaluate.py checks it equals full_metrics row by row."""
+    from .calibrate import ECE_BINS
+
+    b, n = idx.shape
+    w = np.bincount((idx + n * np.arange(b)[:, None]).ravel(), minlength=b * n).reshape(b, n).astype(float)
+    pos, neg = w * y, w * (1 - y)
+    n_pos, n_neg = pos.sum(1), neg.sum(1)
+    called = p >= threshold
+    tp, fp = pos[:, called].sum(1), neg[:, called].sum(1)
+    fn, tn = n_pos - tp, n_neg - fp
+
+    def ratio(a, c):
+        return np.divide(a, c, out=np.full(b, np.nan), where=c > 0)
+
+    both = (n_pos > 0) & (n_neg > 0)
+    order = np.argsort(-p, kind="mergesort")
+    last = np.r_[np.flatnonzero(np.diff(p[order])), n - 1]
+    tps, fps = np.cumsum(pos[:, order], 1)[:, last], np.cumsum(neg[:, order], 1)[:, last]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = np.hstack([np.zeros((b, 1)), tps / n_pos[:, None]])
+        fpr = np.hstack([np.zeros((b, 1)), fps / n_neg[:, None]])
+        precision = np.divide(tps, tps + fps, out=np.zeros_like(tps), where=tps + fps > 0)
+        out = {"accuracy": (tp + tn) / n, "precision": ratio(tp, tp + fp), "recall": ratio(tp, n_pos),
+               "specificity": ratio(tn, n_neg), "f1": ratio(2 * tp, 2 * tp + fp + fn),
+               "roc_auc": np.sum(np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]) / 2, 1),
+               "pr_auc": np.sum(np.diff(tpr, axis=1) * precision, 1)}
+        for s in SENS_AT_SPEC:
+            out[f"sensitivity_at_specificity_{s:.2f}"] = np.where(1 - fpr >= s, tpr, -np.inf).max(1)
+        for t in SPEC_AT_SENS:
+            out[f"specificity_at_sensitivity_{t:.2f}"] = np.where(tpr >= t, 1 - fpr, -np.inf).max(1)
+        bins = np.minimum((p * ECE_BINS).astype(int), ECE_BINS - 1)
+        onehot = np.eye(ECE_BINS)[bins]  # (n, bins)
+        out["ece"] = np.abs(w @ (onehot * p[:, None]) - w @ (onehot * y[:, None])).sum(1) / n
+    for key in ("roc_auc", "pr_auc", "ece", *(k for k in out if "_at_" in k)):
+        out[key] = np.where(both, out[key], np.nan)
+    return out
 
 
 def metrics_with_ci(labels, probs, threshold: float, n_boot: int = 1000, seed: int = 0) -> dict:
