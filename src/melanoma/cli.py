@@ -430,6 +430,37 @@ def explain(
 
 
 @app.command()
+def adapt(
+    paths: list[str] = typer.Argument(..., help="The new site's images (files, folders, globs); no labels needed."),
+    out_dir: Path = typer.Option(..., "--out", help="New folder for the adapted model."),
+    model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
+    batch_size: int = typer.Option(32, min=1),
+) -> None:
+    """Adapt a model to a new site from its unlabelled images (batch-norm statistics re-estimated: AdaBN)."""
+    from rich.markup import escape
+
+    from .adapt import MIN_IMAGES, adapt_model_folder
+    from .config import ModelError
+    from .inputs import expand_paths
+
+    skipped_rows: list[dict] = []
+    files = expand_paths(paths, skipped_rows)
+    try:
+        with _progress("adapt") as progress:
+            task = progress.add_task("re-estimating batch-norm statistics", total=len(files))
+            folder, unreadable = adapt_model_folder(model, files, out_dir, batch_size, MIN_IMAGES,
+                                                    on_batch=lambda n: progress.advance(task, n))
+    except (ModelError, ValueError, FileExistsError) as e:
+        fail(str(e))
+    for path, reason in unreadable:
+        err.print(escape(f"left out: {path}: {reason}"), highlight=False)
+    if skipped_rows:
+        err.print(f"{len(skipped_rows)} files in the folders were not images and were left out", highlight=False)
+    out.print(f"adapted model written: [bold]{folder}[/] ({len(files) - len(unreadable)} images); threshold, "
+              "temperature and gate unchanged. Use it with --model " + escape(str(folder)))
+
+
+@app.command()
 def serve(
     model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
     host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes it to the network."),
