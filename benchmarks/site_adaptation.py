@@ -59,7 +59,8 @@ def main() -> None:
             for name in ("unadapted", "adapted"):
                 m = row[name]
                 print(f"| half {k + 1} (n = {m['n']}) | {name} | {m['roc_auc']:.3f} ({m['roc_auc_ci'][0]:.3f}-"
-                      f"{m['roc_auc_ci'][1]:.3f}) | {m['recall']:.3f} ({m['recall_ci'][0]:.2f}-{m['recall_ci'][1]:.2f}) "
+                      f"{m['roc_auc_ci'][1]:.3f}) | {m['recall']:.3f} "
+                      f"({m['recall_ci'][0]:.2f}-{m['recall_ci'][1]:.2f}) "
                       f"| {m['specificity']:.3f} ({m['specificity_ci'][0]:.2f}-{m['specificity_ci'][1]:.2f}) "
                       f"| {100 * m['refused']:.1f}% |", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
