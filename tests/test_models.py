@@ -81,3 +81,16 @@ def test_broken_model_folders_give_clear_errors(tmp_path: Path):
     (tmp_path / "config.json").unlink()
     with pytest.raises(ModelError, match="config.json is missing"):
         load_model_folder(tmp_path)
+
+
+def test_the_bundled_model_loads_through_timm_alone():
+    """The card's snippet: timm.create_model("local-dir:FOLDER") gives our network, logit for logit."""
+    import timm
+
+    from melanoma.config import DEFAULT_MODEL_DIR
+
+    net = timm.create_model(f"local-dir:{DEFAULT_MODEL_DIR}", pretrained=True).eval()
+    ours, _ = load_model_folder(DEFAULT_MODEL_DIR)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ours(x))
