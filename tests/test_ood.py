@@ -99,3 +99,34 @@ def test_is_flat_measures_the_spread_of_the_grey_level():
     assert is_flat(x, mean, std).tolist() == [True, True, False, False]
     naive = pixels.mean(axis=1).reshape(4, -1).std(axis=1) < FLAT_STD  # the definition, on raw pixels
     assert is_flat(x, mean, std).tolist() == naive.tolist()
+
+
+def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from melanoma.cli import app
+    from melanoma.datasets import write_split
+    from melanoma.imaging import Sample
+
+    model_dir = save_model_folder(create_model("tf_efficientnet_lite0"), ModelConfig(img_size=96), tmp_path / "m")
+    fit_ood_for_model(model_dir, write_lesions(tmp_path / "a", 30, seed=1), write_lesions(tmp_path / "av", 10, seed=2))
+    before = (model_dir / "ood.safetensors").read_bytes()
+    parts = {"train": [Sample(s.path, s.label, "clinic_a") for s in write_lesions(tmp_path / "ta", 40, seed=3)]
+             + [Sample(s.path, s.label, "clinic_b") for s in write_lesions(tmp_path / "tb", 12, seed=4)],
+             "val": [Sample(s.path, s.label, src) for src, seed in (("clinic_a", 5), ("clinic_b", 6))
+                     for s in write_lesions(tmp_path / f"v{seed}", 10, seed=seed)]}
+    write_split(tmp_path / "split.csv", parts)
+    result = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--gate",
+                                      "--no-threshold"])
+    assert result.exit_code == 0, result.output
+    cfg = ModelConfig.load(model_dir / "config.json")
+    gate = cfg.training["gate"]
+    assert gate["sources"] == ["clinic_a", "clinic_b"] and gate["n_fit"] == 52  # all of both: fewer than 2,000
+    assert set(gate["val_rejected_per_source"]) == {"clinic_a", "clinic_b"}
+    assert (model_dir / "ood.safetensors").read_bytes() != before and cfg.threshold == 0.5  # threshold untouched
+    TorchPredictor(model_dir)  # the checksums were rewritten: the folder still verifies
+    from conftest import write_class_folders
+
+    flat = write_class_folders(tmp_path / "flat", 3)  # no train/val folders
+    no_train = CliRunner().invoke(app, ["calibrate", str(model_dir), str(flat), "--gate", "--no-threshold"])
+    assert no_train.exit_code == 2 and "no train split" in no_train.output

@@ -150,17 +150,26 @@ def calibrate(
     split: str = typer.Option("val", help="Split of DATA to fit on. Never the test split."),
     target_sensitivity: float = typer.Option(0.95, help="Threshold: the validation sensitivity to reach."),
     youden: bool = typer.Option(False, "--youden", help="Choose the threshold by Youden's J instead."),
+    gate: bool = typer.Option(False, "--gate", help="Also refit the 'cannot assess' gate: on 2,000 of DATA's train "
+                                                    "images, equal shares per source; its threshold on SPLIT."),
+    threshold: bool = typer.Option(True, help="Refit threshold and temperature (--no-threshold: the gate only)."),
 ) -> None:
-    """Fit the temperature and decision threshold of a model on validation data."""
+    """Fit the temperature and decision threshold of a model on validation data (and, with --gate, its gate)."""
     from .config import ModelError
     from .datasets import DatasetError, discover, select_split
-    from .fit import calibrate_model_folder
+    from .fit import calibrate_model_folder, refit_gate
 
     if split == "test":
         fail("calibrating on the test split would make every test number optimistic; use validation data")
     try:
-        result = calibrate_model_folder(model, select_split(discover(data), split),
-                                        None if youden else target_sensitivity)
+        splits = discover(data)
+        result = {}
+        if threshold:
+            result = calibrate_model_folder(model, select_split(splits, split), None if youden else target_sensitivity)
+        if gate:
+            if "train" not in splits:
+                fail(f"--gate fits on training images: {data} has no train split (give a run's split.csv)")
+            result["gate"] = refit_gate(model, splits["train"], select_split(splits, split))
     except (DatasetError, ModelError) as e:
         fail(str(e))
     out.print_json(data=result)

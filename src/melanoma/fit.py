@@ -21,6 +21,7 @@ from .calibrate import (
 from .config import ModelConfig, write_checksums
 from .engines.torch_engine import TorchPredictor
 from .ood import OODDetector, gate_threshold
+from .sources import balanced_by_source
 
 
 def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | None = 0.95,
@@ -86,3 +87,21 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
             "val_rejected": float((val_scores > det.threshold).mean()),
             "val_rejected_per_source": {str(n): float((val_scores[sources == n] > det.threshold).mean())
                                         for n in dict.fromkeys(sources.tolist())}}
+
+
+GATE_FIT_IMAGES = 2000  # training images the gate's PCA is fitted on, in equal shares of the sources
+
+
+def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int = 42) -> dict:
+    """Refit the gate of a trained model folder on ``train_samples`` (an equal share of each source) with its
+    threshold on ``val_samples``, as ``train`` does, and record it in config.json's ``training.gate``."""
+    model_dir = Path(model_dir)
+    result = fit_ood_for_model(model_dir, balanced_by_source(list(train_samples), GATE_FIT_IMAGES, seed),
+                               list(val_samples))
+    result["sources"] = sorted({str(s.source) for s in train_samples})
+    cfg_path = model_dir / "config.json"
+    cfg = ModelConfig.load(cfg_path)
+    cfg.training = {**cfg.training, "gate": result}
+    cfg.save(cfg_path)
+    write_checksums(model_dir)
+    return result

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,3 +139,16 @@ def split_sources(datasets: list[str | Path], val_fraction: float = 0.1, seed: i
             "n_test": sum(1 for s, split in parts if s.source == source and split == "test"),
         }
     return SourceSplit(sorted(train, key=lambda s: str(s.path)), sorted(val, key=lambda s: str(s.path)), summary)
+
+
+def balanced_by_source(samples: list, n: int, seed: int) -> list:
+    """``n`` samples drawn at random, an equal share from each source (all of a source smaller than its share)."""
+    by: dict[str, list] = {}
+    for s in samples:
+        by.setdefault(s.source, []).append(s)
+    rng, out, left = random.Random(seed), [], n
+    for k, (_, items) in enumerate(sorted(by.items(), key=lambda kv: len(kv[1]))):
+        take = min(len(items), left // (len(by) - k))
+        out += rng.sample(items, take)
+        left -= take
+    return out

@@ -19,8 +19,9 @@ from .data import AugConfig, LesionDataModule, make_loader
 from .datasets import discover, make_train_val, write_split
 from .engines import ONNX_FILE
 from .export import export_onnx
-from .fit import calibrate_model_folder, fit_ood_for_model
+from .fit import GATE_FIT_IMAGES, calibrate_model_folder, fit_ood_for_model
 from .models import create_model, default_mean_std, save_model_folder
+from .sources import balanced_by_source
 
 
 @dataclass
@@ -319,19 +320,6 @@ def collect_training_log(run_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def balanced_by_source(samples: list, n: int, seed: int) -> list:
-    """``n`` samples drawn at random, an equal share from each source (all of a source smaller than its share)."""
-    by: dict[str, list] = {}
-    for s in samples:
-        by.setdefault(s.source, []).append(s)
-    rng, out, left = random.Random(seed), [], n
-    for k, (_, items) in enumerate(sorted(by.items(), key=lambda kv: len(kv[1]))):
-        take = min(len(items), left // (len(by) - k))
-        out += rng.sample(items, take)
-        left -= take
-    return out
-
-
 PROBE_IMAGES = 4096  # training images the linear probe (LP-FT stage 1) is fitted on
 MIN_FREE_BYTES = 200 * 2**20  # two checkpoints and a model folder of lite0-sized models, with margin
 
@@ -466,7 +454,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         calibrate_model_folder(out / "model", val_s, cfg.target_sensitivity, cfg.batch_size)
         clock["calibrate_end"] = time.perf_counter()
         if hasattr(module.net, "forward_head"):  # the "cannot assess" gate needs pooled features
-            fit = balanced_by_source(train_s, 2000, cfg.seed)
+            fit = balanced_by_source(train_s, GATE_FIT_IMAGES, cfg.seed)
             fit_ood_for_model(out / "model", fit, val_s, batch_size=cfg.batch_size)
         clock["gate_end"] = time.perf_counter()
         # model.onnx makes predict, evaluate and the app take the fast torch-free path on this folder too.
