@@ -46,12 +46,15 @@ def main() -> None:
     one = sorted((SAMPLES / "benign").iterdir())[0]
     rows = {}
     for name, cmd in (("predict one image", ["predict", str(one)]),
-                      ("evaluate four images", ["evaluate", str(tmp / "few"), "--out", str(tmp / "eval")])):
+                      ("evaluate four images", ["evaluate", str(tmp / "few"), "--out", str(tmp / "eval")]),
+                      ("evaluate four images, --no-plots", ["evaluate", str(tmp / "few"), "--out", str(tmp / "e2"),
+                                                            "--no-plots"])):
         s, torch_loaded = wall(cmd, args.repeats)
         rows[name] = {"median_wall_s": round(s, 3), "torch_imported": torch_loaded}
         print(f"| {name} | {s:.2f} s | torch imported: {torch_loaded} |", flush=True)
-    rows["ratio_evaluate_to_predict"] = round(rows["evaluate four images"]["median_wall_s"]
-                                              / rows["predict one image"]["median_wall_s"], 2)
+    for name in ("evaluate four images", "evaluate four images, --no-plots"):
+        rows[f"ratio {name} to predict"] = round(rows[name]["median_wall_s"]
+                                                 / rows["predict one image"]["median_wall_s"], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -170,3 +170,10 @@ def test_a_multi_source_split_is_reported_per_source_and_pooled(kaggle_like: Pat
     assert m["n"] == 12 and set(m["per_source"]) == {"a", "b"}
     assert sum(v["n"] for v in m["per_source"].values()) == 12
     assert all("roc_auc_ci" in v for v in m["per_source"].values())
+
+
+def test_no_plots_writes_the_metrics_and_no_png(kaggle_like: Path, tiny_model_dir: Path, tmp_path: Path):
+    result = CliRunner().invoke(app, ["evaluate", str(kaggle_like), "--model", str(tiny_model_dir), "--out",
+                                      str(tmp_path / "e"), "--no-plots", "--no-clean"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["metrics.json", "predictions.csv"]

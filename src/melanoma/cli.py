@@ -285,6 +285,7 @@ def evaluate(
     tta: bool = typer.Option(False, "--tta", help="Average the 8 flips/rotations of each image."),
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
     prevalence: Optional[float] = typer.Option(None, help=PREVALENCE_HELP),
+    plots: bool = typer.Option(True, help="Write the ROC, precision-recall, confusion and reliability PNGs."),
 ) -> None:
     """Metrics of a model on a labelled split: printed, and written to OUT/metrics.json."""
     from .config import ModelError
@@ -303,7 +304,7 @@ def evaluate(
             m = run_eval(data, out_dir, model, split, batch_size,
                          on_batch=lambda n: progress.advance(task, n),
                          on_start=lambda n: progress.update(task, total=n), clean_paths=clean_paths, tta=tta,
-                         engine=engine.value, prevalence=prevalence)
+                         engine=engine.value, prevalence=prevalence, plots=plots)
     except (DatasetError, ModelError, ValueError) as e:
         fail(str(e))
     out.print(_metrics_table(m, f"{m['split']} split of {data}"))
@@ -312,7 +313,8 @@ def evaluate(
                                              f"{m['clean']['n_excluded']} excluded)"))
     if m["skipped"]:
         err.print(f"[yellow]{len(m['skipped'])} unreadable images skipped[/] (listed in metrics.json)")
-    out.print(f"written: {out_dir / 'metrics.json'}, predictions.csv, confusion_matrix.png")
+    out.print(f"written: {out_dir / 'metrics.json'}, predictions.csv" + (", roc.png, pr.png, confusion_matrix.png, "
+                                                                          "reliability.png" if plots else ""))
 
 
 @app.command()

@@ -257,14 +257,15 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
              batch_size: int = 32, on_batch: Callable[[int], None] | None = None,
              on_start: Callable[[int], None] | None = None, n_boot: int = 1000,
              clean_paths: set[str] | None = None, tta: bool = False, engine: str = "auto",
-             prevalence: float | None = None) -> dict:
+             prevalence: float | None = None, plots: bool = True) -> dict:
     """Predict every image of ``split`` of the dataset at ``data`` and write the results to ``out``.
 
     A dataset without train/test folders is evaluated whole. Unreadable images are left out of the
     metrics and listed under ``skipped``. Every scalar metric has a ``<name>_ci`` 95% bootstrap
     interval. With ``clean_paths`` (the images with no near-duplicate in training data) the same
     metrics are also computed on that subset, under ``clean``. ``prevalence`` moves the probabilities to
-    a population with that fraction malignant (see ``BasePredictor.with_prevalence``).
+    a population with that fraction malignant (see ``BasePredictor.with_prevalence``). ``plots=False`` skips
+    the PNG plots.
     """
     from .calibrate import expected_calibration_error, sigmoid
     from .config import sha256_file
@@ -312,7 +313,8 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     writer.writerow(["path", "label", "p_malignant", "source"])
     writer.writerows([str(s.path), s.label, f"{p:.6f}", s.source] for s, p, _ in ok)
     atomic_write_text(out / "predictions.csv", buf.getvalue())
-    write_plots(labels, scores, metrics, out, f"{split_name} split, n={metrics['n']}")
+    if plots:  # matplotlib's import and four PNGs are most of a small evaluation's time (benchmarks/cold_start.py)
+        write_plots(labels, scores, metrics, out, f"{split_name} split, n={metrics['n']}")
     return metrics
 
 
