@@ -11,8 +11,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-DISCLAIMER = ("**This is a research tool, not a diagnosis.** It can be wrong, and it was trained on one public "
-              "dataset of dermoscopic images. If you are worried about a mole or a skin lesion, see a "
+DISCLAIMER = ("**This is a research tool, not a diagnosis.** It can be wrong, more often on images from clinics "
+              "whose pictures it was not trained on. If you are worried about a mole or a skin lesion, see a "
               "dermatologist.")
 MAX_FILE_SIZE = "20mb"  # uploads above this are refused by the server with a message
 SAMPLES = Path(__file__).resolve().parent / "samples"  # package data: a wheel has the examples too
