@@ -18,7 +18,7 @@ def tiny_config(**overrides) -> TrainConfig:
     return TrainConfig(**{**base, **overrides})
 
 
-def test_fast_dev_run_writes_a_loadable_model_folder(kaggle_like: Path, tmp_path: Path):
+def test_fast_dev_run_writes_a_loadable_model_folder(kaggle_like: Path, tmp_path: Path, monkeypatch):
     cfg = tiny_config(arch="tf_efficientnet_lite0", pretrained="imagenet", img_size=64, fast_dev_run=True)
     model_dir = train(kaggle_like, tmp_path / "run", cfg)
     model, model_cfg = load_model_folder(model_dir)
@@ -51,6 +51,21 @@ def test_fast_dev_run_writes_a_loadable_model_folder(kaggle_like: Path, tmp_path
     with torch.no_grad():
         torch.testing.assert_close(net(x), model(x))
     assert tuple(timm.data.resolve_data_config({}, model=net)["mean"]) == model_cfg.mean
+    # the same folder as a Hub repository (here: a local Hub cache, offline) loads by timm's hf-hub: too
+    import shutil
+
+    import huggingface_hub.constants
+
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--acme--lesions"
+    shutil.copytree(model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    from_hub = timm.create_model("hf-hub:acme/lesions", pretrained=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(from_hub(x), model(x))
 
 
 def test_training_learns_and_resume_continues_the_run(tmp_path: Path):
