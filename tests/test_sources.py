@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from melanoma.sources import split_sources
 
@@ -94,3 +95,40 @@ def test_a_source_with_its_own_validation_split_keeps_it(tmp_path: Path):
     split = split_sources([kaggle, isic], val_fraction=0.25, seed=0)
     assert sorted(s.path.stem for s in split.val_by_source()["isic"]) == [f"Validation_{i}" for i in range(4)]
     assert split.summary["isic"]["val_split"] == "own" and split.summary["isic"]["n_train"] == 6
+
+
+def test_source_class_weights_draw_each_sources_classes_equally_and_keep_its_share():
+    from melanoma.imaging import Sample
+    from melanoma.sources import source_class_weights
+
+    samples = ([Sample(Path(f"h{i}"), int(i < 5), "ham") for i in range(100)]  # 5% melanoma
+               + [Sample(Path(f"k{i}"), int(i < 25), "kaggle") for i in range(50)]  # 50%
+               + [Sample(Path(f"o{i}"), 0, "benign_only") for i in range(10)])
+    w = source_class_weights(samples)
+    mass = {}
+    for s, x in zip(samples, w):
+        mass[(s.source, s.label)] = mass.get((s.source, s.label), 0) + x
+    assert mass[("ham", 0)] == pytest.approx(50) and mass[("ham", 1)] == pytest.approx(50)
+    assert mass[("kaggle", 0)] == pytest.approx(25) and mass[("kaggle", 1)] == pytest.approx(25)
+    assert mass[("benign_only", 0)] == pytest.approx(10)  # one class: nothing to balance
+
+
+def test_a_weighted_epoch_follows_the_weights_and_is_fixed_by_seed_and_epoch():
+    from melanoma.data import EpochShuffle
+
+    weights = [9.0] + [1.0] * 9  # the first index carries half the mass
+    s = EpochShuffle(range(10), num_replicas=1, rank=0, seed=3, weights=weights)
+    s.set_epoch(4)
+    first = [i for i, _ in s]
+    assert first == [i for i, _ in s] and len(first) == 10
+    s.set_epoch(5)
+    assert [i for i, _ in s] != first
+    draws = []
+    for epoch in range(200):
+        s.set_epoch(epoch)
+        draws += [i for i, _ in s]
+    assert 0.45 < draws.count(0) / len(draws) < 0.55
+    two = [EpochShuffle(range(10), num_replicas=2, rank=r, seed=3, weights=weights) for r in (0, 1)]
+    for t in two:
+        t.set_epoch(4)
+    assert sorted([i for t in two for i, _ in t]) == sorted(first)  # DDP ranks split the same draws

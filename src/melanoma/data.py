@@ -172,8 +172,17 @@ class EpochShuffle(DistributedSampler):
     and keeps a sampler of this type as it is. Single process: ``num_replicas=1, rank=0``.
     """
 
+    def __init__(self, *args, weights=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+
     def __iter__(self):
-        return ((i, self.epoch) for i in super().__iter__())
+        if self.weights is None:
+            return ((i, self.epoch) for i in super().__iter__())
+        # weighted: draws with replacement, as many as the data has, fixed by (seed, epoch), split across ranks
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        drawn = torch.multinomial(self.weights, self.total_size, replacement=True, generator=g).tolist()
+        return ((i, self.epoch) for i in drawn[self.rank:self.total_size:self.num_replicas])
 
 
 def collate_skip_none(batch):
@@ -196,9 +205,9 @@ class LesionDataModule(L.LightningDataModule):
 
     def __init__(self, train: list[Sample], val: list[Sample], img_size: int, mean, std,
                  aug: AugConfig | None, batch_size: int = 32, num_workers: int = 2,
-                 color_constancy: str | None = None, seed: int = 0):
+                 color_constancy: str | None = None, seed: int = 0, weights: list[float] | None = None):
         super().__init__()
-        self.seed = seed
+        self.seed, self.weights = seed, weights
         self.train_samples, self.val_samples = train, val
         self.train_tf = build_transform(img_size, mean, std, aug, color_constancy)
         self.eval_tf = build_transform(img_size, mean, std, color_constancy=color_constancy)
@@ -207,7 +216,8 @@ class LesionDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
-        sampler = EpochShuffle(range(len(self.train_samples)), num_replicas=world, rank=rank, seed=self.seed)
+        sampler = EpochShuffle(range(len(self.train_samples)), num_replicas=world, rank=rank, seed=self.seed,
+                               weights=self.weights)
         # Lightning requests this loader, and starts loading, before it calls set_epoch on a resumed run.
         sampler.set_epoch(trainer.current_epoch if trainer else 0)
         return make_loader(self.train_samples, self.train_tf, self.batch_size, sampler=sampler,

@@ -152,3 +152,14 @@ def balanced_by_source(samples: list, n: int, seed: int) -> list:
         out += rng.sample(items, take)
         left -= take
     return out
+
+
+def source_class_weights(samples: list) -> list[float]:
+    """A sampling weight per sample such that every source keeps its share of the draws and, within it, benign
+    and malignant images are drawn equally often: ``n_source / (2 * n_source_class)``. Without it a source's
+    melanoma rate is a shortcut: HAM10000's training images are a few percent melanoma, the Kaggle set's almost
+    half, so "looks like HAM10000" alone lowers p(malignant). A source with one class keeps weight 1."""
+    counts = Counter((s.source, s.label) for s in samples)
+    per_source = Counter(s.source for s in samples)
+    return [per_source[s.source] / (2 * counts[(s.source, s.label)]) if counts[(s.source, 1 - s.label)] else 1.0
+            for s in samples]

@@ -21,7 +21,7 @@ from .engines import ONNX_FILE
 from .export import export_onnx
 from .fit import GATE_FIT_IMAGES, calibrate_model_folder, fit_ood_for_model
 from .models import create_model, default_mean_std, save_model_folder
-from .sources import balanced_by_source
+from .sources import balanced_by_source, source_class_weights
 
 
 @dataclass
@@ -49,6 +49,7 @@ class TrainConfig:
     # source, and no copy of any source's validation or test image trained on (melanoma.sources).
     extra_train: list[str] = field(default_factory=list)
     other_dx: str = "exclude"  # HAM10000's bcc/akiec: "exclude", "benign" or "malignant" (datasets.dx_label)
+    balance: str = "none"  # "source_class": draw each source's classes equally often (sources.source_class_weights)
     group_duplicates: bool = True  # one source: keep each near-duplicate cluster on one side of train/val
     drop_test_duplicates: bool = False  # one source: leave out training images that have a copy in test
     num_workers: int = 2
@@ -71,6 +72,7 @@ _RULES = [
     ("freeze_blocks", lambda v: v >= 0, ">= 0"), ("num_workers", lambda v: v >= 0, ">= 0"),
     ("optimizer", lambda v: v in ("adam", "adamw"), "adam or adamw"),
     ("other_dx", lambda v: v in ("exclude", "benign", "malignant"), "exclude, benign or malignant"),
+    ("balance", lambda v: v in ("none", "source_class"), "none or source_class"),
     ("ema_decay", lambda v: v is None or 0 < v < 1, "strictly between 0 and 1"),
     ("target_sensitivity", lambda v: v is None or 0 < v <= 1, "in (0, 1], or null for Youden's J"),
     ("color_constancy", lambda v: v in (None, "shades_of_grey"), "shades_of_grey or null"),
@@ -398,8 +400,9 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                                         audit.groups() if cfg.group_duplicates and audit else None)
     split_hash = write_split(out / "split.csv", {"train": train_s, "val": val_s})
     mean, std = default_mean_std(cfg.arch)
+    weights = source_class_weights(train_s) if cfg.balance == "source_class" else None
     dm = LesionDataModule(train_s, val_s, cfg.img_size, mean, std, cfg.aug, cfg.batch_size, cfg.num_workers,
-                          cfg.color_constancy, seed=cfg.seed)
+                          cfg.color_constancy, seed=cfg.seed, weights=weights)
     module = LesionClassifier(cfg.arch, cfg.pretrained, cfg.lr, cfg.weight_decay, cfg.optimizer,
                               cfg.warmup_epochs, cfg.freeze_blocks)
 
