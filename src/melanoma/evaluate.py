@@ -28,6 +28,12 @@ def roc_points(labels, probs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return 1 + last - tps, tps, p[last]
 
 
+def _curve(labels, probs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr) from (0, 0) through every distinct score, and the precision at each score (no leading point)."""
+    fps, tps, _ = roc_points(labels, probs)
+    return np.r_[0, fps] / fps[-1], np.r_[0, tps] / tps[-1], tps / (tps + fps)
+
+
 def compute_metrics(labels, probs, threshold: float = 0.5) -> dict:
     """Binary metrics for labels (0/1, malignant = 1) and p(malignant) at ``threshold``.
 
@@ -45,10 +51,9 @@ def compute_metrics(labels, probs, threshold: float = 0.5) -> dict:
 
     roc_auc = pr_auc = None
     if tp + fn and tn + fp:
-        fps, tps, _ = roc_points(y, p)
-        fpr, tpr = np.r_[0, fps] / fps[-1], np.r_[0, tps] / tps[-1]
+        fpr, tpr, precision = _curve(y, p)
         roc_auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))  # trapezoids
-        pr_auc = float(np.sum(np.diff(tpr) * tps / (tps + fps)))  # average precision: sum of dR * P
+        pr_auc = float(np.sum(np.diff(tpr) * precision))  # average precision: sum of dR * P
     return {
         "n": int(len(y)), "n_benign": tn + fp, "n_malignant": tp + fn,
         "threshold": float(threshold),
@@ -75,8 +80,7 @@ def operating_points(labels, probs) -> dict[str, float | None]:
     if len(set(y.tolist())) < 2:
         fpr = tpr = None
     else:
-        fps, tps, _ = roc_points(y, probs)
-        fpr, tpr = np.r_[0, fps] / fps[-1], np.r_[0, tps] / tps[-1]
+        fpr, tpr, _ = _curve(y, probs)
     for s in SENS_AT_SPEC:
         out[f"sensitivity_at_specificity_{s:.2f}"] = None if fpr is None else float(tpr[1 - fpr >= s].max())
     for t in SPEC_AT_SENS:
@@ -203,9 +207,8 @@ def write_plots(labels, probs, metrics: dict, out: Path, title: str) -> None:
     _figure(out / "confusion_matrix.png", confusion)
     if metrics["roc_auc"] is None:
         return
-    fps, tps, _ = roc_points(y, p)
-    fpr, tpr = np.r_[0, fps] / fps[-1], np.r_[0, tps] / tps[-1]
-    precision = np.r_[1, tps / (tps + fps)]
+    fpr, tpr, precision = _curve(y, p)
+    precision = np.r_[1, precision]
 
     def roc(ax):
         ax.plot(fpr, tpr, label=f"model (AUC = {metrics['roc_auc']:.3f})")
