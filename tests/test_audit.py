@@ -151,3 +151,22 @@ def test_audit_cache_keeps_only_the_most_recently_used_results(tmp_path: Path, m
     entries = list((tmp_path / "cache").glob("audit-*.json"))
     kept = {json.loads(p.read_text())["samples"][0][0].split("/")[-3] for p in entries}
     assert len(entries) == 2 and kept == {"d0", "d2"}
+
+
+def test_hashing_many_files_after_evaluate_ran_in_the_same_process_finishes(tmp_path: Path):
+    # evaluate then audit in one process: forked hashing workers inherited a lock held by one of evaluate's
+    # threads and hung for good.
+    import subprocess
+    import sys
+
+    from conftest import SAMPLES
+
+    rng = np.random.default_rng(0)
+    for i in range(80):  # more than one chunk, so a pool of workers is used
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / f"img{i}.png")
+    code = ("from pathlib import Path\nfrom melanoma.cli import app\n"
+            f"app(['evaluate', {str(SAMPLES)!r}, '--out', {str(tmp_path / 'eval')!r}], standalone_mode=False)\n"
+            "from melanoma.audit import hash_files\n"
+            f"print('HASHED', len(hash_files(sorted(Path({str(tmp_path)!r}).glob('*.png')), workers=2)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "HASHED 80" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]

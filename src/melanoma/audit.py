@@ -22,7 +22,7 @@ import stat
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +103,7 @@ def hash_files(paths: list[Path], on_progress: Callable[[int], None] | None = No
 
     Entries of files that no longer exist are dropped from the cache on the way, so it holds at most
     one entry per image that still exists."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     stamps = {}
@@ -131,9 +132,14 @@ def hash_files(paths: list[Path], on_progress: Callable[[int], None] | None = No
         if on_progress:
             on_progress(len(out))
         if todo:
-            with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+            # Workers are spawned, not forked: a fork after other threads have started (ONNX Runtime's,
+            # torch's: evaluate then audit in one process, or train's data audit) can inherit a held lock and hang.
+            # A batch smaller than one chunk is hashed here: starting interpreters would cost more.
+            workers = 1 if len(todo) <= 64 else (workers or os.cpu_count() or 1)
+            with (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1
+                  else nullcontext()) as pool:
                 rows = []
-                for result in pool.map(_hash_file, todo, chunksize=64):
+                for result in (pool.map(_hash_file, todo, chunksize=64) if pool else map(_hash_file, todo)):
                     if on_progress:
                         on_progress(1)
                     if result is None:
