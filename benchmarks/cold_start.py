@@ -47,12 +47,12 @@ def main() -> None:
     rows = {}
     for name, cmd in (("predict one image", ["predict", str(one)]),
                       ("evaluate four images", ["evaluate", str(tmp / "few"), "--out", str(tmp / "eval")]),
-                      ("evaluate four images, --no-plots", ["evaluate", str(tmp / "few"), "--out", str(tmp / "e2"),
-                                                            "--no-plots"])):
+                      ("evaluate four images, --plots", ["evaluate", str(tmp / "few"), "--out", str(tmp / "e2"),
+                                                         "--plots"])):
         s, torch_loaded = wall(cmd, args.repeats)
         rows[name] = {"median_wall_s": round(s, 3), "torch_imported": torch_loaded}
         print(f"| {name} | {s:.2f} s | torch imported: {torch_loaded} |", flush=True)
-    for name in ("evaluate four images", "evaluate four images, --no-plots"):
+    for name in ("evaluate four images", "evaluate four images, --plots"):
         rows[f"ratio {name} to predict"] = round(rows[name]["median_wall_s"]
                                                  / rows["predict one image"]["median_wall_s"], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)

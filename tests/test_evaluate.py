@@ -88,7 +88,6 @@ def test_evaluate_writes_the_contracted_files(kaggle_like: Path, tiny_model_dir:
     assert len(rows) == 12 and set(rows[0]) == {"path", "label", "p_malignant", "source"}
     assert {r["source"] for r in rows} == {"kaggle"} and "per_source" not in m  # one source: no per-source part
     assert all(0 <= float(r["p_malignant"]) <= 1 for r in rows)
-    assert (tmp_path / "eval" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_evaluate_cli_prints_a_summary(kaggle_like: Path, tiny_model_dir: Path, tmp_path: Path):
@@ -172,8 +171,21 @@ def test_a_multi_source_split_is_reported_per_source_and_pooled(kaggle_like: Pat
     assert all("roc_auc_ci" in v for v in m["per_source"].values())
 
 
-def test_no_plots_writes_the_metrics_and_no_png(kaggle_like: Path, tiny_model_dir: Path, tmp_path: Path):
-    result = CliRunner().invoke(app, ["evaluate", str(kaggle_like), "--model", str(tiny_model_dir), "--out",
-                                      str(tmp_path / "e"), "--no-plots", "--no-clean"])
-    assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["metrics.json", "predictions.csv"]
+def test_plots_are_written_only_on_request_and_are_what_the_report_draws(kaggle_like: Path, tiny_model_dir: Path,
+                                                                          tmp_path: Path):
+    import base64
+    import re
+
+    from melanoma.report import build_report
+
+    runner = CliRunner()
+    for name, flag in (("data", "--no-plots"), ("plots", "--plots")):
+        result = runner.invoke(app, ["evaluate", str(kaggle_like), "--model", str(tiny_model_dir), "--out",
+                                     str(tmp_path / name), flag, "--no-clean"])
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["metrics.json", "predictions.csv"]
+    written = {p.name: p.read_bytes() for p in (tmp_path / "plots").glob("*.png")}
+    assert sorted(written) == ["confusion_matrix.png", "pr.png", "reliability.png", "roc.png"]
+    doc = build_report(tmp_path / "data").read_text()
+    drawn = dict(re.findall(r'<img alt="(\w+\.png)" src="data:image/png;base64,([^"]+)"', doc))
+    assert {k: base64.b64decode(v) for k, v in drawn.items()} == written

@@ -21,7 +21,9 @@ def test_report_is_one_self_contained_html(kaggle_like: Path, tiny_model_dir: Pa
                     "EDA and shortcut check", "Most confident mistakes", "not a diagnosis"):
         assert heading in doc
     assert f"n = {m['n']}" in doc and f"{m['roc_auc']:.3f}" in doc
-    assert len(re.findall(r'src="data:image/png;base64,', doc)) >= 4  # plots inlined
+    for plot in ("roc.png", "pr.png", "confusion_matrix.png", "reliability.png"):  # drawn from predictions.csv
+        assert re.search(f'<img alt="{plot}" src="data:image/png;base64,', doc), plot
+        assert not (run / plot).exists()  # evaluate wrote data files only
     assert not re.findall(r'src="(?!data:)', doc)  # nothing fetched from elsewhere
 
 

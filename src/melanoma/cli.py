@@ -278,14 +278,15 @@ def evaluate(
     data: Path = typer.Argument(..., help="Labelled dataset (any supported layout), or a run's split.csv."),
     model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
     split: str = typer.Option("test", help="Split to evaluate; a dataset with no splits is evaluated whole."),
-    out_dir: Path = typer.Option(Path("runs/eval"), "--out", help="Folder for metrics.json, predictions.csv, plots."),
+    out_dir: Path = typer.Option(Path("runs/eval"), "--out", help="Folder for metrics.json and predictions.csv."),
     batch_size: int = typer.Option(32, min=1),
     clean: bool = typer.Option(True, help="Also report the clean test: images with no near-duplicate in train "
                                           "(audited on demand, cached). Needs train and test splits."),
     tta: bool = typer.Option(False, "--tta", help="Average the 8 flips/rotations of each image."),
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
     prevalence: Optional[float] = typer.Option(None, help=PREVALENCE_HELP),
-    plots: bool = typer.Option(True, help="Write the ROC, precision-recall, confusion and reliability PNGs."),
+    plots: bool = typer.Option(False, help="Also write the ROC, precision-recall, confusion and reliability PNGs "
+                                           "(`melanoma report` draws them anyway)."),
 ) -> None:
     """Metrics of a model on a labelled split: printed, and written to OUT/metrics.json."""
     from .config import ModelError
@@ -313,8 +314,9 @@ def evaluate(
                                              f"{m['clean']['n_excluded']} excluded)"))
     if m["skipped"]:
         err.print(f"[yellow]{len(m['skipped'])} unreadable images skipped[/] (listed in metrics.json)")
-    out.print(f"written: {out_dir / 'metrics.json'}, predictions.csv" + (", roc.png, pr.png, confusion_matrix.png, "
-                                                                          "reliability.png" if plots else ""))
+    extra = (", roc.png, pr.png, confusion_matrix.png, reliability.png" if plots
+             else f"; curves and report: melanoma report {out_dir}")
+    out.print(f"written: {out_dir / 'metrics.json'}, predictions.csv{extra}")
 
 
 @app.command()

@@ -1,5 +1,5 @@
-"""Evaluation: metrics of a model folder on a labelled split, written as ``metrics.json``,
-``predictions.csv`` and ``confusion_matrix.png``."""
+"""Evaluation: metrics of a model folder on a labelled split, written as ``metrics.json`` and
+``predictions.csv`` (data files; the plots are drawn from them on request, see :func:`plot_pngs`)."""
 
 from __future__ import annotations
 
@@ -174,9 +174,9 @@ def metrics_with_ci(labels, probs, threshold: float, n_boot: int = 1000, seed: i
     return out
 
 
-def _figure(path: Path, draw: Callable, size=(4.4, 4.0)) -> None:
-    """Draw with ``draw(ax)`` and save a PNG atomically. A bare Figure, not pyplot: no GUI backend, no global
-    state, and a faster start for a command that draws four plots."""
+def _figure(draw: Callable, size=(4.4, 4.0)) -> bytes:
+    """A PNG drawn with ``draw(ax)``. A bare Figure, not pyplot: no GUI backend, no global state, and a faster
+    start for four plots."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=size)
@@ -184,12 +184,12 @@ def _figure(path: Path, draw: Callable, size=(4.4, 4.0)) -> None:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
-def write_plots(labels, probs, metrics: dict, out: Path, title: str) -> None:
-    """confusion_matrix.png, roc.png, pr.png and reliability.png for one set of predictions (drawn from
-    :func:`roc_points`, so that evaluate does not import scikit-learn for them)."""
+def plot_pngs(labels, probs, metrics: dict, title: str) -> dict[str, bytes]:
+    """{file name: PNG} of the confusion matrix and, where both classes are present, the ROC, precision-recall
+    and reliability curves of one set of predictions (drawn from :func:`roc_points`: no scikit-learn import)."""
     from .calibrate import reliability_curve
 
     y, p = np.asarray(labels, int), np.asarray(probs, float)
@@ -204,9 +204,9 @@ def write_plots(labels, probs, metrics: dict, out: Path, title: str) -> None:
         ax.set_xlabel("predicted label")
         ax.set_ylabel("true label")
         ax.set_title(f"{title}\nthreshold {metrics['threshold']:.3f}", fontsize=9)
-    _figure(out / "confusion_matrix.png", confusion)
+    pngs = {"confusion_matrix.png": _figure(confusion)}
     if metrics["roc_auc"] is None:
-        return
+        return pngs
     fpr, tpr, precision = _curve(y, p)
     precision = np.r_[1, precision]
 
@@ -225,8 +225,6 @@ def write_plots(labels, probs, metrics: dict, out: Path, title: str) -> None:
         ax.set_ylabel("precision")
         ax.set_title(f"Precision-recall, {title}", fontsize=9)
         ax.legend(loc="lower left")
-    _figure(out / "roc.png", roc)
-    _figure(out / "pr.png", pr)
     curve = reliability_curve(p, y)
 
     def reliability(ax):
@@ -236,7 +234,11 @@ def write_plots(labels, probs, metrics: dict, out: Path, title: str) -> None:
         ax.set_ylabel("observed fraction malignant")
         ax.set_title(f"Reliability (ECE {metrics['ece']:.3f}), {title}", fontsize=9)
         ax.legend(loc="upper left")
-    _figure(out / "reliability.png", reliability)
+    return {**pngs, "roc.png": _figure(roc), "pr.png": _figure(pr), "reliability.png": _figure(reliability)}
+
+
+def plot_title(metrics: dict) -> str:
+    return f"{metrics['split']} split, n={metrics['n']}"
 
 
 def clean_paths_for(data: str | Path, split: str = "test", out: str | Path | None = None,
@@ -260,15 +262,17 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
              batch_size: int = 32, on_batch: Callable[[int], None] | None = None,
              on_start: Callable[[int], None] | None = None, n_boot: int = 1000,
              clean_paths: set[str] | None = None, tta: bool = False, engine: str = "auto",
-             prevalence: float | None = None, plots: bool = True) -> dict:
+             prevalence: float | None = None, plots: bool = False) -> dict:
     """Predict every image of ``split`` of the dataset at ``data`` and write the results to ``out``.
 
     A dataset without train/test folders is evaluated whole. Unreadable images are left out of the
     metrics and listed under ``skipped``. Every scalar metric has a ``<name>_ci`` 95% bootstrap
     interval. With ``clean_paths`` (the images with no near-duplicate in training data) the same
     metrics are also computed on that subset, under ``clean``. ``prevalence`` moves the probabilities to
-    a population with that fraction malignant (see ``BasePredictor.with_prevalence``). ``plots=False`` skips
-    the PNG plots.
+    a population with that fraction malignant (see ``BasePredictor.with_prevalence``). ``plots=True`` also
+    writes the PNGs of :func:`plot_pngs`; off by default, because matplotlib's import and four PNGs would be most
+    of a small evaluation's time (benchmarks/cold_start.py), and ``melanoma report`` draws them from
+    ``predictions.csv`` anyway.
     """
     from .calibrate import expected_calibration_error, sigmoid
     from .config import sha256_file
@@ -316,8 +320,9 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     writer.writerow(["path", "label", "p_malignant", "source"])
     writer.writerows([str(s.path), s.label, f"{p:.6f}", s.source] for s, p, _ in ok)
     atomic_write_text(out / "predictions.csv", buf.getvalue())
-    if plots:  # matplotlib's import and four PNGs are most of a small evaluation's time (benchmarks/cold_start.py)
-        write_plots(labels, scores, metrics, out, f"{split_name} split, n={metrics['n']}")
+    if plots:
+        for name, png in plot_pngs(labels, scores, metrics, plot_title(metrics)).items():
+            atomic_write_bytes(out / name, png)
     return metrics
 
 

@@ -1,8 +1,8 @@
 """One self-contained HTML report of an evaluation folder (``melanoma evaluate --out DIR``).
 
 Everything is inlined (plots and thumbnails as base64), so the file can be mailed or archived alone.
-It reads what the folder has: metrics.json and its plots, audit.json, eda.json, predictions.csv,
-and the model folder's training_log.csv.
+It reads what the folder has: metrics.json, predictions.csv (the curves are drawn from it unless
+``evaluate --plots`` wrote them), audit.json, eda.json, and the model folder's training_log.csv.
 """
 
 from __future__ import annotations
@@ -106,6 +106,20 @@ def gallery(rows: list[dict], title: str) -> str:
     return f"<h3>{title}</h3><div class=gallery>{''.join(figs) or '<p class=note>none</p>'}</div>"
 
 
+def curve_pngs(run_dir: Path, m: dict) -> dict[str, bytes]:
+    """The evaluation's curve PNGs: those ``evaluate --plots`` wrote, else drawn now from its predictions.csv."""
+    from .evaluate import plot_pngs, plot_title, read_predictions
+
+    names = ("roc.png", "pr.png", "confusion_matrix.png", "reliability.png")
+    if all((run_dir / f).is_file() for f in names):
+        return {f: (run_dir / f).read_bytes() for f in names}
+    if not (run_dir / "predictions.csv").is_file():
+        return {}
+    _, labels, probs = read_predictions(run_dir)
+    drawn = plot_pngs(labels, probs, m, plot_title(m))
+    return {f: drawn[f] for f in names if f in drawn}
+
+
 def build_report(run_dir: str | Path, out: str | Path | None = None, n_gallery: int = 8) -> Path:
     """Write ``report.html`` for the evaluation folder ``run_dir``; returns its path."""
     run_dir = Path(run_dir)
@@ -123,8 +137,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, n_gallery: 
     if "clean" in m:
         parts.append(f"<section><h2>Metrics, clean {html.escape(m['split'])} split (images with no near-duplicate in "
                      f"train; {m['clean']['n_excluded']} excluded)</h2>{metrics_table(m['clean'])}</section>")
-    plots = [_img_tag((run_dir / f).read_bytes(), f) for f in
-             ("roc.png", "pr.png", "confusion_matrix.png", "reliability.png") if (run_dir / f).is_file()]
+    plots = [_img_tag(png, name) for name, png in curve_pngs(run_dir, m).items()]
     parts.append(f"<section><h2>Curves</h2><div class=plots>{''.join(plots)}</div>"
                  f"<p class=note>Temperature {m.get('temperature', 1.0):.3f} and threshold {m['threshold']:.3f} "
                  f"were fitted on validation data, never on this split.</p></section>")
