@@ -14,6 +14,17 @@ KAGGLE = SHARED_DATA / "melanoma_cancer_dataset"
 SAMPLES = REPO / "samples"
 
 
+def files_git_would_refuse(folder: Path, limit: int = 10 * 2**20) -> list[str]:
+    """Files over the Hub's plain-git limit that the folder's .gitattributes does not send through LFS."""
+    from fnmatch import fnmatch
+
+    attributes = folder / ".gitattributes"
+    lfs = [line.split()[0] for line in (attributes.read_text().splitlines() if attributes.is_file() else [])
+           if "filter=lfs" in line]
+    return [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.stat().st_size > limit
+            and not any(fnmatch(p.name, pattern) for pattern in lfs)]
+
+
 def lesion_image(label: int, rng: np.random.Generator, size: int = 48) -> Image.Image:
     """A skin-coloured square with a dark blob; malignant blobs are larger and irregular, so a
     tiny network can tell the classes apart."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES
+from conftest import SAMPLES, files_git_would_refuse
 
 gr = pytest.importorskip("gradio")
 
@@ -123,6 +123,7 @@ def test_the_space_folder_has_valid_front_matter_and_only_what_the_onnx_app_load
     model = space / "src" / "melanoma" / "weights" / "default"
     assert (model / "model.onnx").is_file() and not (model / "model.safetensors").exists()
     assert (space / "src" / "melanoma" / "samples" / "benign").is_dir()
+    assert files_git_would_refuse(space) == [] and (model / "model.onnx").stat().st_size > 10 * 2**20  # git push works
 
 
 def test_the_space_builds_with_only_its_requirements(space: Path):

@@ -8,7 +8,7 @@ from melanoma.config import DEFAULT_MODEL_DIR
 from melanoma.engines.torch_engine import TorchPredictor
 from melanoma.inputs import expand_paths
 
-from conftest import SAMPLES
+from conftest import SAMPLES, files_git_would_refuse
 
 
 def test_exported_repository_predicts_exactly_like_the_original(tmp_path: Path):
@@ -20,6 +20,7 @@ def test_exported_repository_predicts_exactly_like_the_original(tmp_path: Path):
     config = json.loads((repo / "config.json").read_text())
     assert config["architecture"] == config["arch"] and config["num_classes"] == 1
     assert config["pretrained_cfg"]["input_size"] == [3, config["img_size"], config["img_size"]]
+    assert files_git_would_refuse(repo) == [] and (repo / "model.onnx").stat().st_size > 10 * 2**20
     card = (repo / "README.md").read_text()
     assert card.startswith("---\n") and "license: apache-2.0" in card and "Not a diagnosis" in card
     paths = expand_paths([SAMPLES])[::3]

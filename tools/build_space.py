@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+from melanoma.card import HUB_GITATTRIBUTES  # noqa: E402  (the package's source, not an installed copy)
+
 SPACE_ONLY_SKIPS = ("model.safetensors", "training_log.csv", "__pycache__")  # what the ONNX app never opens
 
 
@@ -40,6 +43,7 @@ def build(out: Path, model_id: str | None = None) -> Path:
     (out / "README.md").write_text(front_matter(model_id) + body)
     shutil.copytree(REPO / "src" / "melanoma", out / "src" / "melanoma",
                     ignore=shutil.ignore_patterns(*SPACE_ONLY_SKIPS))
+    (out / ".gitattributes").write_text(HUB_GITATTRIBUTES)  # model.onnx is over the Hub's 10 MB limit for plain git
     return out
 
 
@@ -51,7 +55,7 @@ def main() -> None:
     out = build(args.out, args.model_id)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"Space folder: {out} ({size / 2**20:.1f} MiB); "
-          f"push it with `hf upload USER/SPACE {out} . --repo-type space`")
+          f"push it with `hf upload USER/SPACE {out} . --repo-type space` (or git, with git-lfs installed)")
 
 
 if __name__ == "__main__":

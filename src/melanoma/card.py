@@ -20,6 +20,12 @@ BASE_MODELS = {"tf_efficientnet_lite0": "timm/tf_efficientnet_lite0.in1k",
                "tf_efficientnet_lite2": "timm/tf_efficientnet_lite2.in1k"}
 
 
+# The Hub refuses a plain git push of a file over 10 MB: weights and ONNX graphs go through Git LFS. (huggingface_hub's
+# upload does this by itself; a `git push` of the folder needs these lines, as the Hub's own template has them.)
+HUB_GITATTRIBUTES = "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n"
+                            for pattern in ("*.onnx", "*.safetensors", "*.bin", "*.pt", "*.ckpt"))
+
+
 def public_name(source: str) -> str:
     return PUBLIC_NAMES.get(source, source)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .card import model_card, public_name
+from .card import HUB_GITATTRIBUTES, model_card, public_name
 from .config import DEFAULT_MODEL_DIR, atomic_write_bytes, atomic_write_text, write_checksums
 from .datasets import source_name
 from .models import load_model_folder
@@ -132,6 +132,7 @@ def export_hub(model_dir: str | Path | None, out_dir: str | Path, metrics_file: 
     card = (src / "README.md").read_text() if (src / "README.md").is_file() and not evaluations else \
         model_card(cfg, evaluations)
     atomic_write_text(out / "README.md", card)
+    atomic_write_text(out / ".gitattributes", HUB_GITATTRIBUTES)
     write_checksums(out)
     return out
 
