@@ -5,7 +5,9 @@ on the generated non-lesion images.
     python benchmarks/gate_sources.py MODEL_DIR runs/NAME/split.csv [--out docs/results/NAME.json]
 
 The gate is refitted exactly as ``train`` fits it (ood.OODDetector.fit on 2,000 training images in equal shares
-of the sources used, threshold ood.gate_threshold on their validation images), on the model's own features.
+of the sources used, plus ood.FIELD_SHARE of them seen through a synthetic dermatoscope field; threshold
+ood.gate_threshold on their validation images), on the model's own features. ``--no-field`` fits without the
+field views, as gates were fitted before experiments/011-gate-field; the JSON has both when ``--compare``.
 Targets (issue 16): <= 2% of a held-out source's lesions refused; >= 95% of non-lesions refused.
 """
 
@@ -23,7 +25,7 @@ from melanoma.card import public_name
 from melanoma.datasets import discover, read_split
 from melanoma.engines import load_predictor
 from melanoma.imaging import InMemory
-from melanoma.ood import OODDetector, gate_threshold
+from melanoma.ood import FIELD_SHARE, OODDetector, field_views, gate_threshold
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -44,6 +46,7 @@ def main() -> None:
     ap.add_argument("split", type=Path)
     ap.add_argument("--per-source-fit", type=int, default=1000, help="training images per source to draw from")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "gate_sources.json")
+    ap.add_argument("--compare", action="store_true", help="also fit every gate without the field views")
     args = ap.parse_args()
 
     predictor = load_predictor(args.model, num_workers=2)
@@ -55,15 +58,19 @@ def main() -> None:
     for s in split["val"]:
         val.setdefault(s.source, []).append(s)
     names = sorted(val)
-    f_train = {n: features(predictor, rng.sample(train[n], min(args.per_source_fit, len(train[n]))))[0] for n in names}
+    drawn = {n: rng.sample(train[n], min(args.per_source_fit, len(train[n]))) for n in names}
+    f_train = {n: features(predictor, drawn[n])[0] for n in names}
+    f_field = {n: features(predictor, field_views(drawn[n]))[0] for n in names}
     f_val = {n: features(predictor, val[n])[0] for n in names}
     f_ext, _ = features(predictor, discover(EXTERNAL)["test"])
     nonlesions = [InMemory(name, img) for name, img in nonlesion_images()]
     f_non, flat_non = features(predictor, nonlesions)
 
-    def fit(sources: list[str]) -> OODDetector:
-        per = 2000 // len(sources)
-        det = OODDetector.fit(np.concatenate([f_train[n][:per] for n in sources]))
+    def fit(sources: list[str], field: bool = True) -> OODDetector:
+        per = 2000 // len(sources)  # as train: balanced_by_source, then field_views of the first FIELD_SHARE
+        fit_f = [f_train[n][:per] for n in sources]
+        fit_f += [f_field[n][: round(FIELD_SHARE * per)] for n in sources] if field else []
+        det = OODDetector.fit(np.concatenate(fit_f))
         scores = np.concatenate([det.score(f_val[n]) for n in sources])
         det.threshold = gate_threshold(scores, np.concatenate([[n] * len(f_val[n]) for n in sources]))
         return det
@@ -72,24 +79,33 @@ def main() -> None:
         out = det.score(f) > det.threshold
         return float((out | flat).mean() if flat is not None else out.mean())
 
-    result = {"model": str(args.model), "n_fit": 2000, "held_out": {}, "all_sources": {}}
-    for held in names:
-        det = fit([n for n in names if n != held])
-        result["held_out"][held] = {"n": len(f_val[held]), "refused": refused(det, f_val[held]),
-                                    "external_refused": refused(det, f_ext),
-                                    "nonlesions_refused": refused(det, f_non, flat_non)}
-    det = fit(names)
-    result["all_sources"] = {**{n: {"n": len(f_val[n]), "refused": refused(det, f_val[n])} for n in names},
-                             "ISIC 2018 test (external)": {"n": len(f_ext), "refused": refused(det, f_ext)},
-                             "non-lesion images": {"n": len(f_non), "refused": refused(det, f_non, flat_non)}}
+    def fits(field: bool) -> dict:
+        out = {"held_out": {}}
+        for held in names:
+            det = fit([n for n in names if n != held], field)
+            out["held_out"][held] = {"n": len(f_val[held]), "refused": refused(det, f_val[held]),
+                                     "external_refused": refused(det, f_ext),
+                                     "nonlesions_refused": refused(det, f_non, flat_non)}
+        det = fit(names, field)
+        out["all_sources"] = {**{n: {"n": len(f_val[n]), "refused": refused(det, f_val[n])} for n in names},
+                              "ISIC 2018 test (external)": {"n": len(f_ext), "refused": refused(det, f_ext)},
+                              "non-lesion images": {"n": len(f_non), "refused": refused(det, f_non, flat_non)}}
+        return out
+
+    result = {"model": str(args.model), "split": str(args.split), "n_fit": 2000, "field_share": FIELD_SHARE,
+              **fits(True)}
+    if args.compare:
+        result["without_field"] = fits(False)
     shipped = predictor.ood
     result["shipped_gate"] = {"external_refused": refused(shipped, f_ext),
                               "nonlesions_refused": refused(shipped, f_non, flat_non),
                               **{n: refused(shipped, f_val[n]) for n in names}}
-    for held, r in result["held_out"].items():
-        print(f"| {public_name(held)} held out of the fit | {r['n']} | {100 * r['refused']:.1f}% | "
-              f"{100 * r['external_refused']:.1f}% | {100 * r['nonlesions_refused']:.1f}% |")
-    print(json.dumps(result["all_sources"], indent=1), json.dumps(result["shipped_gate"], indent=1))
+    for variant, res in [("field views", result), ("no field views", result.get("without_field"))]:
+        for held, r in (res or {}).get("held_out", {}).items():
+            print(f"| {variant}: {public_name(held)} held out of the fit | {r['n']} | {100 * r['refused']:.1f}% | "
+                  f"{100 * r['external_refused']:.1f}% | {100 * r['nonlesions_refused']:.1f}% |")
+    for part in (result["all_sources"], result.get("without_field", {}).get("all_sources"), result["shipped_gate"]):
+        print(json.dumps(part, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -122,6 +122,7 @@ def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path:
     cfg = ModelConfig.load(model_dir / "config.json")
     gate = cfg.training["gate"]
     assert gate["sources"] == ["clinic_a", "clinic_b"] and gate["n_fit"] == 52  # all of both: fewer than 2,000
+    assert gate["n_field_views"] == 20 + 6  # half of each source, also seen through a dermatoscope field
     assert set(gate["val_rejected_per_source"]) == {"clinic_a", "clinic_b"}
     assert (model_dir / "ood.safetensors").read_bytes() != before and cfg.threshold == 0.5  # threshold untouched
     TorchPredictor(model_dir)  # the checksums were rewritten: the folder still verifies
@@ -130,3 +131,36 @@ def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path:
     flat = write_class_folders(tmp_path / "flat", 3)  # no train/val folders
     no_train = CliRunner().invoke(app, ["calibrate", str(model_dir), str(flat), "--gate", "--no-threshold"])
     assert no_train.exit_code == 2 and "no train split" in no_train.output
+
+
+def test_dermatoscope_field_blackens_outside_a_disc_and_keeps_its_centre():
+    from PIL import Image
+
+    from melanoma.ood import FIELD_RADIUS, dermatoscope_field
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(60, 250, (120, 160, 3), dtype=np.uint8))  # 4:3, landscape
+    views = [np.asarray(dermatoscope_field(image, np.random.default_rng(seed))) for seed in range(5)]
+    original = np.asarray(image)
+    for v in views:
+        assert v.shape == original.shape and v.dtype == np.uint8
+        assert (v[0, 0] == 0).all() and (v[-1, -1] == 0).all()  # corners lie outside any disc of radius <= 0.65 side
+        assert (v[60, 80] == original[60, 80]).all()  # the centre is seen unchanged
+        inside = (v > 0).any(axis=2).mean()  # the disc's share of the frame, within its radius range
+        assert np.pi * (FIELD_RADIUS[0] * 120) ** 2 / (160 * 120) * 0.8 < inside < 1.0
+    assert len({v.tobytes() for v in views}) == 5  # each draw its own radius and centre
+
+
+def test_field_views_of_the_first_share_of_each_source_keep_label_and_source(tmp_path: Path):
+    from melanoma.imaging import InMemory
+    from melanoma.ood import field_views
+
+    good = write_lesions(tmp_path / "l", 6, seed=4)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    samples = [Sample(s.path, i % 2, "clinic_a") for i, s in enumerate(good[:4])]
+    samples += [Sample(tmp_path / "broken.jpg", 1, "clinic_b")] + [Sample(s.path, 1, "clinic_b") for s in good[4:]]
+    views = field_views(samples, share=0.75, seed=0)  # 3 of clinic_a's 4; 2 of clinic_b's 3, one unreadable
+    assert [v.path for v in views] == [f"{s.path}#field" for s in samples[:3] + samples[5:6]]
+    assert all(isinstance(v, InMemory) for v in views)
+    assert [(v.label, v.source) for v in views] == [(s.label, s.source) for s in samples[:3] + samples[5:6]]
+    assert field_views(samples, 0.75, 0)[0].image.tobytes() == views[0].image.tobytes()  # seeded: reproducible

@@ -11,6 +11,10 @@ landscapes land far away. Blank and single-colour images are refused outright: t
 
 The threshold is a high quantile of the scores of held-out lesion images (validation split), so the
 expected false rejection rate on lesions is known by construction.
+
+Some archives photograph through a contact dermatoscope's round field (a black frame around a disc), others
+fill the frame; a gate fitted only on the second kind refuses the first. So the fit set also sees a share of its
+images through a synthetic field (:func:`field_views`; experiments/011-gate-field).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import numpy as np
 OOD_FILE = "ood.safetensors"
 GATE_BLOCKS = (3, 4, 5, 6)  # EfficientNet stages whose pooled outputs are the gate's features
 FLAT_STD = 0.02  # grey-level std (0-1) under which an image is called blank / single-colour
+FIELD_SHARE = 0.5  # of the gate's fit images, also seen through a synthetic dermatoscope field
+FIELD_RADIUS = (0.42, 0.65)  # the field's radius, in units of the image's shorter side
+FIELD_MAX_SIDE = 448  # px: views are made (and held in memory) at most this large; the model sees 224-300
 
 
 class OODDetector:
@@ -81,6 +88,41 @@ class OODDetector:
         d = load_file(path)
         return cls(d["mean"], d["components"], d["variances"], float(d["residual_scale"][0]),
                    float(d["threshold"][0]), d.get("scale"))
+
+
+def dermatoscope_field(image, rng: np.random.Generator):
+    """The PIL image as seen through a contact dermatoscope: inside a soft-edged disc of random radius and
+    slightly off-centre, black outside (clipped by the image's edges when the disc is larger than it)."""
+    from PIL import Image
+
+    w, h = image.size
+    side = min(w, h)
+    r = rng.uniform(*FIELD_RADIUS) * side
+    cx, cy = (w / 2, h / 2) + rng.uniform(-0.05, 0.05, 2) * side
+    yy, xx = np.ogrid[:h, :w]
+    inside = np.clip((r - np.hypot(xx - cx, yy - cy)) / (0.04 * side), 0, 1)  # a 4%-of-side soft edge
+    return Image.fromarray((np.asarray(image, np.float32) * inside[..., None]).astype(np.uint8))
+
+
+def field_views(samples, share: float = FIELD_SHARE, seed: int = 0) -> list:
+    """The first ``share`` of each source's ``samples`` (Sample or InMemory) seen through
+    :func:`dermatoscope_field`, as InMemory images with the same label and source; an unreadable image has no
+    view (the gate's fit skips it too)."""
+    from .imaging import ImageError, InMemory, load_any
+
+    by_source: dict[str, list] = {}
+    for s in samples:
+        by_source.setdefault(s.source, []).append(s)
+    rng = np.random.default_rng(seed)
+    views = []
+    for s in (s for items in by_source.values() for s in items[: round(share * len(items))]):
+        try:
+            image = load_any(s, FIELD_MAX_SIDE)
+        except ImageError:
+            continue
+        image.thumbnail((FIELD_MAX_SIDE, FIELD_MAX_SIDE))
+        views.append(InMemory(f"{s.path}#field", dermatoscope_field(image, rng), s.label, s.source))
+    return views
 
 
 def is_flat(x, mean, std) -> np.ndarray:
