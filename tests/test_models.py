@@ -47,7 +47,7 @@ def test_binary_head_and_baselines():
     ("resnet18", "imagenet", "offline ImageNet weights"),
     ("no_such_net", "none", "unknown architecture"),
     ("small_cnn", "imagenet", "from scratch"),
-    ("tf_efficientnet_lite0", "hub", "imagenet' or 'none"),
+    ("tf_efficientnet_lite0", "hub", "'none' or a model folder"),
 ])
 def test_bad_model_choices_are_explained(arch, pretrained, message):
     with pytest.raises(ModelError, match=message):
@@ -65,6 +65,18 @@ def test_model_folder_round_trip(tmp_path: Path):
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
     assert not list((tmp_path / "m").glob("*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_a_model_folder_is_a_starting_point_for_more_training(tmp_path: Path):
+    model = create_model("small_cnn", pretrained="none").eval()
+    save_model_folder(model, ModelConfig(arch="small_cnn", img_size=48), tmp_path / "m")
+    again = create_model("small_cnn", pretrained=str(tmp_path / "m"))
+    assert again.training  # ready to train, with the folder's weights
+    x = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(model(x), again.eval()(x))
+    with pytest.raises(ModelError, match="holds a one-logit small_cnn"):
+        create_model("tf_efficientnet_lite0", pretrained=str(tmp_path / "m"))
 
 
 def test_broken_model_folders_give_clear_errors(tmp_path: Path):

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from melanoma.sources import split_sources
+from melanoma.datasets import DatasetError
+from melanoma.sources import only_sources, split_sources
 
 from conftest import textured_lesion
 
@@ -95,6 +96,21 @@ def test_a_source_with_its_own_validation_split_keeps_it(tmp_path: Path):
     split = split_sources([kaggle, isic], val_fraction=0.25, seed=0)
     assert sorted(s.path.stem for s in split.val_by_source()["isic"]) == [f"Validation_{i}" for i in range(4)]
     assert split.summary["isic"]["val_split"] == "own" and split.summary["isic"]["n_train"] == 6
+
+
+def test_training_on_some_sources_keeps_the_split_and_every_validation_image(tmp_path: Path):
+    rng = np.random.default_rng(2)
+    kaggle = write_kaggle_like(tmp_path / "kaggle", rng)
+    ham = write_ham_like(tmp_path / "ham", rng, [("nv", 1)] * 8 + [("mel", 1)] * 8)
+    full = split_sources([kaggle, ham], val_fraction=0.25, seed=0)
+    part = only_sources(full, ["ham"])
+    assert {s.source for s in part.train} == {"ham"}
+    assert [s.path for s in part.train] == [s.path for s in full.train if s.source == "ham"]
+    assert part.val == full.val  # the first stage's validation images, every source
+    assert part.summary["kaggle"]["n_train"] == 0 and not part.summary["kaggle"]["trained_on"]
+    assert part.summary["ham"] == {**full.summary["ham"], "trained_on": True}
+    with pytest.raises(DatasetError, match="no source 'isic'"):
+        only_sources(full, ["isic"])
 
 
 def test_source_class_weights_draw_each_sources_classes_equally_and_keep_its_share():

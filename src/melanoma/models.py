@@ -85,7 +85,13 @@ def map_lite_state_dict(src: dict[str, torch.Tensor], model: nn.Module) -> dict[
 
 def create_model(arch: str = "tf_efficientnet_lite0", pretrained: str = "imagenet",
                  num_classes: int = 1) -> nn.Module:
-    """A network with ``num_classes`` outputs (1 = one malignancy logit). Input (N, 3, H, W)."""
+    """A network with ``num_classes`` outputs (1 = one malignancy logit). Input (N, 3, H, W). ``pretrained``:
+    "imagenet", "none", or a model folder to start from (its weights, checksums verified)."""
+    if Path(pretrained).is_dir():  # a trained model folder: fine-tune it further (a second training stage)
+        model, cfg = load_model_folder(pretrained)
+        if cfg.arch != arch or num_classes != 1:
+            raise ModelError(f"{pretrained} holds a one-logit {cfg.arch}; asked for {arch} with {num_classes} outputs")
+        return model.train()
     if arch == "small_cnn":
         if pretrained != "none":
             raise ModelError("small_cnn is trained from scratch: use --pretrained none")
@@ -98,7 +104,7 @@ def create_model(arch: str = "tf_efficientnet_lite0", pretrained: str = "imagene
         except RuntimeError as e:  # timm raises RuntimeError for an unknown name
             raise ModelError(f"unknown architecture {arch!r}: {e}") from e
     if pretrained != "imagenet":
-        raise ModelError(f"pretrained must be 'imagenet' or 'none' (got {pretrained!r})")
+        raise ModelError(f"pretrained must be 'imagenet', 'none' or a model folder (got {pretrained!r})")
     if arch not in LITE_ARCHS:
         raise ModelError(f"offline ImageNet weights exist only for tf_efficientnet_lite0/1/2; "
                          f"use --pretrained none for {arch}")

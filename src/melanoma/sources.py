@@ -154,6 +154,20 @@ def balanced_by_source(samples: list, n: int, seed: int) -> list:
     return out
 
 
+def only_sources(split: SourceSplit, keep: list[str]) -> SourceSplit:
+    """``split`` training on the sources in ``keep`` only; validation and the split itself unchanged, so a
+    second training stage on a subset never sees the first stage's validation images. The summary records the
+    sources left out of training (``n_train`` 0, ``trained_on`` false). An unknown name is an error naming it."""
+    known = set(split.summary) or {s.source for s in split.train}
+    unknown = [k for k in keep if k not in known]
+    if unknown:
+        raise DatasetError(f"train_sources: no source {unknown[0]!r} (sources: {', '.join(sorted(known))})")
+    summary = {name: {**info, "trained_on": name in keep,
+                      **({} if name in keep else {"n_train": 0, "n_train_malignant": 0})}
+               for name, info in split.summary.items()}
+    return SourceSplit([s for s in split.train if s.source in keep], split.val, summary)
+
+
 def source_class_weights(samples: list) -> list[float]:
     """A sampling weight per sample such that every source keeps its share of the draws and, within it, benign
     and malignant images are drawn equally often: ``n_source / (2 * n_source_class)``. Without it a source's

@@ -48,6 +48,10 @@ class TrainConfig:
     # Further sources trained on with ``data``: one duplicate graph over all of them, a validation split per
     # source, and no copy of any source's validation or test image trained on (melanoma.sources).
     extra_train: list[str] = field(default_factory=list)
+    # Train only on these sources' training images (names as in split.csv); validation keeps every source and the
+    # split is the one all sources give, so a second stage (``pretrained``: the first stage's model folder, same
+    # sources and seed) never trains on the first stage's validation images.
+    train_sources: list[str] = field(default_factory=list)
     other_dx: str = "exclude"  # HAM10000's bcc/akiec: "exclude", "benign" or "malignant" (datasets.dx_label)
     balance: str = "none"  # "source_class": draw each source's classes equally often (sources.source_class_weights)
     group_duplicates: bool = True  # one source: keep each near-duplicate cluster on one side of train/val
@@ -76,6 +80,7 @@ _RULES = [
     ("ema_decay", lambda v: v is None or 0 < v < 1, "strictly between 0 and 1"),
     ("target_sensitivity", lambda v: v is None or 0 < v <= 1, "in (0, 1], or null for Youden's J"),
     ("color_constancy", lambda v: v in (None, "shades_of_grey"), "shades_of_grey or null"),
+    ("pretrained", lambda v: v in ("imagenet", "none") or Path(v).is_dir(), "imagenet, none or a model folder"),
 ]
 _AUG_RULES = [
     ("rotation", lambda v: 0 <= v <= 180, "in [0, 180] degrees"), ("zoom", lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -98,6 +103,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                 good = False
             if not good:
                 raise ValueError(f"{prefix}{name} must be {must} (got {value!r})")
+    if cfg.train_sources and not cfg.extra_train:
+        raise ValueError("train_sources needs several sources (extra_train)")
     return cfg
 
 
@@ -380,9 +387,12 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     dropped: list = []
     sources = None
     if cfg.extra_train:  # several sources: one duplicate graph over all, one validation split per source
-        from .sources import split_sources
+        from .sources import only_sources, split_sources
 
         split = split_sources([data, *cfg.extra_train], cfg.val_fraction, cfg.seed, cfg.other_dx)
+        gate_pool = split.train  # the gate is fitted on every source's images, whatever is trained on
+        if cfg.train_sources:
+            split = only_sources(split, cfg.train_sources)
         train_s, val_s, sources = split.train, split.val, split.summary
     else:
         splits = discover(data, other_dx=cfg.other_dx)
@@ -398,6 +408,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
             splits["train"] = [s for s in splits.get("train", []) if groups.get(str(s.path)) not in test_clusters]
         train_s, val_s = make_train_val(splits, cfg.val_fraction, cfg.seed,
                                         audit.groups() if cfg.group_duplicates and audit else None)
+        gate_pool = train_s
     split_hash = write_split(out / "split.csv", {"train": train_s, "val": val_s})
     mean, std = default_mean_std(cfg.arch)
     weights = source_class_weights(train_s) if cfg.balance == "source_class" else None
@@ -457,7 +468,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         calibrate_model_folder(out / "model", val_s, cfg.target_sensitivity, cfg.batch_size)
         clock["calibrate_end"] = time.perf_counter()
         if hasattr(module.net, "forward_head"):  # the "cannot assess" gate needs pooled features
-            fit = balanced_by_source(train_s, GATE_FIT_IMAGES, cfg.seed)
+            fit = balanced_by_source(gate_pool, GATE_FIT_IMAGES, cfg.seed)
             fit_ood_for_model(out / "model", fit, val_s, batch_size=cfg.batch_size)
         clock["gate_end"] = time.perf_counter()
         # model.onnx makes predict, evaluate and the app take the fast torch-free path on this folder too.
