@@ -73,8 +73,8 @@ def train(
                                                      "override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     arch: Optional[str] = typer.Option(N, help="timm architecture name, or small_cnn [tf_efficientnet_lite0]."),
-    pretrained: Optional[str] = typer.Option(N, help="imagenet (EfficientNet-Lite0/1/2 only), none, or a model folder to fine-tune "
-                                                           "further [imagenet]."),
+    pretrained: Optional[str] = typer.Option(N, help="imagenet (EfficientNet-Lite0/1/2 only), none, or a model "
+                                                     "folder to train further [imagenet]."),
     epochs: Optional[int] = typer.Option(N, min=1, help="[10]"),
     img_size: Optional[int] = typer.Option(N, min=32, help="Square model input, pixels [224]."),
     color_constancy: Optional[str] = typer.Option(N, help="shades_of_grey, applied in training and inference."),
