@@ -78,8 +78,9 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
     folder."""
     model_dir = Path(model_dir)
     predictor = TorchPredictor(model_dir, batch_size=batch_size, num_workers=1, use_ood=False)
-    views = field_views(list(fit_samples), field_share) if field_share else []
-    fit_f = predictor.features(list(fit_samples) + views)
+    fit_samples = list(fit_samples)
+    views = field_views(fit_samples, field_share) if field_share else []
+    fit_f = predictor.features(fit_samples + views)
     val_f = predictor.features(val_samples)
     det = OODDetector.fit(fit_f)
     val_scores = det.score(val_f)

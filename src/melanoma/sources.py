@@ -158,7 +158,7 @@ def only_sources(split: SourceSplit, keep: list[str]) -> SourceSplit:
     """``split`` training on the sources in ``keep`` only; validation and the split itself unchanged, so a
     second training stage on a subset never sees the first stage's validation images. The summary records the
     sources left out of training (``n_train`` 0, ``trained_on`` false). An unknown name is an error naming it."""
-    known = set(split.summary) or {s.source for s in split.train}
+    known = set(split.summary)
     unknown = [k for k in keep if k not in known]
     if unknown:
         raise DatasetError(f"train_sources: no source {unknown[0]!r} (sources: {', '.join(sorted(known))})")
