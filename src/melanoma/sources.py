@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -166,6 +167,14 @@ def only_sources(split: SourceSplit, keep: list[str]) -> SourceSplit:
                       **({} if name in keep else {"n_train": 0, "n_train_malignant": 0})}
                for name, info in split.summary.items()}
     return SourceSplit([s for s in split.train if s.source in keep], split.val, summary)
+
+
+def source_log_odds(samples: list) -> dict[str, float]:
+    """Each source's melanoma log-odds among ``samples``, ``log((n_malignant + 1) / (n_benign + 1))`` (the + 1
+    keeps a one-class source finite). Training adds it to each image's logit (``source_logit_adjustment``)."""
+    counts = Counter((s.source, s.label) for s in samples)
+    return {src: math.log((counts[(src, 1)] + 1) / (counts[(src, 0)] + 1))
+            for src in dict.fromkeys(s.source for s in samples)}
 
 
 def source_class_weights(samples: list) -> list[float]:

@@ -54,6 +54,11 @@ class TrainConfig:
     train_sources: list[str] = field(default_factory=list)
     other_dx: str = "exclude"  # HAM10000's bcc/akiec: "exclude", "benign" or "malignant" (datasets.dx_label)
     balance: str = "none"  # "source_class": draw each source's classes equally often (sources.source_class_weights)
+    # Logit adjustment by source (Menon et al. 2021, "Long-tail learning via logit adjustment"): the loss sees
+    # logit + the image's source's melanoma log-odds (sources.source_log_odds), so the network need not learn
+    # each archive's prevalence from how its images look; the bare logit, used at inference, then reads every
+    # source on one scale, even odds, which is what lets one threshold serve them all.
+    source_logit_adjustment: bool = False
     group_duplicates: bool = True  # one source: keep each near-duplicate cluster on one side of train/val
     drop_test_duplicates: bool = False  # one source: leave out training images that have a copy in test
     num_workers: int = 2
@@ -105,6 +110,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                 raise ValueError(f"{prefix}{name} must be {must} (got {value!r})")
     if cfg.train_sources and not cfg.extra_train:
         raise ValueError("train_sources needs several sources (extra_train)")
+    if cfg.source_logit_adjustment and not cfg.extra_train:
+        raise ValueError("source_logit_adjustment needs several sources (extra_train)")
     return cfg
 
 
@@ -192,6 +199,7 @@ class LesionClassifier(L.LightningModule):
         self.frozen = self._frozen_modules(freeze_blocks)  # a plain list: not registered twice
         for m in self.frozen:
             m.requires_grad_(False)
+        self.train_offsets: torch.Tensor | None = None  # per training image, added to its logit in the loss
 
     def _frozen_modules(self, n: int) -> list[torch.nn.Module]:
         if n <= 0:
@@ -210,8 +218,11 @@ class LesionClassifier(L.LightningModule):
     def training_step(self, batch, batch_idx):
         if batch is None:  # every image of the batch was unreadable
             return None
-        x, y, _ = batch
-        loss = F.binary_cross_entropy_with_logits(self(x), y)
+        x, y, idx = batch
+        logits = self(x)
+        if self.train_offsets is not None:  # logit adjustment: the source's prior enters the loss, not the net
+            logits = logits + self.train_offsets.to(logits.device)[idx.to(logits.device)]
+        loss = F.binary_cross_entropy_with_logits(logits, y)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
         return loss
 
@@ -416,6 +427,12 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                           cfg.color_constancy, seed=cfg.seed, weights=weights)
     module = LesionClassifier(cfg.arch, cfg.pretrained, cfg.lr, cfg.weight_decay, cfg.optimizer,
                               cfg.warmup_epochs, cfg.freeze_blocks)
+    log_odds = None
+    if cfg.source_logit_adjustment:
+        from .sources import source_log_odds
+
+        log_odds = source_log_odds(train_s)
+        module.train_offsets = torch.tensor([log_odds[s.source] for s in train_s])
 
     clock["probe"] = time.perf_counter()
     probe = None
@@ -458,7 +475,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         color_constancy=cfg.color_constancy,
         training={"recipe": {**asdict(cfg)}, "data": str(data), "n_train": len(train_s),
                   "n_val": len(val_s), "n_dropped_test_duplicates": len(dropped),
-                  "sources": sources,
+                  "sources": sources, "source_log_odds": log_odds,
                   "split_sha256": split_hash, "epochs_run": trainer.current_epoch, "linear_probe": probe,
                   "command": command, "machine": _machine(),
                   "best_val": val_metrics, "versions": _versions()})
