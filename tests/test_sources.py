@@ -129,6 +129,21 @@ def test_source_class_weights_draw_each_sources_classes_equally_and_keep_its_sha
     assert mass[("benign_only", 0)] == pytest.approx(10)  # one class: nothing to balance
 
 
+def test_source_log_odds_is_each_sources_melanoma_log_odds_and_finite_for_one_class():
+    import math
+
+    from melanoma.imaging import Sample
+    from melanoma.sources import source_log_odds
+
+    samples = ([Sample(Path(f"h{i}"), int(i < 9), "ham") for i in range(99)]  # 9 melanomas, 90 benign
+               + [Sample(Path(f"k{i}"), int(i < 25), "kaggle") for i in range(50)]
+               + [Sample(Path(f"o{i}"), 0, "benign_only") for i in range(9)])
+    odds = source_log_odds(samples)
+    assert odds["ham"] == pytest.approx(math.log(10 / 91))
+    assert odds["kaggle"] == pytest.approx(0.0)
+    assert odds["benign_only"] == pytest.approx(math.log(1 / 10))  # no melanoma: low, not -inf
+
+
 def test_a_weighted_epoch_follows_the_weights_and_is_fixed_by_seed_and_epoch():
     from melanoma.data import EpochShuffle
 

@@ -88,6 +88,44 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path: Path):
         train(data, tmp_path / "run", tiny_config(), resume=True)
 
 
+def test_source_logit_adjustment_adds_each_images_offset_to_its_logit_in_the_loss():
+    import torch.nn.functional as F
+
+    from melanoma.train import LesionClassifier
+
+    module = LesionClassifier("small_cnn", "none", 1e-3, 0.0, "adamw", 0.0).eval()  # eval: the same logits twice
+    module.log = lambda *a, **k: None  # no trainer attached
+    x, y, idx = torch.randn(4, 3, 32, 32), torch.tensor([0.0, 1.0, 0.0, 1.0]), torch.tensor([3, 1, 2, 0])
+    plain = module.training_step((x, y, idx), 0)
+    module.train_offsets = torch.tensor([-2.0, -1.0, 0.0, 3.0])  # indexed by the dataset index, not the batch row
+    adjusted = module.training_step((x, y, idx), 0)
+    with torch.no_grad():
+        logits = module(x)
+    assert plain.item() == pytest.approx(F.binary_cross_entropy_with_logits(logits, y).item(), rel=1e-5)
+    assert adjusted.item() == pytest.approx(
+        F.binary_cross_entropy_with_logits(logits + torch.tensor([3.0, -1.0, 0.0, -2.0]), y).item(), rel=1e-5)
+    assert adjusted.item() != pytest.approx(plain.item())
+
+
+def test_a_logit_adjusted_run_records_each_trained_sources_log_odds(tmp_path: Path):
+    import math
+
+    first = write_class_folders(tmp_path / "first", 12, seed=1)
+    second = write_class_folders(tmp_path / "second", 12, seed=2)
+    for f in sorted((second / "malignant").iterdir())[4:]:  # the second source: 4 melanomas, 12 benign
+        f.unlink()
+    model_dir = train(first, tmp_path / "run", tiny_config(extra_train=[str(second)], source_logit_adjustment=True))
+    _, cfg = load_model_folder(model_dir)
+    with open(tmp_path / "run" / "split.csv") as f:
+        trained = [r for r in csv.DictReader(f) if r["split"] == "train"]
+    expected = {}
+    for source in ("first", "second"):
+        labels = [int(r["label"]) for r in trained if r["source"] == source]
+        expected[source] = pytest.approx(math.log((sum(labels) + 1) / (len(labels) - sum(labels) + 1)))
+    assert cfg.training["source_log_odds"] == expected
+    assert cfg.training["source_log_odds"]["second"] < cfg.training["source_log_odds"]["first"]
+
+
 def test_frozen_blocks_keep_their_imagenet_weights_and_the_rest_learns():
     from melanoma.train import LesionClassifier
 
@@ -191,7 +229,8 @@ def test_a_recipe_lists_what_differs_from_its_base_and_unknown_keys_name_themsel
 @pytest.mark.parametrize("line, field", [
     ("epochs: 0", "epochs"), ("lr: -1", "lr"), ("val_fraction: 1.5", "val_fraction"), ("other_dx: maybe", "other_dx"),
     ("aug:\n  zoom: 2", "aug.zoom"), ("aug:\n  vignette: 1.2", "aug.vignette"), ("lr: fast", "lr"),
-    ("pretrained: /no/such/model", "pretrained"), ("train_sources: [ham10000]", "train_sources")])
+    ("pretrained: /no/such/model", "pretrained"), ("train_sources: [ham10000]", "train_sources"),
+    ("source_logit_adjustment: true", "source_logit_adjustment")])
 def test_out_of_range_values_are_refused_with_their_name(tmp_path: Path, line: str, field: str):
     from melanoma.train import load_recipe
 
