@@ -126,6 +126,21 @@ def test_a_logit_adjusted_run_records_each_trained_sources_log_odds(tmp_path: Pa
     assert cfg.training["source_log_odds"]["second"] < cfg.training["source_log_odds"]["first"]
 
 
+def test_a_second_stage_records_its_parent_by_checksum_not_by_path(tmp_path: Path):
+    from melanoma.card import model_card, public_command
+    from melanoma.config import sha256_file
+
+    data = write_class_folders(tmp_path / "data", 8)
+    parent = train(data, tmp_path / "first", tiny_config())
+    child = train(data, tmp_path / "second", tiny_config(pretrained=str(parent)),
+                  command=f"melanoma train {data} --pretrained {parent} --out {tmp_path / 'second'}")
+    _, cfg = load_model_folder(child)
+    assert cfg.pretrained == f"none, then a trained model (model.safetensors sha256 " \
+                             f"{sha256_file(parent / 'model.safetensors')[:16]})"
+    assert str(parent) not in model_card(cfg)
+    assert public_command("melanoma train D --pretrained imagenet") == "melanoma train D --pretrained imagenet"
+
+
 def test_frozen_blocks_keep_their_imagenet_weights_and_the_rest_learns():
     from melanoma.train import LesionClassifier
 

@@ -31,10 +31,12 @@ def public_name(source: str) -> str:
 
 
 def public_command(command: str | None) -> str | None:
-    """A training command with the machine's data folders replaced by ``DATA/<name>``."""
+    """A training command with the machine's data folders replaced by ``DATA/<name>`` and a parent model folder
+    (a second stage's ``--pretrained``) by ``PARENT_MODEL``."""
     if not command:
         return command
-    return re.sub(r"\S*/(melanoma_cancer_dataset|isic2017|ham10000|isic2018_test)\b", r"DATA/\1", command)
+    command = re.sub(r"\S*/(melanoma_cancer_dataset|isic2017|ham10000|isic2018_test)\b", r"DATA/\1", command)
+    return re.sub(r"--pretrained (?!imagenet\b|none\b)\S+", "--pretrained PARENT_MODEL", command)
 
 
 def _ci(m: dict, key: str, digits: int = 3) -> str:

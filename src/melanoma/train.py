@@ -361,6 +361,18 @@ def check_writable(out: Path) -> None:
                       f"{MIN_FREE_BYTES / 2**20:.0f} MB for its checkpoints and model folder")
 
 
+def provenance(pretrained: str) -> str:
+    """What a model folder records as its initial weights: "imagenet" or "none" as given; a parent model folder
+    by its own provenance and its weights' checksum, not by a path that exists only on the training machine."""
+    if not Path(pretrained).is_dir():
+        return pretrained
+    from .config import sha256_file
+
+    parent = ModelConfig.load(Path(pretrained) / "config.json")
+    digest = sha256_file(Path(pretrained) / "model.safetensors")
+    return f"{parent.pretrained}, then a trained model (model.safetensors sha256 {digest[:16]})"
+
+
 def _machine() -> str:
     import os
 
@@ -471,7 +483,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     if ckpt.best_model_score is not None:
         val_metrics["val_auc"] = round(float(ckpt.best_model_score), 6)
     model_cfg = ModelConfig(
-        arch=cfg.arch, img_size=cfg.img_size, mean=mean, std=std, pretrained=cfg.pretrained,
+        arch=cfg.arch, img_size=cfg.img_size, mean=mean, std=std, pretrained=provenance(cfg.pretrained),
         color_constancy=cfg.color_constancy,
         training={"recipe": {**asdict(cfg)}, "data": str(data), "n_train": len(train_s),
                   "n_val": len(val_s), "n_dropped_test_duplicates": len(dropped),
