@@ -14,14 +14,14 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
-from .config import ModelConfig, atomic_write_text, write_checksums
+from .config import ModelConfig, atomic_write_text, sha256_file, write_checksums
 from .data import AugConfig, LesionDataModule, make_loader
 from .datasets import discover, make_train_val, write_split
 from .engines import ONNX_FILE
 from .export import export_onnx
 from .fit import GATE_FIT_IMAGES, calibrate_model_folder, fit_ood_for_model
 from .models import create_model, default_mean_std, save_model_folder
-from .sources import balanced_by_source, source_class_weights
+from .sources import balanced_by_source, source_class_weights, source_log_odds
 
 
 @dataclass
@@ -366,8 +366,6 @@ def provenance(pretrained: str) -> str:
     by its own provenance and its weights' checksum, not by a path that exists only on the training machine."""
     if not Path(pretrained).is_dir():
         return pretrained
-    from .config import sha256_file
-
     parent = ModelConfig.load(Path(pretrained) / "config.json")
     digest = sha256_file(Path(pretrained) / "model.safetensors")
     return f"{parent.pretrained}, then a trained model (model.safetensors sha256 {digest[:16]})"
@@ -441,8 +439,6 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                               cfg.warmup_epochs, cfg.freeze_blocks)
     log_odds = None
     if cfg.source_logit_adjustment:
-        from .sources import source_log_odds
-
         log_odds = source_log_odds(train_s)
         module.train_offsets = torch.tensor([log_odds[s.source] for s in train_s])
 
