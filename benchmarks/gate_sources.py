@@ -5,9 +5,10 @@ on the generated non-lesion images.
     python benchmarks/gate_sources.py MODEL_DIR runs/NAME/split.csv [--out docs/results/NAME.json]
 
 The gate is refitted exactly as ``train`` fits it (ood.OODDetector.fit on 2,000 training images in equal shares
-of the sources used, plus ood.FIELD_SHARE of them seen through a synthetic dermatoscope field; threshold
-ood.gate_threshold on their validation images), on the model's own features. ``--no-field`` fits without the
-field views, as gates were fitted before experiments/011-gate-field; the JSON has both when ``--compare``.
+of the sources used, plus ood.FIELD_SHARE of them seen through each of ood.GATE_VIEWS; threshold
+ood.gate_threshold on their validation images), on the model's own features. ``--compare`` also fits without
+views (as gates were fitted before experiments/011-gate-field); ``--candidates field,shading field,close_up``
+also fits with each of those sets of views (experiments/014-gate-views); the JSON has one entry per fit.
 Targets (issue 16): <= 2% of a held-out source's lesions refused; >= 95% of non-lesions refused.
 """
 
@@ -25,7 +26,7 @@ from melanoma.card import public_name
 from melanoma.datasets import discover, read_split
 from melanoma.engines import load_predictor
 from melanoma.imaging import InMemory
-from melanoma.ood import FIELD_SHARE, OODDetector, field_views, gate_threshold
+from melanoma.ood import FIELD_SHARE, GATE_VIEWS, OODDetector, gate_threshold, gate_views
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -46,7 +47,8 @@ def main() -> None:
     ap.add_argument("split", type=Path)
     ap.add_argument("--per-source-fit", type=int, default=1000, help="training images per source to draw from")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "gate_sources.json")
-    ap.add_argument("--compare", action="store_true", help="also fit every gate without the field views")
+    ap.add_argument("--compare", action="store_true", help="also fit every gate without views")
+    ap.add_argument("--candidates", nargs="*", default=[], help="other sets of views, each comma-separated")
     args = ap.parse_args()
 
     predictor = load_predictor(args.model, num_workers=2)
@@ -60,16 +62,19 @@ def main() -> None:
     names = sorted(val)
     drawn = {n: rng.sample(train[n], min(args.per_source_fit, len(train[n]))) for n in names}
     f_train = {n: features(predictor, drawn[n])[0] for n in names}
-    f_field = {n: features(predictor, field_views(drawn[n]))[0] for n in names}
+    candidates = [tuple(c.split(",")) for c in args.candidates]
+    kinds = dict.fromkeys(k for c in [GATE_VIEWS, *candidates] for k in c)
+    # one view of each kind per image; gate_views draws kind by kind, so each kind is drawn alone here
+    f_views = {k: {n: features(predictor, gate_views(drawn[n], (k,)))[0] for n in names} for k in kinds}
     f_val = {n: features(predictor, val[n])[0] for n in names}
     f_ext, _ = features(predictor, discover(EXTERNAL)["test"])
     nonlesions = [InMemory(name, img) for name, img in nonlesion_images()]
     f_non, flat_non = features(predictor, nonlesions)
 
-    def fit(sources: list[str], field: bool = True) -> OODDetector:
-        per = 2000 // len(sources)  # as train: balanced_by_source, then field_views of the first FIELD_SHARE
+    def fit(sources: list[str], views: tuple[str, ...]) -> OODDetector:
+        per = 2000 // len(sources)  # as train: balanced_by_source, then gate_views of the first FIELD_SHARE
         fit_f = [f_train[n][:per] for n in sources]
-        fit_f += [f_field[n][: round(FIELD_SHARE * per)] for n in sources] if field else []
+        fit_f += [f_views[k][n][: round(FIELD_SHARE * per)] for k in views for n in sources]
         det = OODDetector.fit(np.concatenate(fit_f))
         scores = np.concatenate([det.score(f_val[n]) for n in sources])
         det.threshold = gate_threshold(scores, np.concatenate([[n] * len(f_val[n]) for n in sources]))
@@ -79,33 +84,37 @@ def main() -> None:
         out = det.score(f) > det.threshold
         return float((out | flat).mean() if flat is not None else out.mean())
 
-    def fits(field: bool) -> dict:
-        out = {"held_out": {}}
+    def fits(views: tuple[str, ...]) -> dict:
+        out = {"views": list(views), "held_out": {}}
         for held in names:
-            det = fit([n for n in names if n != held], field)
+            det = fit([n for n in names if n != held], views)
             out["held_out"][held] = {"n": len(f_val[held]), "refused": refused(det, f_val[held]),
                                      "external_refused": refused(det, f_ext),
                                      "nonlesions_refused": refused(det, f_non, flat_non)}
-        det = fit(names, field)
+        det = fit(names, views)
         out["all_sources"] = {**{n: {"n": len(f_val[n]), "refused": refused(det, f_val[n])} for n in names},
                               "ISIC 2018 test (external)": {"n": len(f_ext), "refused": refused(det, f_ext)},
                               "non-lesion images": {"n": len(f_non), "refused": refused(det, f_non, flat_non)}}
         return out
 
     result = {"model": str(args.model), "split": str(args.split), "n_fit": 2000, "field_share": FIELD_SHARE,
-              **fits(True)}
+              **fits(GATE_VIEWS)}
     if args.compare:
-        result["without_field"] = fits(False)
+        result["without_field"] = fits(())
+    for c in candidates:
+        result["+".join(c)] = fits(c)
     shipped = predictor.ood
     result["shipped_gate"] = {"external_refused": refused(shipped, f_ext),
                               "nonlesions_refused": refused(shipped, f_non, flat_non),
                               **{n: refused(shipped, f_val[n]) for n in names}}
-    for variant, res in [("field views", result), ("no field views", result.get("without_field"))]:
+    variants = [("+".join(GATE_VIEWS), result), ("no views", result.get("without_field"))]
+    for variant, res in variants + [("+".join(c), result["+".join(c)]) for c in candidates]:
         for held, r in (res or {}).get("held_out", {}).items():
             print(f"| {variant}: {public_name(held)} held out of the fit | {r['n']} | {100 * r['refused']:.1f}% | "
                   f"{100 * r['external_refused']:.1f}% | {100 * r['nonlesions_refused']:.1f}% |")
-    for part in (result["all_sources"], result.get("without_field", {}).get("all_sources"), result["shipped_gate"]):
-        print(json.dumps(part, indent=1))
+        if res:
+            print(f"| {variant}: fitted on all, refused | " + json.dumps(res["all_sources"]))
+    print("| shipped gate | " + json.dumps(result["shipped_gate"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -122,7 +122,7 @@ def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path:
     cfg = ModelConfig.load(model_dir / "config.json")
     gate = cfg.training["gate"]
     assert gate["sources"] == ["clinic_a", "clinic_b"] and gate["n_fit"] == 52  # all of both: fewer than 2,000
-    assert gate["n_field_views"] == 20 + 6  # half of each source, also seen through a dermatoscope field
+    assert gate["n_views"] == {"field": 20 + 6}  # half of each source, also seen through a dermatoscope field
     assert set(gate["val_rejected_per_source"]) == {"clinic_a", "clinic_b"}
     assert (model_dir / "ood.safetensors").read_bytes() != before and cfg.threshold == 0.5  # threshold untouched
     TorchPredictor(model_dir)  # the checksums were rewritten: the folder still verifies
@@ -151,16 +151,54 @@ def test_dermatoscope_field_blackens_outside_a_disc_and_keeps_its_centre():
     assert len({v.tobytes() for v in views}) == 5  # each draw its own radius and centre
 
 
-def test_field_views_of_the_first_share_of_each_source_keep_label_and_source(tmp_path: Path):
+def test_lens_shading_darkens_the_corners_by_at_least_30_percent_and_keeps_the_centre():
+    from PIL import Image
+
+    from melanoma.ood import lens_shading
+
+    image = Image.fromarray(np.full((120, 160, 3), 200, np.uint8))
+    for seed in range(5):
+        v = np.asarray(lens_shading(image, np.random.default_rng(seed)), np.float32)
+        assert v.shape == (120, 160, 3)
+        assert (v[60, 80] == 200).all()  # the middle lies inside any ellipse drawn
+        assert 0 <= v[0, 0, 0] <= 0.7 * 200 + 1  # a corner lies outside it: darkened by 30-100%
+    views = {lens_shading(image, np.random.default_rng(seed)).tobytes() for seed in range(5)}
+    assert len(views) == 5
+
+
+def test_close_up_crops_60_to_85_percent_of_each_side_from_inside_the_image():
+    from PIL import Image
+
+    from melanoma.ood import CLOSE_UP, close_up
+
+    pixels = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    for seed in range(5):
+        v = close_up(image, np.random.default_rng(seed))
+        w, h = v.size
+        assert CLOSE_UP[0] * 160 - 1 <= w <= CLOSE_UP[1] * 160 + 1 and abs(w / h - 160 / 120) < 0.02
+        crop = np.asarray(v)  # its pixels are the original's, at some offset
+        found = [(y, x) for y in range(121 - h) for x in range(161 - w) if (pixels[y, x] == crop[0, 0]).all()
+                 and (pixels[y : y + h, x : x + w] == crop).all()]
+        assert found
+
+
+def test_gate_views_of_the_first_share_of_each_source_keep_label_and_source(tmp_path: Path):
     from melanoma.imaging import InMemory
-    from melanoma.ood import field_views
+    from melanoma.ood import gate_views
 
     good = write_lesions(tmp_path / "l", 6, seed=4)
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
     samples = [Sample(s.path, i % 2, "clinic_a") for i, s in enumerate(good[:4])]
     samples += [Sample(tmp_path / "broken.jpg", 1, "clinic_b")] + [Sample(s.path, 1, "clinic_b") for s in good[4:]]
-    views = field_views(samples, share=0.75, seed=0)  # 3 of clinic_a's 4; 2 of clinic_b's 3, one unreadable
-    assert [v.path for v in views] == [f"{s.path}#field" for s in samples[:3] + samples[5:6]]
+    views = gate_views(samples, ("field",), share=0.75, seed=0)  # 3 of clinic_a's 4; 2 of clinic_b's 3, one unreadable
+    kept = samples[:3] + samples[5:6]
+    assert [v.path for v in views] == [f"{s.path}#field" for s in kept]
     assert all(isinstance(v, InMemory) for v in views)
-    assert [(v.label, v.source) for v in views] == [(s.label, s.source) for s in samples[:3] + samples[5:6]]
-    assert field_views(samples, 0.75, 0)[0].image.tobytes() == views[0].image.tobytes()  # seeded: reproducible
+    assert [(v.label, v.source) for v in views] == [(s.label, s.source) for s in kept]
+    assert gate_views(samples, ("field",), 0.75, 0)[0].image.tobytes() == views[0].image.tobytes()  # reproducible
+    both = gate_views(samples, ("field", "close_up"), 0.75, 0)
+    assert [v.path for v in both] == [f"{s.path}#{k}" for k in ("field", "close_up") for s in kept]
+    assert [v.image.tobytes() for v in both[:4]] == [v.image.tobytes() for v in views]  # field views drawn first
+    with pytest.raises(ValueError, match="unknown gate view"):
+        gate_views(samples, ("fog",))

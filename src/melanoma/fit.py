@@ -20,7 +20,7 @@ from .calibrate import (
 )
 from .config import ModelConfig, write_checksums
 from .engines.torch_engine import TorchPredictor
-from .ood import FIELD_SHARE, OODDetector, field_views, gate_threshold
+from .ood import FIELD_SHARE, GATE_VIEWS, OODDetector, gate_threshold, gate_views
 from .sources import balanced_by_source
 
 
@@ -71,23 +71,25 @@ def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | N
 
 
 def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile: float = 0.995,
-                      batch_size: int = 32, field_share: float = FIELD_SHARE) -> dict:
+                      batch_size: int = 32, field_share: float = FIELD_SHARE,
+                      views: tuple[str, ...] = GATE_VIEWS) -> dict:
     """Fit the gate on features of ``fit_samples`` (training images, ideally every source alike) and of
-    ``field_share`` of them seen through a dermatoscope's round field (:func:`ood.field_views`), set its
+    ``field_share`` of them seen through each of ``views`` (:func:`ood.gate_views`), set its
     threshold by :func:`gate_threshold` on ``val_samples``' scores (real images only), and save it into the model
     folder."""
     model_dir = Path(model_dir)
     predictor = TorchPredictor(model_dir, batch_size=batch_size, num_workers=1, use_ood=False)
     fit_samples = list(fit_samples)
-    views = field_views(fit_samples, field_share) if field_share else []
-    fit_f = predictor.features(fit_samples + views)
+    extra = gate_views(fit_samples, views, field_share) if field_share else []
+    fit_f = predictor.features(fit_samples + extra)
     val_f = predictor.features(val_samples)
     det = OODDetector.fit(fit_f)
     val_scores = det.score(val_f)
     sources = np.array([s.source for s in val_samples], object)
     det.threshold = gate_threshold(val_scores, sources, quantile)
     det.save(model_dir)
-    return {"n_fit": len(fit_f) - len(views), "n_field_views": len(views), "n_val": len(val_f), "quantile": quantile,
+    n_views = {kind: sum(v.path.endswith(f"#{kind}") for v in extra) for kind in views}
+    return {"n_fit": len(fit_f) - len(extra), "n_views": n_views, "n_val": len(val_f), "quantile": quantile,
             "threshold": det.threshold,
             "val_rejected": float((val_scores > det.threshold).mean()),
             "val_rejected_per_source": {str(n): float((val_scores[sources == n] > det.threshold).mean())

@@ -14,7 +14,7 @@ expected false rejection rate on lesions is known by construction.
 
 Some archives photograph through a contact dermatoscope's round field (a black frame around a disc), others
 fill the frame; a gate fitted only on the second kind refuses the first. So the fit set also sees a share of its
-images through a synthetic field (:func:`field_views`; experiments/011-gate-field).
+images through a synthetic field (:func:`gate_views`; experiments/011-gate-field, 014-gate-views).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ FLAT_STD = 0.02  # grey-level std (0-1) under which an image is called blank / s
 FIELD_SHARE = 0.5  # of the gate's fit images, also seen through a synthetic dermatoscope field
 FIELD_RADIUS = (0.42, 0.65)  # the field's radius, in units of the image's shorter side
 FIELD_MAX_SIDE = 448  # px: views are made (and held in memory) at most this large; the model sees 224-300
+CLOSE_UP = (0.6, 0.85)  # a close-up view's share of each side
+GATE_VIEWS = ("field",)  # the views the gate's fit images are also seen through (gate_views)
 
 
 class OODDetector:
@@ -104,24 +106,57 @@ def dermatoscope_field(image, rng: np.random.Generator):
     return Image.fromarray((np.asarray(image, np.float32) * inside[..., None]).astype(np.uint8))
 
 
-def field_views(samples, share: float = FIELD_SHARE, seed: int = 0) -> list:
-    """The first ``share`` of each source's ``samples`` (Sample or InMemory) seen through
-    :func:`dermatoscope_field`, as InMemory images with the same label and source; an unreadable image has no
-    view (the gate's fit skips it too)."""
+def lens_shading(image, rng: np.random.Generator):
+    """The PIL image with its rim darkened by a random 30-100% outside a large, soft ellipse, as many
+    dermatoscopes' lenses shade the corners (the training augmentation ``data.RandomVignette`` with
+    ``vignette_min_darkness`` 0.3, in numpy: this module stays torch-free)."""
+    from PIL import Image
+
+    w, h = image.size
+    yy, xx = np.ogrid[-1 : 1 : h * 1j, -1 : 1 : w * 1j]
+    cy, cx = rng.uniform(-0.1, 0.1, 2)
+    radius, edge, darkness = rng.uniform(0.85, 1.35), rng.uniform(0.03, 0.18), rng.uniform(0.3, 1.0)
+    lit = np.clip((radius - np.hypot(yy - cy, xx - cx)) / edge, 0, 1)
+    mask = 1 - darkness * (1 - lit)
+    return Image.fromarray((np.asarray(image, np.float32) * mask[..., None]).astype(np.uint8))
+
+
+def close_up(image, rng: np.random.Generator):
+    """A random crop of the PIL image's middle, 60-85% of each side, as a clinic that frames the lesion larger
+    sees it (the model resizes every image to its square input, so the crop keeps the image's aspect ratio)."""
+    w, h = image.size
+    f = rng.uniform(*CLOSE_UP)
+    cw, ch = round(f * w), round(f * h)
+    x0, y0 = (rng.uniform(0, 1, 2) * (w - cw, h - ch)).round().astype(int)
+    return image.crop((int(x0), int(y0), int(x0) + cw, int(y0) + ch))
+
+
+VIEWS = {"field": dermatoscope_field, "shading": lens_shading, "close_up": close_up}
+
+
+def gate_views(samples, kinds: tuple[str, ...] = GATE_VIEWS, share: float = FIELD_SHARE, seed: int = 0) -> list:
+    """The first ``share`` of each source's ``samples`` (Sample or InMemory) seen once through each of ``kinds``
+    (names in :data:`VIEWS`), as InMemory images with the same label and source, path ``<path>#<kind>``; an
+    unreadable image has no view (the gate's fit skips it too)."""
     from .imaging import ImageError, InMemory, load_any
 
+    unknown = set(kinds) - set(VIEWS)
+    if unknown:
+        raise ValueError(f"unknown gate view(s) {sorted(unknown)}; known: {', '.join(VIEWS)}")
     by_source: dict[str, list] = {}
     for s in samples:
         by_source.setdefault(s.source, []).append(s)
+    chosen = [s for items in by_source.values() for s in items[: round(share * len(items))]]
     rng = np.random.default_rng(seed)
     views = []
-    for s in (s for items in by_source.values() for s in items[: round(share * len(items))]):
-        try:
-            image = load_any(s, FIELD_MAX_SIDE)
-        except ImageError:
-            continue
-        image.thumbnail((FIELD_MAX_SIDE, FIELD_MAX_SIDE))
-        views.append(InMemory(f"{s.path}#field", dermatoscope_field(image, rng), s.label, s.source))
+    for kind in kinds:  # kind by kind: ("field",) draws the same stream as the gates fitted before 014
+        for s in chosen:
+            try:
+                image = load_any(s, FIELD_MAX_SIDE)
+            except ImageError:
+                continue
+            image.thumbnail((FIELD_MAX_SIDE, FIELD_MAX_SIDE))
+            views.append(InMemory(f"{s.path}#{kind}", VIEWS[kind](image, rng), s.label, s.source))
     return views
 
 
