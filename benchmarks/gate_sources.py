@@ -8,7 +8,8 @@ The gate is refitted exactly as ``train`` fits it (ood.OODDetector.fit on 2,000 
 of the sources used, plus ood.FIELD_SHARE of them seen through each of ood.GATE_VIEWS; threshold
 ood.gate_threshold on their validation images), on the model's own features. ``--compare`` also fits without
 views (as gates were fitted before experiments/011-gate-field); ``--candidates field,shading field,close_up``
-also fits with each of those sets of views (experiments/014-gate-views); the JSON has one entry per fit.
+also fits with each of those sets of views (experiments/014-gate-views); ``--knn 1 10`` also scores by the distance
+to the k-th nearest fit image (experiments/015-gate-knn); the JSON has one entry per fit.
 Targets (issue 16): <= 2% of a held-out source's lesions refused; >= 95% of non-lesions refused.
 """
 
@@ -41,6 +42,27 @@ def features(predictor, samples) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([r["features"] for r in rs]), np.array([r["flat"] for r in rs])
 
 
+class NearestGate:
+    """experiments/015-gate-knn, in the form it would ship: standardised features on their top ``dims`` principal
+    components, L2-normalised; the score is the Euclidean distance to the ``k``-th nearest fit vector (float16)."""
+
+    def __init__(self, fit_f: np.ndarray, k: int, dims: int = 128):
+        from sklearn.decomposition import PCA
+
+        self.scale, self.k, self.threshold = fit_f.std(axis=0) + 1e-6, k, float("inf")
+        self.pca = PCA(n_components=min(dims, len(fit_f) - 1), random_state=0).fit(fit_f / self.scale)
+        self.bank = self._embed(fit_f).astype(np.float16)
+
+    def _embed(self, f: np.ndarray) -> np.ndarray:
+        z = self.pca.transform(np.asarray(f, np.float32) / self.scale)
+        return z / np.linalg.norm(z, axis=1, keepdims=True)
+
+    def score(self, f: np.ndarray) -> np.ndarray:
+        cos = self._embed(f) @ self.bank.astype(np.float32).T
+        kth = -np.partition(-cos, self.k - 1, axis=1)[:, self.k - 1]  # the k-th highest cosine = k-th nearest
+        return np.sqrt(np.maximum(2 - 2 * kth, 0))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model", type=Path)
@@ -49,6 +71,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "gate_sources.json")
     ap.add_argument("--compare", action="store_true", help="also fit every gate without views")
     ap.add_argument("--candidates", nargs="*", default=[], help="other sets of views, each comma-separated")
+    ap.add_argument("--knn", nargs="*", type=int, default=[], help="also a nearest-neighbour gate with each k")
     args = ap.parse_args()
 
     predictor = load_predictor(args.model, num_workers=2)
@@ -71,11 +94,11 @@ def main() -> None:
     nonlesions = [InMemory(name, img) for name, img in nonlesion_images()]
     f_non, flat_non = features(predictor, nonlesions)
 
-    def fit(sources: list[str], views: tuple[str, ...]) -> OODDetector:
+    def fit(sources: list[str], views: tuple[str, ...], knn: int | None = None) -> OODDetector:
         per = 2000 // len(sources)  # as train: balanced_by_source, then gate_views of the first FIELD_SHARE
         fit_f = [f_train[n][:per] for n in sources]
         fit_f += [f_views[k][n][: round(FIELD_SHARE * per)] for k in views for n in sources]
-        det = OODDetector.fit(np.concatenate(fit_f))
+        det = OODDetector.fit(np.concatenate(fit_f)) if knn is None else NearestGate(np.concatenate(fit_f), knn)
         scores = np.concatenate([det.score(f_val[n]) for n in sources])
         det.threshold = gate_threshold(scores, np.concatenate([[n] * len(f_val[n]) for n in sources]))
         return det
@@ -84,14 +107,14 @@ def main() -> None:
         out = det.score(f) > det.threshold
         return float((out | flat).mean() if flat is not None else out.mean())
 
-    def fits(views: tuple[str, ...]) -> dict:
-        out = {"views": list(views), "held_out": {}}
+    def fits(views: tuple[str, ...], knn: int | None = None) -> dict:
+        out = {"views": list(views), "knn": knn, "held_out": {}}
         for held in names:
-            det = fit([n for n in names if n != held], views)
+            det = fit([n for n in names if n != held], views, knn)
             out["held_out"][held] = {"n": len(f_val[held]), "refused": refused(det, f_val[held]),
                                      "external_refused": refused(det, f_ext),
                                      "nonlesions_refused": refused(det, f_non, flat_non)}
-        det = fit(names, views)
+        det = fit(names, views, knn)
         out["all_sources"] = {**{n: {"n": len(f_val[n]), "refused": refused(det, f_val[n])} for n in names},
                               "ISIC 2018 test (external)": {"n": len(f_ext), "refused": refused(det, f_ext)},
                               "non-lesion images": {"n": len(f_non), "refused": refused(det, f_non, flat_non)}}
@@ -103,12 +126,16 @@ def main() -> None:
         result["without_field"] = fits(())
     for c in candidates:
         result["+".join(c)] = fits(c)
+    for k in args.knn:
+        result[f"knn{k}"] = fits(GATE_VIEWS, k)
     shipped = predictor.ood
     result["shipped_gate"] = {"external_refused": refused(shipped, f_ext),
                               "nonlesions_refused": refused(shipped, f_non, flat_non),
                               **{n: refused(shipped, f_val[n]) for n in names}}
     variants = [("+".join(GATE_VIEWS), result), ("no views", result.get("without_field"))]
-    for variant, res in variants + [("+".join(c), result["+".join(c)]) for c in candidates]:
+    variants += [("+".join(c), result["+".join(c)]) for c in candidates] + [(f"knn{k}", result[f"knn{k}"])
+                                                                              for k in args.knn]
+    for variant, res in variants:
         for held, r in (res or {}).get("held_out", {}).items():
             print(f"| {variant}: {public_name(held)} held out of the fit | {r['n']} | {100 * r['refused']:.1f}% | "
                   f"{100 * r['external_refused']:.1f}% | {100 * r['nonlesions_refused']:.1f}% |")
