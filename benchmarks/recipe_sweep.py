@@ -17,10 +17,11 @@ from dataclasses import asdict, replace
 import lightning as L
 import torch
 
-from melanoma.data import AugConfig, LesionDataModule
+from melanoma.data import LesionDataModule
 from melanoma.datasets import read_split
 from melanoma.models import default_mean_std
-from melanoma.train import LesionClassifier, TrainConfig
+from melanoma.module import LesionClassifier
+from melanoma.recipe import AugConfig, TrainConfig
 
 CANDIDATES = {
     "full_e7": dict(epochs=7),

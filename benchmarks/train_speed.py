@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from melanoma.data import build_transform
 from melanoma.datasets import discover, load_image
 from melanoma.models import create_model, default_mean_std
-from melanoma.train import load_recipe
+from melanoma.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 LARGER = (("tf_efficientnet_lite1", 240), ("tf_efficientnet_lite2", 260))  # timm's default input sizes

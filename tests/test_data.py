@@ -5,8 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from melanoma.data import AugConfig, LesionDataset, build_transform, collate_skip_none
+from melanoma.data import LesionDataset, build_transform, collate_skip_none
 from melanoma.datasets import DatasetError, discover, make_train_val, select_split, write_split
+from melanoma.recipe import AugConfig
 
 from conftest import lesion_image, write_class_folders
 

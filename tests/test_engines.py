@@ -35,7 +35,7 @@ def test_bundled_model_folder_is_complete_small_and_verified():
     card = (DEFAULT_MODEL_DIR / "README.md").read_text().lower()
     for needed in ("not a diagnosis", "isic 2017", "clean", "melanoma train --recipe", "skin tone", "ci"):
         assert needed in card, needed
-    from melanoma.train import load_recipe
+    from melanoma.recipe import load_recipe
 
     recipe = load_recipe(DEFAULT_MODEL_DIR / "recipe.yaml")
     assert recipe.arch == cfg.arch and recipe.img_size == cfg.img_size

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from melanoma.data import AugConfig
 from melanoma.models import load_model_folder
-from melanoma.train import TrainConfig, train
+from melanoma.recipe import AugConfig, TrainConfig
+from melanoma.train import train
 
-from conftest import REPO, write_class_folders
+from conftest import write_class_folders
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -88,25 +88,6 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path: Path):
         train(data, tmp_path / "run", tiny_config(), resume=True)
 
 
-def test_source_logit_adjustment_adds_each_images_offset_to_its_logit_in_the_loss():
-    import torch.nn.functional as F
-
-    from melanoma.train import LesionClassifier
-
-    module = LesionClassifier("small_cnn", "none", 1e-3, 0.0, "adamw", 0.0).eval()  # eval: the same logits twice
-    module.log = lambda *a, **k: None  # no trainer attached
-    x, y, idx = torch.randn(4, 3, 32, 32), torch.tensor([0.0, 1.0, 0.0, 1.0]), torch.tensor([3, 1, 2, 0])
-    plain = module.training_step((x, y, idx), 0)
-    module.train_offsets = torch.tensor([-2.0, -1.0, 0.0, 3.0])  # indexed by the dataset index, not the batch row
-    adjusted = module.training_step((x, y, idx), 0)
-    with torch.no_grad():
-        logits = module(x)
-    assert plain.item() == pytest.approx(F.binary_cross_entropy_with_logits(logits, y).item(), rel=1e-5)
-    assert adjusted.item() == pytest.approx(
-        F.binary_cross_entropy_with_logits(logits + torch.tensor([3.0, -1.0, 0.0, -2.0]), y).item(), rel=1e-5)
-    assert adjusted.item() != pytest.approx(plain.item())
-
-
 def test_a_logit_adjusted_run_records_each_trained_sources_log_odds(tmp_path: Path):
     import math
 
@@ -141,24 +122,6 @@ def test_a_second_stage_records_its_parent_by_checksum_not_by_path(tmp_path: Pat
     assert public_command("melanoma train D --pretrained imagenet") == "melanoma train D --pretrained imagenet"
 
 
-def test_frozen_blocks_keep_their_imagenet_weights_and_the_rest_learns():
-    from melanoma.train import LesionClassifier
-
-    module = LesionClassifier("tf_efficientnet_lite0", "none", 1e-2, 0.0, "adam", 0.0, freeze_blocks=2)
-    before = {k: v.clone() for k, v in module.net.state_dict().items()}
-    opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-2)
-    module.train()
-    module.on_train_epoch_start()
-    x, y = torch.randn(4, 3, 64, 64), torch.tensor([0.0, 1.0, 0.0, 1.0])
-    torch.nn.functional.binary_cross_entropy_with_logits(module(x), y).backward()
-    opt.step()
-    after = module.net.state_dict()
-    frozen = [k for k in before if k.startswith(("conv_stem", "bn1", "blocks.0.", "blocks.1."))]
-    trained = [k for k in before if k.startswith(("blocks.2.", "blocks.6.", "conv_head", "classifier"))]
-    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # running stats too
-    assert any(not torch.equal(before[k], after[k]) for k in trained)
-
-
 def test_recipe_file_with_command_line_overrides(tmp_path: Path, kaggle_like: Path):
     from typer.testing import CliRunner
 
@@ -174,110 +137,13 @@ def test_recipe_file_with_command_line_overrides(tmp_path: Path, kaggle_like: Pa
     r = cfg["training"]["recipe"]
     assert (cfg["img_size"], r["epochs"], r["lr"], cfg["color_constancy"]) == (48, 3, 0.002, "shades_of_grey")
     assert (r["aug"]["vignette"], r["aug"]["rotation"], r["aug"]["hflip"]) == (0.5, 10, False)
-    from melanoma.train import load_recipe
+    from melanoma.recipe import load_recipe
 
     assert load_recipe(tmp_path / "run" / "model" / "recipe.yaml") == load_recipe(recipe)
 
     recipe.write_text("epochs: 3\nlearning_rate: 0.1\n")
     result = CliRunner().invoke(app, ["train", str(kaggle_like), "--recipe", str(recipe), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "learning_rate" in result.output and "Traceback" not in result.output
-
-
-def test_linear_probe_fits_the_head_on_frozen_features_and_changes_no_other_weight(tmp_path: Path):
-    from melanoma.data import build_transform, make_loader
-    from melanoma.datasets import discover
-    from melanoma.models import create_model
-    from melanoma.train import fit_linear_probe
-
-    data = write_class_folders(tmp_path / "data", 16)
-    samples = discover(data)["all"]
-    loader = make_loader(samples, build_transform(64, (0.5,) * 3, (0.5,) * 3), batch_size=8)
-    net = create_model("tf_efficientnet_lite0", pretrained="imagenet")
-    body = {k: v.clone() for k, v in net.named_parameters() if not k.startswith("classifier.")}
-    imagenet_bn = net.bn1.running_mean.clone()
-    labels = torch.tensor([s.label for s in samples])
-
-    def accuracy() -> float:
-        with torch.no_grad():
-            logits = torch.cat([net.eval()(x).squeeze(1) for x, _, _ in loader])
-        return float(((logits > 0).long() == labels).float().mean())
-
-    before = accuracy()
-    info = fit_linear_probe(net, loader)
-    assert info["n"] == 32 and info["train_auc"] > 0.95 and info["C"] > 0
-    assert accuracy() > 0.9 and accuracy() > before  # the pretrained features separate the synthetic classes
-    # no weight of the body changes; batch norm takes these images' statistics (fine-tuning's view of them)
-    assert all(torch.equal(v, dict(net.named_parameters())[k]) for k, v in body.items())
-    assert not torch.allclose(net.bn1.running_mean, imagenet_bn)
-    with pytest.raises(ValueError, match="single-logit linear classifier"):
-        fit_linear_probe(create_model("small_cnn", pretrained="none"), loader)
-
-
-RECIPES = sorted([*(REPO / "recipes").glob("*.yaml"), *(REPO / "experiments").glob("*/recipe.yaml")])
-
-
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_every_shipped_recipe_loads(recipe: Path):
-    from melanoma.train import load_recipe
-
-    cfg = load_recipe(recipe)
-    assert cfg.arch.startswith("tf_efficientnet_lite") and cfg.pretrained == "imagenet" and cfg.epochs >= 1
-
-
-def test_a_recipe_lists_what_differs_from_its_base_and_unknown_keys_name_themselves(tmp_path: Path):
-    from melanoma.train import load_recipe, resolved_recipe_text
-
-    (tmp_path / "base.yaml").write_text("epochs: 4\nlr: 0.001\naug:\n  zoom: 0.2\n  vignette: 0.5\n")
-    (tmp_path / "exp.yaml").write_text("notes: one change\nbase: base.yaml\nepochs: 2\naug:\n  zoom: 0.3\n")
-    cfg = load_recipe(tmp_path / "exp.yaml")
-    assert (cfg.epochs, cfg.lr, cfg.aug.zoom, cfg.aug.vignette) == (2, 0.001, 0.3, 0.5)
-    (tmp_path / "resolved.yaml").write_text(resolved_recipe_text(tmp_path / "exp.yaml"))
-    assert load_recipe(tmp_path / "resolved.yaml") == cfg  # what travels with a model stands alone
-    (tmp_path / "bad.yaml").write_text("base: base.yaml\naug:\n  zooom: 0.3\n")
-    with pytest.raises(ValueError, match="zooom"):
-        load_recipe(tmp_path / "bad.yaml")
-    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
-    with pytest.raises(ValueError, match="loops"):
-        load_recipe(tmp_path / "loop.yaml")
-
-
-@pytest.mark.parametrize("line, field", [
-    ("epochs: 0", "epochs"), ("lr: -1", "lr"), ("val_fraction: 1.5", "val_fraction"), ("other_dx: maybe", "other_dx"),
-    ("aug:\n  zoom: 2", "aug.zoom"), ("aug:\n  vignette: 1.2", "aug.vignette"), ("lr: fast", "lr"),
-    ("pretrained: /no/such/model", "pretrained"), ("train_sources: [ham10000]", "train_sources"),
-    ("source_logit_adjustment: true", "source_logit_adjustment")])
-def test_out_of_range_values_are_refused_with_their_name(tmp_path: Path, line: str, field: str):
-    from melanoma.train import load_recipe
-
-    (tmp_path / "r.yaml").write_text(line + "\n")
-    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
-        load_recipe(tmp_path / "r.yaml")
-
-
-def test_command_line_options_are_overrides_of_the_one_schema():
-    from melanoma.train import TrainConfig, apply_overrides
-
-    base = TrainConfig(epochs=7)
-    cfg = apply_overrides(base, {"lr": 0.001, "flips": False, "color": 0.2, "zoom": 0.3})
-    assert (cfg.epochs, cfg.lr, cfg.aug.hflip, cfg.aug.vflip, cfg.aug.hue, cfg.aug.zoom) == (7, 0.001, False, False,
-                                                                                           0.04, 0.3)
-    assert base.lr == TrainConfig().lr  # the base is not changed
-    with pytest.raises(ValueError, match="learning_rate"):
-        apply_overrides(base, {"learning_rate": 0.1})
-    with pytest.raises(ValueError, match="epochs"):
-        apply_overrides(base, {"epochs": 0})
-
-
-def test_flagship_recipe_is_the_one_that_trained_the_bundled_model():
-    """`melanoma train --recipe recipes/flagship.yaml` is how the README and the card say to reproduce it."""
-    from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig
-    from melanoma.train import load_recipe
-
-    recorded = dict(ModelConfig.load(DEFAULT_MODEL_DIR / "config.json").training["recipe"])
-    # fields added to TrainConfig since that run take their defaults, which is what the run used
-    trained_with = TrainConfig(**{**recorded, "aug": AugConfig(**recorded["aug"])})
-    assert load_recipe(REPO / "recipes" / "flagship.yaml") == trained_with
-    assert load_recipe(DEFAULT_MODEL_DIR / "recipe.yaml") == load_recipe(REPO / "recipes" / "flagship.yaml")
 
 
 def test_linear_probe_recipe_records_the_probe_and_its_time(kaggle_like: Path, tmp_path: Path):
@@ -308,7 +174,7 @@ def test_ema_ships_the_averaged_weights_and_resumes_with_both(tmp_path: Path):
 def test_a_resumed_run_sees_the_data_an_unbroken_run_sees(tmp_path: Path, monkeypatch):
     # A restart must continue the data stream: same order and same augmentation per epoch as an
     # uninterrupted run, not a replay of epoch 0 (which lets the network memorise what it saw).
-    from melanoma.train import LesionClassifier
+    from melanoma.module import LesionClassifier
 
     seen: list[tuple[int, list[int], float]] = []
     step = LesionClassifier.training_step

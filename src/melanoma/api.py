@@ -120,8 +120,7 @@ def train(data: str | Path, out: str | Path, recipe: str | Path | None = None, r
     from dataclasses import replace
 
     from .config import atomic_write_text
-    from .data import AugConfig
-    from .train import TrainConfig, load_recipe, resolved_recipe_text
+    from .recipe import AugConfig, TrainConfig, load_recipe, resolved_recipe_text
     from .train import train as run_training
 
     cfg = load_recipe(recipe) if recipe else TrainConfig()

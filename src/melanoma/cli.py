@@ -59,9 +59,9 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
                                        help="Print the version and exit.")) -> None:
     """Benign-vs-malignant classifiers for dermoscopic skin-lesion images."""
 
-# `train`'s options are overrides of TrainConfig (melanoma.train), the one schema of a recipe: each defaults to None,
+# `train`'s options are overrides of TrainConfig (melanoma.recipe), the one schema of a recipe: each defaults to None,
 # "not given", so the recipe (or TrainConfig's own default) decides unless the command line says otherwise. These
-# set more than the field of their name (melanoma.train.apply_overrides).
+# set more than the field of their name (melanoma.recipe.apply_overrides).
 N = None  # "not given": TrainConfig's default, or the recipe's value, applies
 
 
@@ -120,7 +120,7 @@ def train(
              if v is not None and k not in ("data", "out_dir", "recipe", "resume", "youden")}
     from .config import ModelError
     from .datasets import DatasetError
-    from .train import TrainConfig, apply_overrides, load_recipe, resolved_recipe_text
+    from .recipe import TrainConfig, apply_overrides, load_recipe, resolved_recipe_text
     from .train import train as run_training
 
     if youden:

@@ -1,4 +1,5 @@
-"""The torch side of the data: training augmentation, transforms, the Dataset, the shuffle and the DataModule.
+"""The torch side of the data: training augmentation (its settings: :class:`melanoma.recipe.AugConfig`),
+transforms, the Dataset, the shuffle and the DataModule.
 
 Finding datasets and splitting them is torch-free and lives in :mod:`melanoma.datasets`.
 """
@@ -6,7 +7,6 @@ Finding datasets and splitting them is torch-free and lives in :mod:`melanoma.da
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
@@ -16,26 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 from torchvision.transforms import v2
 
 from .imaging import COLOR_CONSTANCY, Sample, load_any, shades_of_grey
-
-
-@dataclass
-class AugConfig:
-    """Training augmentation; angles in degrees, zoom as a +/- fraction of size, colour as jitter strength."""
-
-    rotation: float = 30.0
-    hflip: bool = True
-    vflip: bool = True
-    zoom: float = 0.1
-    shear: float = 5.0
-    fill_mode: str = "reflect"  # "constant" (black), "reflect" or "nearest", as Keras' fill_mode
-    brightness: float = 0.1
-    contrast: float = 0.1
-    saturation: float = 0.1
-    hue: float = 0.02
-    vignette: float = 0.0  # probability of a random dark circular frame, given to both classes alike
-    vignette_min_darkness: float = 1.0  # darkness of that frame drawn from [this, 1]; 1: always black
-    jpeg: float = 0.0  # probability of a JPEG re-compression at a random quality in [jpeg_quality_min, 95]
-    jpeg_quality_min: int = 50
+from .recipe import AugConfig
 
 
 class RandomVignette(torch.nn.Module):

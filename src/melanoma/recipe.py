@@ -1,0 +1,189 @@
+"""A training recipe: TrainConfig (with its augmentation, AugConfig), the one schema of every recipe file, command
+line and Python call; checked before anything runs, read from YAML with ``base:`` chains.
+
+Torch-free, so that a recipe can be loaded, validated and recorded where torch is not installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+
+@dataclass
+class AugConfig:
+    """Training augmentation; angles in degrees, zoom as a +/- fraction of size, colour as jitter strength."""
+
+    rotation: float = 30.0
+    hflip: bool = True
+    vflip: bool = True
+    zoom: float = 0.1
+    shear: float = 5.0
+    fill_mode: str = "reflect"  # "constant" (black), "reflect" or "nearest", as Keras' fill_mode
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+    hue: float = 0.02
+    vignette: float = 0.0  # probability of a random dark circular frame, given to both classes alike
+    vignette_min_darkness: float = 1.0  # darkness of that frame drawn from [this, 1]; 1: always black
+    jpeg: float = 0.0  # probability of a JPEG re-compression at a random quality in [jpeg_quality_min, 95]
+    jpeg_quality_min: int = 50
+
+
+@dataclass
+class TrainConfig:
+    """A training recipe. ``lr`` is the peak learning rate of a cosine schedule with warm-up."""
+
+    arch: str = "tf_efficientnet_lite0"
+    pretrained: str = "imagenet"
+    img_size: int = 224
+    color_constancy: str | None = None  # "shades_of_grey", applied in training and at inference
+    freeze_blocks: int = 0  # EfficientNet: keep the stem and this many first blocks at ImageNet weights
+    linear_probe: bool = False  # stage 1: fit the classifier on frozen pretrained features (LP-FT)
+    ema_decay: float | None = None  # e.g. 0.995: validate, checkpoint and ship an exponential moving average
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"  # "adam" or "adamw"
+    warmup_epochs: float = 0.3
+    patience: int = 3  # epochs without a better validation ROC-AUC before stopping
+    val_fraction: float = 0.1
+    seed: int = 42
+    target_sensitivity: float | None = 0.95  # threshold rule on validation data; None = Youden's J
+    # Further sources trained on with ``data``: one duplicate graph over all of them, a validation split per
+    # source, and no copy of any source's validation or test image trained on (melanoma.sources).
+    extra_train: list[str] = field(default_factory=list)
+    # Train only on these sources' training images (names as in split.csv); validation keeps every source and the
+    # split is the one all sources give, so a second stage (``pretrained``: the first stage's model folder, same
+    # sources and seed) never trains on the first stage's validation images.
+    train_sources: list[str] = field(default_factory=list)
+    other_dx: str = "exclude"  # HAM10000's bcc/akiec: "exclude", "benign" or "malignant" (datasets.dx_label)
+    balance: str = "none"  # "source_class": draw each source's classes equally often (sources.source_class_weights)
+    # Logit adjustment by source (Menon et al. 2021, "Long-tail learning via logit adjustment"): the loss sees
+    # logit + the image's source's melanoma log-odds (sources.source_log_odds), so the network need not learn
+    # each archive's prevalence from how its images look; the bare logit, used at inference, then reads every
+    # source on one scale, even odds, which is what lets one threshold serve them all.
+    source_logit_adjustment: bool = False
+    group_duplicates: bool = True  # one source: keep each near-duplicate cluster on one side of train/val
+    drop_test_duplicates: bool = False  # one source: leave out training images that have a copy in test
+    num_workers: int = 2
+    aug: AugConfig = field(default_factory=AugConfig)
+    accelerator: str = "auto"
+    devices: str | int = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # e.g. ddp; one process per device, launched by Lightning, torchrun or SLURM
+    precision: str | None = None  # None: bf16-mixed on CUDA, 32 elsewhere
+    fast_dev_run: bool = False
+
+
+# (field, test, what it must be): every recipe, command line and Python call is checked against these before
+# anything runs, so a typo'd value fails in a second with its name, not after an hour of training.
+_RULES = [
+    ("img_size", lambda v: v >= 32, "at least 32"), ("epochs", lambda v: v >= 1, "at least 1"),
+    ("batch_size", lambda v: v >= 2, "at least 2"), ("lr", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("weight_decay", lambda v: v >= 0, ">= 0"), ("warmup_epochs", lambda v: v >= 0, ">= 0"),
+    ("patience", lambda v: v >= 0, ">= 0"), ("val_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("freeze_blocks", lambda v: v >= 0, ">= 0"), ("num_workers", lambda v: v >= 0, ">= 0"),
+    ("optimizer", lambda v: v in ("adam", "adamw"), "adam or adamw"),
+    ("other_dx", lambda v: v in ("exclude", "benign", "malignant"), "exclude, benign or malignant"),
+    ("balance", lambda v: v in ("none", "source_class"), "none or source_class"),
+    ("ema_decay", lambda v: v is None or 0 < v < 1, "strictly between 0 and 1"),
+    ("target_sensitivity", lambda v: v is None or 0 < v <= 1, "in (0, 1], or null for Youden's J"),
+    ("color_constancy", lambda v: v in (None, "shades_of_grey"), "shades_of_grey or null"),
+    ("pretrained", lambda v: v in ("imagenet", "none") or Path(v).is_dir(), "imagenet, none or a model folder"),
+]
+_AUG_RULES = [
+    ("rotation", lambda v: 0 <= v <= 180, "in [0, 180] degrees"), ("zoom", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("shear", lambda v: 0 <= v <= 45, "in [0, 45] degrees"),
+    ("fill_mode", lambda v: v in ("constant", "reflect", "nearest"), "constant, reflect or nearest"),
+    *[(k, lambda v: 0 <= v <= 1, "in [0, 1]") for k in ("brightness", "contrast", "saturation", "vignette",
+                                                          "vignette_min_darkness", "jpeg")],
+    ("hue", lambda v: 0 <= v <= 0.5, "in [0, 0.5]"), ("jpeg_quality_min", lambda v: 1 <= v <= 95, "in [1, 95]"),
+]
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Raise ValueError naming the first field whose value is out of range; returns ``cfg``."""
+    for obj, rules, prefix in ((cfg, _RULES, ""), (cfg.aug, _AUG_RULES, "aug.")):
+        for name, ok, must in rules:
+            value = getattr(obj, name)
+            try:
+                good = ok(value)
+            except TypeError:
+                good = False
+            if not good:
+                raise ValueError(f"{prefix}{name} must be {must} (got {value!r})")
+    if cfg.train_sources and not cfg.extra_train:
+        raise ValueError("train_sources needs several sources (extra_train)")
+    if cfg.source_logit_adjustment and not cfg.extra_train:
+        raise ValueError("source_logit_adjustment needs several sources (extra_train)")
+    return cfg
+
+
+# Command-line options that set more than the TrainConfig field of their name.
+SHORTHANDS = {"flips": ("aug.hflip", "aug.vflip"), "color": ("aug.brightness", "aug.contrast", "aug.saturation"),
+              **{k: (f"aug.{k}",) for k in ("rotation", "zoom", "shear", "fill_mode", "vignette")}}
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict) -> TrainConfig:
+    """``cfg`` with ``overrides`` ({field or shorthand: value}; ``aug.x`` for augmentation) applied, validated.
+    Unknown names are errors that name themselves."""
+    top, aug = {}, {}
+    for name, value in overrides.items():
+        for target in SHORTHANDS.get(name, (name,)):
+            (aug if target.startswith("aug.") else top)[target.removeprefix("aug.")] = value
+        if name == "color":
+            aug["hue"] = value / 5
+    known, aug_known = {f.name for f in fields(TrainConfig)} - {"aug"}, {f.name for f in fields(AugConfig)}
+    if bad := sorted(set(top) - known) + sorted(f"aug.{k}" for k in set(aug) - aug_known):
+        raise ValueError(f"unknown training option {bad[0]!r}")
+    return validate(replace(cfg, **top, aug=replace(cfg.aug, **aug)))
+
+
+def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    import yaml
+
+    path = path.resolve()
+    if path in seen:
+        raise ValueError(f"recipe {path.name}: its base chain loops back to itself")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"recipe {path.name}: a recipe is a mapping of TrainConfig fields")
+    raw.pop("notes", None)  # free text for the reader
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    merged = _read_recipe(path.parent / base, (*seen, path))
+    aug = {**(merged.pop("aug", None) or {}), **(raw.pop("aug", None) or {})}
+    return {**merged, **raw, "aug": aug}
+
+
+def load_recipe(path: str | Path) -> TrainConfig:
+    """A YAML file of TrainConfig fields (``aug:`` as a mapping) -> TrainConfig; unknown keys are errors.
+
+    ``base: OTHER.yaml`` (relative to the file) starts from that recipe: the file then lists only what changed,
+    as an experiment should; ``aug`` entries override one by one."""
+    raw = _read_recipe(Path(path))
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"recipe {Path(path).name}: unknown key {unknown[0]!r} (TrainConfig fields: "
+                         f"{', '.join(sorted(known))})")
+    aug_raw = raw.pop("aug", None) or {}
+    aug_known = {f.name for f in fields(AugConfig)}
+    if bad := sorted(set(aug_raw) - aug_known):
+        raise ValueError(f"recipe {Path(path).name}: unknown aug key {bad[0]!r} "
+                         f"(known: {', '.join(sorted(aug_known))})")
+    return validate(TrainConfig(**raw, aug=AugConfig(**aug_raw)))
+
+
+def resolved_recipe_text(path: str | Path) -> str:
+    """The recipe at ``path`` with its ``base`` chain merged in: what travels with the model it made, whole."""
+    import yaml
+
+    path = Path(path)
+    notes = (yaml.safe_load(path.read_text()) or {}).get("notes")
+    head = f"# {path.name}, its base recipes merged in (melanoma.recipe.resolved_recipe_text)\n"
+    return head + yaml.safe_dump({**({"notes": notes} if notes else {}), **_read_recipe(path)}, sort_keys=False,
+                                 width=110)

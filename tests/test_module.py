@@ -1,0 +1,75 @@
+"""The LightningModule's training step and the LP-FT linear probe."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import write_class_folders
+
+
+def test_source_logit_adjustment_adds_each_images_offset_to_its_logit_in_the_loss():
+    import torch.nn.functional as F
+
+    from melanoma.module import LesionClassifier
+
+    module = LesionClassifier("small_cnn", "none", 1e-3, 0.0, "adamw", 0.0).eval()  # eval: the same logits twice
+    module.log = lambda *a, **k: None  # no trainer attached
+    x, y, idx = torch.randn(4, 3, 32, 32), torch.tensor([0.0, 1.0, 0.0, 1.0]), torch.tensor([3, 1, 2, 0])
+    plain = module.training_step((x, y, idx), 0)
+    module.train_offsets = torch.tensor([-2.0, -1.0, 0.0, 3.0])  # indexed by the dataset index, not the batch row
+    adjusted = module.training_step((x, y, idx), 0)
+    with torch.no_grad():
+        logits = module(x)
+    assert plain.item() == pytest.approx(F.binary_cross_entropy_with_logits(logits, y).item(), rel=1e-5)
+    assert adjusted.item() == pytest.approx(
+        F.binary_cross_entropy_with_logits(logits + torch.tensor([3.0, -1.0, 0.0, -2.0]), y).item(), rel=1e-5)
+    assert adjusted.item() != pytest.approx(plain.item())
+
+
+def test_frozen_blocks_keep_their_imagenet_weights_and_the_rest_learns():
+    from melanoma.module import LesionClassifier
+
+    module = LesionClassifier("tf_efficientnet_lite0", "none", 1e-2, 0.0, "adam", 0.0, freeze_blocks=2)
+    before = {k: v.clone() for k, v in module.net.state_dict().items()}
+    opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=1e-2)
+    module.train()
+    module.on_train_epoch_start()
+    x, y = torch.randn(4, 3, 64, 64), torch.tensor([0.0, 1.0, 0.0, 1.0])
+    torch.nn.functional.binary_cross_entropy_with_logits(module(x), y).backward()
+    opt.step()
+    after = module.net.state_dict()
+    frozen = [k for k in before if k.startswith(("conv_stem", "bn1", "blocks.0.", "blocks.1."))]
+    trained = [k for k in before if k.startswith(("blocks.2.", "blocks.6.", "conv_head", "classifier"))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # running stats too
+    assert any(not torch.equal(before[k], after[k]) for k in trained)
+
+
+def test_linear_probe_fits_the_head_on_frozen_features_and_changes_no_other_weight(tmp_path: Path):
+    from melanoma.data import build_transform, make_loader
+    from melanoma.datasets import discover
+    from melanoma.models import create_model
+    from melanoma.module import fit_linear_probe
+
+    data = write_class_folders(tmp_path / "data", 16)
+    samples = discover(data)["all"]
+    loader = make_loader(samples, build_transform(64, (0.5,) * 3, (0.5,) * 3), batch_size=8)
+    net = create_model("tf_efficientnet_lite0", pretrained="imagenet")
+    body = {k: v.clone() for k, v in net.named_parameters() if not k.startswith("classifier.")}
+    imagenet_bn = net.bn1.running_mean.clone()
+    labels = torch.tensor([s.label for s in samples])
+
+    def accuracy() -> float:
+        with torch.no_grad():
+            logits = torch.cat([net.eval()(x).squeeze(1) for x, _, _ in loader])
+        return float(((logits > 0).long() == labels).float().mean())
+
+    before = accuracy()
+    info = fit_linear_probe(net, loader)
+    assert info["n"] == 32 and info["train_auc"] > 0.95 and info["C"] > 0
+    assert accuracy() > 0.9 and accuracy() > before  # the pretrained features separate the synthetic classes
+    # no weight of the body changes; batch norm takes these images' statistics (fine-tuning's view of them)
+    assert all(torch.equal(v, dict(net.named_parameters())[k]) for k, v in body.items())
+    assert not torch.allclose(net.bn1.running_mean, imagenet_bn)
+    with pytest.raises(ValueError, match="single-logit linear classifier"):
+        fit_linear_probe(create_model("small_cnn", pretrained="none"), loader)

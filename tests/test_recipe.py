@@ -1,0 +1,75 @@
+"""Recipes: the one schema (TrainConfig), its checks, YAML with base chains, command-line overrides."""
+
+from pathlib import Path
+
+import pytest
+
+from melanoma.recipe import AugConfig, TrainConfig
+
+from conftest import REPO
+
+RECIPES = sorted([*(REPO / "recipes").glob("*.yaml"), *(REPO / "experiments").glob("*/recipe.yaml")])
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_recipe_loads(recipe: Path):
+    from melanoma.recipe import load_recipe
+
+    cfg = load_recipe(recipe)
+    assert cfg.arch.startswith("tf_efficientnet_lite") and cfg.pretrained == "imagenet" and cfg.epochs >= 1
+
+
+def test_a_recipe_lists_what_differs_from_its_base_and_unknown_keys_name_themselves(tmp_path: Path):
+    from melanoma.recipe import load_recipe, resolved_recipe_text
+
+    (tmp_path / "base.yaml").write_text("epochs: 4\nlr: 0.001\naug:\n  zoom: 0.2\n  vignette: 0.5\n")
+    (tmp_path / "exp.yaml").write_text("notes: one change\nbase: base.yaml\nepochs: 2\naug:\n  zoom: 0.3\n")
+    cfg = load_recipe(tmp_path / "exp.yaml")
+    assert (cfg.epochs, cfg.lr, cfg.aug.zoom, cfg.aug.vignette) == (2, 0.001, 0.3, 0.5)
+    (tmp_path / "resolved.yaml").write_text(resolved_recipe_text(tmp_path / "exp.yaml"))
+    assert load_recipe(tmp_path / "resolved.yaml") == cfg  # what travels with a model stands alone
+    (tmp_path / "bad.yaml").write_text("base: base.yaml\naug:\n  zooom: 0.3\n")
+    with pytest.raises(ValueError, match="zooom"):
+        load_recipe(tmp_path / "bad.yaml")
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ValueError, match="loops"):
+        load_recipe(tmp_path / "loop.yaml")
+
+
+@pytest.mark.parametrize("line, field", [
+    ("epochs: 0", "epochs"), ("lr: -1", "lr"), ("val_fraction: 1.5", "val_fraction"), ("other_dx: maybe", "other_dx"),
+    ("aug:\n  zoom: 2", "aug.zoom"), ("aug:\n  vignette: 1.2", "aug.vignette"), ("lr: fast", "lr"),
+    ("pretrained: /no/such/model", "pretrained"), ("train_sources: [ham10000]", "train_sources"),
+    ("source_logit_adjustment: true", "source_logit_adjustment")])
+def test_out_of_range_values_are_refused_with_their_name(tmp_path: Path, line: str, field: str):
+    from melanoma.recipe import load_recipe
+
+    (tmp_path / "r.yaml").write_text(line + "\n")
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        load_recipe(tmp_path / "r.yaml")
+
+
+def test_command_line_options_are_overrides_of_the_one_schema():
+    from melanoma.recipe import TrainConfig, apply_overrides
+
+    base = TrainConfig(epochs=7)
+    cfg = apply_overrides(base, {"lr": 0.001, "flips": False, "color": 0.2, "zoom": 0.3})
+    assert (cfg.epochs, cfg.lr, cfg.aug.hflip, cfg.aug.vflip, cfg.aug.hue, cfg.aug.zoom) == (7, 0.001, False, False,
+                                                                                           0.04, 0.3)
+    assert base.lr == TrainConfig().lr  # the base is not changed
+    with pytest.raises(ValueError, match="learning_rate"):
+        apply_overrides(base, {"learning_rate": 0.1})
+    with pytest.raises(ValueError, match="epochs"):
+        apply_overrides(base, {"epochs": 0})
+
+
+def test_flagship_recipe_is_the_one_that_trained_the_bundled_model():
+    """`melanoma train --recipe recipes/flagship.yaml` is how the README and the card say to reproduce it."""
+    from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig
+    from melanoma.recipe import load_recipe
+
+    recorded = dict(ModelConfig.load(DEFAULT_MODEL_DIR / "config.json").training["recipe"])
+    # fields added to TrainConfig since that run take their defaults, which is what the run used
+    trained_with = TrainConfig(**{**recorded, "aug": AugConfig(**recorded["aug"])})
+    assert load_recipe(REPO / "recipes" / "flagship.yaml") == trained_with
+    assert load_recipe(DEFAULT_MODEL_DIR / "recipe.yaml") == load_recipe(REPO / "recipes" / "flagship.yaml")
