@@ -45,3 +45,31 @@ def test_reliability_curve_counts_every_image():
     curve = reliability_curve(sigmoid(logits), y, n_bins=10)
     assert sum(curve["count"]) == 500
     assert all(0 <= f <= 1 for f in curve["fraction_malignant"])
+
+
+def test_the_per_source_threshold_is_the_lowest_over_sources_with_enough_melanomas():
+    from melanoma.calibrate import choose_threshold_per_source
+
+    rng = np.random.default_rng(0)
+    # source "low": melanomas score low (another clinic's camera); "high": they score high; "few": 5 melanomas only
+    p = np.concatenate([rng.uniform(0.0, 0.3, 40), rng.uniform(0.1, 0.5, 30),   # low: benign, melanomas
+                        rng.uniform(0.0, 0.5, 40), rng.uniform(0.6, 1.0, 30),   # high
+                        rng.uniform(0.0, 0.5, 40), rng.uniform(0.0, 0.05, 5)])  # few
+    y = np.array(([0] * 40 + [1] * 30) * 2 + [0] * 40 + [1] * 5)
+    src = np.array(["low"] * 70 + ["high"] * 70 + ["few"] * 45, object)
+    threshold, own = choose_threshold_per_source(p, y, src, 0.9)
+    assert set(own) == {"low", "high"}  # "few" has no say: 5 < MIN_SOURCE_POSITIVES
+    assert threshold == own["low"] < own["high"]
+    for name in own:  # every source with a say keeps the target sensitivity
+        assert (p[(src == name) & (y == 1)] >= threshold).mean() >= 0.9
+
+
+def test_pooled_sources_rename_a_group_and_refuse_an_unknown_name():
+    from melanoma.calibrate import pooled_sources
+
+    src = ["ham10000", "isic2017", "kaggle", "ham10000"]
+    assert pooled_sources(src, [["ham10000", "isic2017"]]).tolist() == ["ham10000+isic2017"] * 2 + ["kaggle",
+                                                                                                    "ham10000+isic2017"]
+    assert pooled_sources(src, None).tolist() == src
+    with pytest.raises(ValueError, match="'ham1000'"):
+        pooled_sources(src, [["ham1000", "isic2017"]])

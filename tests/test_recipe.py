@@ -40,7 +40,9 @@ def test_a_recipe_lists_what_differs_from_its_base_and_unknown_keys_name_themsel
     ("epochs: 0", "epochs"), ("lr: -1", "lr"), ("val_fraction: 1.5", "val_fraction"), ("other_dx: maybe", "other_dx"),
     ("aug:\n  zoom: 2", "aug.zoom"), ("aug:\n  vignette: 1.2", "aug.vignette"), ("lr: fast", "lr"),
     ("pretrained: /no/such/model", "pretrained"), ("train_sources: [ham10000]", "train_sources"),
-    ("source_logit_adjustment: true", "source_logit_adjustment")])
+    ("source_logit_adjustment: true", "source_logit_adjustment"), ("threshold_groups: [[a, b]]", "threshold_groups"),
+    ("extra_train: [x]\nthreshold_groups: [[a]]", "threshold_groups"),
+    ("extra_train: [x]\nthreshold_groups: [[a, b], [b, c]]", "threshold_groups")])
 def test_out_of_range_values_are_refused_with_their_name(tmp_path: Path, line: str, field: str):
     from melanoma.recipe import load_recipe
 

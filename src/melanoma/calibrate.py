@@ -102,3 +102,16 @@ def choose_threshold_per_source(probs, labels, sources, target_sensitivity: floa
     if not own:
         return choose_threshold(p, y, target_sensitivity), {}
     return min(own.values()), own
+
+
+def pooled_sources(sources, groups: list[list[str]] | None) -> np.ndarray:
+    """Each image's source, with the sources of each group in ``groups`` renamed to one pooled name ("a+b"), for
+    the threshold rule: a small archive's few validation melanomas then count together with a like archive's,
+    instead of deciding the lowest per-source threshold alone. Raises ValueError for a name no image has."""
+    src = np.asarray(sources, object)
+    group_of = {name: "+".join(g) for g in groups or [] for name in g}
+    if unknown := sorted(set(group_of) - set(src.tolist())):
+        raise ValueError(f"threshold_groups: no validation image of source {unknown[0]!r} "
+                         f"(sources: {', '.join(sorted(set(src.tolist())))})")
+    return np.array([group_of.get(s, s) for s in src.tolist()], object)
+

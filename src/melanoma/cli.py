@@ -154,6 +154,8 @@ def calibrate(
     gate: bool = typer.Option(False, "--gate", help="Also refit the 'cannot assess' gate: on 2,000 of DATA's train "
                                                     "images, equal shares per source; its threshold on SPLIT."),
     threshold: bool = typer.Option(True, help="Refit threshold and temperature (--no-threshold: the gate only)."),
+    pool: Optional[list[str]] = typer.Option(None, help="Sources pooled for the per-source threshold rule, "
+                                                        "comma-separated (repeatable), e.g. ham10000,isic2017."),
 ) -> None:
     """Fit the temperature and decision threshold of a model on validation data (and, with --gate, its gate)."""
     from .config import ModelError
@@ -166,12 +168,14 @@ def calibrate(
         splits = discover(data)
         result = {}
         if threshold:
-            result = calibrate_model_folder(model, select_split(splits, split), None if youden else target_sensitivity)
+            groups = [g.split(",") for g in pool or []]
+            result = calibrate_model_folder(model, select_split(splits, split), None if youden else target_sensitivity,
+                                            threshold_groups=groups)
         if gate:
             if "train" not in splits:
                 fail(f"--gate fits on training images: {data} has no train split (give a run's split.csv)")
             result["gate"] = refit_gate(model, splits["train"], select_split(splits, split))
-    except (DatasetError, ModelError) as e:
+    except (DatasetError, ModelError, ValueError) as e:
         fail(str(e))
     out.print_json(data=result)
 

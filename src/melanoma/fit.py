@@ -16,6 +16,7 @@ from .calibrate import (
     choose_threshold_per_source,
     expected_calibration_error,
     fit_temperature,
+    pooled_sources,
     sigmoid,
 )
 from .config import ModelConfig, write_checksums
@@ -25,29 +26,33 @@ from .sources import balanced_by_source
 
 
 def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | None = 0.95,
-                           batch_size: int = 32) -> dict:
+                           batch_size: int = 32, threshold_groups: list[list[str]] | None = None) -> dict:
     """Fit temperature and threshold of the model folder on ``val_samples`` and store them in its
-    config.json. Returns what was fitted, with validation ECE before and after and sample sizes."""
+    config.json. Returns what was fitted, with validation ECE before and after and sample sizes.
+    ``threshold_groups``: sources pooled for the per-source threshold rule (:func:`calibrate.pooled_sources`)."""
     predictor = TorchPredictor(model_dir, batch_size=batch_size, num_workers=1 if len(val_samples) > 256 else 0)
     logits = predictor.predict_logits(val_samples)
     kept = [(z, s) for z, s in zip(logits, val_samples) if z is not None]
     z = np.array([a for a, _ in kept])
     y = np.array([s.label for _, s in kept])
     src = np.array([s.source for _, s in kept], object)
+    rule_src = pooled_sources(src, threshold_groups)
     temperature = fit_temperature(z, y)
     probs = sigmoid(z / temperature)
     rule = "youden" if target_sensitivity is None else f"sensitivity>={target_sensitivity}"
     per_source: dict[str, float] = {}
-    if len(set(src.tolist())) > 1:
-        threshold, per_source = choose_threshold_per_source(probs, y, src, target_sensitivity)
+    if len(set(rule_src.tolist())) > 1:
+        threshold, per_source = choose_threshold_per_source(probs, y, rule_src, target_sensitivity)
         rule += " on each source's validation images (lowest per-source threshold)"
     else:
         threshold = choose_threshold(probs, y, target_sensitivity)
+    rule += "".join(f"; {'+'.join(g)} pooled" for g in threshold_groups or [])
 
     def at_threshold(m: np.ndarray) -> dict:
         pos, neg = m & (y == 1), m & (y == 0)
         return {"n": int(m.sum()), "n_malignant": int(pos.sum()),
-                "own_threshold": per_source.get(str(src[m][0])) if m.any() else None,
+                "own_threshold": per_source.get(str(rule_src[m][0])) if m.any() else None,
+                **({"threshold_group": str(rule_src[m][0])} if m.any() and rule_src[m][0] != src[m][0] else {}),
                 "sensitivity": float((probs[pos] >= threshold).mean()) if pos.any() else None,
                 "specificity": float((probs[neg] < threshold).mean()) if neg.any() else None}
 

@@ -65,6 +65,9 @@ class TrainConfig:
     # each archive's prevalence from how its images look; the bare logit, used at inference, then reads every
     # source on one scale, even odds, which is what lets one threshold serve them all.
     source_logit_adjustment: bool = False
+    # Sources pooled for the per-source threshold rule, e.g. [[ham10000, isic2017]]: a small archive's few
+    # validation melanomas then count with a like archive's, instead of setting the lowest threshold alone.
+    threshold_groups: list[list[str]] = field(default_factory=list)
     group_duplicates: bool = True  # one source: keep each near-duplicate cluster on one side of train/val
     drop_test_duplicates: bool = False  # one source: leave out training images that have a copy in test
     num_workers: int = 2
@@ -118,6 +121,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ValueError("train_sources needs several sources (extra_train)")
     if cfg.source_logit_adjustment and not cfg.extra_train:
         raise ValueError("source_logit_adjustment needs several sources (extra_train)")
+    if cfg.threshold_groups and not cfg.extra_train:
+        raise ValueError("threshold_groups needs several sources (extra_train)")
+    names = [n for g in cfg.threshold_groups for n in g]
+    if any(not isinstance(g, list) or len(g) < 2 for g in cfg.threshold_groups) or len(names) != len(set(names)):
+        raise ValueError(f"threshold_groups must be lists of two or more sources, each source in one group at most "
+                         f"(got {cfg.threshold_groups!r})")
     return cfg
 
 

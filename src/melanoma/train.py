@@ -12,6 +12,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from .calibrate import pooled_sources
 from .config import ModelConfig, atomic_write_text, sha256_file, write_checksums
 from .data import LesionDataModule, make_loader
 from .datasets import discover, make_train_val, write_split
@@ -149,6 +150,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         train_s, val_s = make_train_val(splits, cfg.val_fraction, cfg.seed,
                                         audit.groups() if cfg.group_duplicates and audit else None)
         gate_pool = train_s
+    pooled_sources([s.source for s in val_s], cfg.threshold_groups)  # a misspelt source fails now, not after the fit
     split_hash = write_split(out / "split.csv", {"train": train_s, "val": val_s})
     mean, std = default_mean_std(cfg.arch)
     weights = source_class_weights(train_s) if cfg.balance == "source_class" else None
@@ -209,7 +211,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     if trainer.is_global_zero:
         save_model_folder(module.net, model_cfg, out / "model")
         atomic_write_text(out / "model" / "training_log.csv", collect_training_log(out))
-        calibrate_model_folder(out / "model", val_s, cfg.target_sensitivity, cfg.batch_size)
+        calibrate_model_folder(out / "model", val_s, cfg.target_sensitivity, cfg.batch_size, cfg.threshold_groups)
         clock["calibrate_end"] = time.perf_counter()
         if hasattr(module.net, "forward_head"):  # the "cannot assess" gate needs pooled features
             fit = balanced_by_source(gate_pool, GATE_FIT_IMAGES, cfg.seed)
