@@ -1,12 +1,18 @@
 """What a model says about HAM10000's basal cell carcinomas and actinic keratoses, which it never trained on.
 
-    python benchmarks/other_dx.py [--model DIR ...] [--out docs/results/other_dx_bundled.json]
+    python benchmarks/other_dx.py [--model DIR ...] [--split runs/NAME/split.csv] [--out docs/results/NAME.json]
 
 With ``other_dx: exclude`` (the default) these 841 images are in neither training nor validation. They are not
 melanomas, but they are (pre)cancers a clinician wants flagged; the ISIC 2018 test set counts them among its
 "other lesions", so every one flagged is a false positive in its melanoma-or-not specificity. Per model and
 diagnosis: n, the share at or above the model's threshold (95% Clopper-Pearson interval), the median p of the
 assessed ones, and the share refused as "cannot assess".
+
+With ``--split`` (the models' run's split.csv), what they cost a melanoma-or-not ROC-AUC: the model's HAM10000
+validation melanomas against its validation benign lesions alone, and against those plus the BCCs and AKs weighted
+to the share of "other lesions" they have in the ISIC 2018 test set by its challenge's published class counts
+(93 + 43 of 1,341). Every image is scored, refused or not (as ``sources_table.py`` does); 95% bootstrap intervals,
+each group resampled on its own.
 """
 
 from __future__ import annotations
@@ -21,15 +27,50 @@ from scipy.stats import binomtest
 
 from melanoma import Classifier
 from melanoma.config import atomic_write_text
+from melanoma.datasets import read_split
+from melanoma.engines import load_predictor
 
 REPO = Path(__file__).resolve().parents[1]
 HAM = REPO.parent / "shared" / "data" / "ham10000"
+ISIC2018_OTHER_SHARE = (93 + 43) / 1341  # BCC + AK among the ISIC 2018 Task 3 test's non-melanomas (published)
+
+
+def weighted_auc(p_mel, p_benign, p_other, other_share: float) -> float:
+    """ROC-AUC of melanomas against benign lesions plus (pre)cancers, the latter weighted to ``other_share`` of
+    the negatives: P(a melanoma scores above a negative drawn from that mix), ties counted half."""
+    def above(neg):  # P(mel > neg) + P(mel == neg) / 2, over all pairs
+        order = np.sort(neg)
+        lo, hi = np.searchsorted(order, p_mel, "left"), np.searchsorted(order, p_mel, "right")
+        return float(((lo + hi) / 2).mean() / len(neg))
+    return (1 - other_share) * above(p_benign) + other_share * above(p_other)
+
+
+def auc_cost(predictor, val, other_paths, n_boot: int = 1000, seed: int = 0) -> dict:
+    from melanoma.imaging import Sample
+
+    def scores(samples):
+        rs = predictor.run(samples)
+        return np.array([float(predictor.proba_from_logits(r["logit"])) for r in rs if r is not None])
+
+    p_mel = scores([s for s in val if s.label == 1])
+    p_ben = scores([s for s in val if s.label == 0])
+    p_oth = scores([Sample(p, 0) for p in other_paths])
+    rng = np.random.default_rng(seed)
+    out = {"n_melanomas": len(p_mel), "n_benign": len(p_ben), "n_bcc_akiec": len(p_oth),
+           "other_share": ISIC2018_OTHER_SHARE}
+    for key, share in (("roc_auc_benign_only", 0.0), ("roc_auc_with_bcc_akiec", ISIC2018_OTHER_SHARE)):
+        draws = [weighted_auc(*(g[rng.integers(0, len(g), len(g))] for g in (p_mel, p_ben, p_oth)), share)
+                 for _ in range(n_boot)]
+        out[key] = weighted_auc(p_mel, p_ben, p_oth, share)
+        out[f"{key}_ci"] = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, nargs="+", default=[None])
     ap.add_argument("--ham", type=Path, default=HAM)
+    ap.add_argument("--split", type=Path, default=None, help="the models' run's split.csv: the ROC-AUC cost too")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "other_dx_bundled.json")
     args = ap.parse_args()
 
@@ -49,6 +90,10 @@ def main() -> None:
                        "flagged_ci": [ci.low, ci.high] if ci else None,
                        "median_p": float(np.median(ok)) if len(ok) else None,
                        "refused": float(np.isnan(p).mean())}
+        if args.split:
+            val = [s for s in read_split(args.split)["val"] if s.source == "ham10000"]
+            others = [args.ham / "images" / f"{r['image_id']}.jpg" for r in rows if r["dx"] in ("bcc", "akiec")]
+            res["auc_cost"] = auc_cost(load_predictor(model, num_workers=2), val, others)
         out["models"][str(model or "bundled")] = res
         print(model or "bundled", json.dumps(res), flush=True)
     atomic_write_text(args.out, json.dumps(out, indent=1))

@@ -15,12 +15,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from melanoma.audit import cached_audit
 from melanoma.config import DEFAULT_MODEL_DIR, sha256_file
 from melanoma.datasets import discover
 from melanoma.engines import load_predictor
+from melanoma.evaluate import paired_difference
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -32,23 +32,6 @@ def scores(predictor, samples) -> tuple[np.ndarray, np.ndarray]:
     ok = [(s, r) for s, r in zip(samples, results) if r is not None]
     return (np.array([s.label for s, _ in ok]),
             np.array([float(predictor.proba_from_logits(r["logit"])) for _, r in ok]))
-
-
-def paired_auc(y, p_plain, p_tta, n_boot: int = 1000, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    diffs = []
-    while len(diffs) < n_boot:
-        i = rng.integers(0, len(y), len(y))
-        if 0 < y[i].sum() < len(i):  # a resample needs both classes for an ROC-AUC
-            diffs.append(roc_auc_score(y[i], p_tta[i]) - roc_auc_score(y[i], p_plain[i]))
-    plain, tta = roc_auc_score(y, p_plain), roc_auc_score(y, p_tta)
-    return {"roc_auc": plain, "roc_auc_tta": tta, "difference": tta - plain,
-            "difference_ci": [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]}
-
-
-def at_threshold(y, p, threshold: float) -> dict:
-    flagged = p >= threshold
-    return {"sensitivity": float(flagged[y == 1].mean()), "specificity": float((~flagged[y == 0]).mean())}
 
 
 def main() -> None:
@@ -73,13 +56,12 @@ def main() -> None:
         y, p = scores(plain, samples)
         y_t, p_t = scores(tta, samples)
         assert (y == y_t).all()  # the same images, in the same order
-        r = {"n": len(y), "n_malignant": int(y.sum()), **paired_auc(y, p, p_t),
-             "plain": at_threshold(y, p, plain.threshold), "tta": at_threshold(y, p_t, plain.threshold)}
+        d = paired_difference(y, p, p_t, plain.threshold)
+        r = {"n": len(y), "n_malignant": int(y.sum()), **{k: d[k] for k in ("roc_auc", "recall", "specificity")}}
         result["sets"][name] = r
-        print(f"| {name} | {r['n']} ({r['n_malignant']} mel.) | {r['roc_auc']:.3f} | {r['roc_auc_tta']:.3f} | "
-              f"{r['difference']:+.3f} ({r['difference_ci'][0]:+.3f} to {r['difference_ci'][1]:+.3f}) | "
-              f"{r['plain']['sensitivity']:.3f} / {r['plain']['specificity']:.3f} | "
-              f"{r['tta']['sensitivity']:.3f} / {r['tta']['specificity']:.3f} |", flush=True)
+        print(f"| {name} | {r['n']} ({r['n_malignant']} mel.) | " + " | ".join(
+            f"{v['a']:.3f} -> {v['b']:.3f}, {v['difference']:+.3f} ({v['difference_ci'][0]:+.3f} to "
+            f"{v['difference_ci'][1]:+.3f})" for v in (r["roc_auc"], r["recall"], r["specificity"])) + " |", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -189,3 +189,24 @@ def test_plots_are_written_only_on_request_and_are_what_the_report_draws(kaggle_
     doc = build_report(tmp_path / "data").read_text()
     drawn = dict(re.findall(r'<img alt="(\w+\.png)" src="data:image/png;base64,([^"]+)"', doc))
     assert {k: base64.b64decode(v) for k, v in drawn.items()} == written
+
+
+def test_a_paired_difference_resolves_a_change_that_unpaired_intervals_cannot():
+    from melanoma.evaluate import metrics_with_ci, paired_difference
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 1000)
+    shared, own = rng.normal(size=1000), rng.normal(size=1000)
+    a = 1 / (1 + np.exp(-(1.2 * y + shared + 0.5 * own)))
+    b = 1 / (1 + np.exp(-(1.2 * y + shared + 0.3 * own)))  # the same images, a little less noise
+    d = paired_difference(y, a, b, 0.5, n_boot=400)["roc_auc"]
+    ci_a, ci_b = metrics_with_ci(y, a, 0.5, 400)["roc_auc_ci"], metrics_with_ci(y, b, 0.5, 400)["roc_auc_ci"]
+    assert ci_b[0] < ci_a[1]  # each on its own: the intervals overlap
+    assert 0 < d["difference_ci"][0] <= d["difference"] <= d["difference_ci"][1]  # paired: the gain is resolved
+    assert d["a"] == pytest.approx(compute_metrics(y, a)["roc_auc"]) and d["b"] > d["a"]
+    back = paired_difference(y, b, a, 0.5, n_boot=400)["roc_auc"]  # swapped: the same change, negative
+    assert back["difference"] == pytest.approx(-d["difference"]) and back["difference_ci"][1] < 0
+    same = paired_difference(y, a, a, 0.5, n_boot=50)
+    assert all(v["difference"] == 0 and v["difference_ci"] == [0.0, 0.0] for v in same.values())
+    with pytest.raises(ValueError, match="as long"):
+        paired_difference(y, a, b[:10], 0.5)
