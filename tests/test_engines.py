@@ -69,15 +69,17 @@ def test_predict_runs_without_torch():
     assert len(rows) == 24 and all(r["status"] == "ok" for r in rows)
 
 
-@pytest.mark.parametrize("method", [None, "shades_of_grey"])
-def test_numpy_preprocessing_equals_the_training_eval_transform(method):
+@pytest.mark.parametrize("method,downscale", [(None, None), ("shades_of_grey", None), ("shades_of_grey", 40)])
+def test_numpy_preprocessing_equals_the_training_eval_transform(method, downscale):
     from melanoma.data import build_transform
 
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 256, (173, 301, 3), dtype=np.uint8))
-    cfg = ModelConfig(img_size=64, color_constancy=method)
-    expected = build_transform(64, cfg.mean, cfg.std, color_constancy=method)(img).numpy()
+    cfg = ModelConfig(img_size=64, color_constancy=method, downscale_to=downscale)
+    expected = build_transform(64, cfg.mean, cfg.std, color_constancy=method, downscale_to=downscale)(img).numpy()
     assert np.abs(preprocess(img, cfg) - expected).max() < 1e-6
+    if downscale:  # and it is a different picture from the one without the downscale
+        assert np.abs(preprocess(img, ModelConfig(img_size=64, color_constancy=method)) - expected).max() > 0.1
 
 
 @pytest.mark.parametrize("damaged", ["model.onnx", "model.safetensors", "config.json"])

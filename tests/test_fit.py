@@ -47,3 +47,39 @@ def test_pooled_sources_share_one_threshold_and_a_misspelt_source_is_refused(tin
     typo = CliRunner().invoke(app, ["calibrate", str(tiny_model_dir), str(split), "--pool", "a,bb"])
     assert typo.exit_code == 2 and "'bb'" in typo.output and "Traceback" not in typo.output
     assert config.read_bytes() == before  # nothing written
+
+
+def test_calibrate_downscale_to_changes_what_the_model_sees_and_refits_threshold_and_gate(tmp_path: Path):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from melanoma.engines.torch_engine import TorchPredictor
+    from melanoma.imaging import InMemory, cap_shorter_side
+    from melanoma.models import create_model, save_model_folder
+
+    model_dir = save_model_folder(create_model("tf_efficientnet_lite0"), ModelConfig(img_size=64), tmp_path / "m")
+    plain = Path(shutil.copytree(model_dir, tmp_path / "plain"))
+    parts = {}
+    for part, seed in (("train", 1), ("val", 2)):  # two sources of 48 px lesions, 12 + 12 each
+        folders = {name: write_class_folders(tmp_path / f"{part}{name}", 12, seed=seed + 10 * k)
+                   for name, k in (("a", 0), ("b", 1))}
+        parts[part] = [Sample(s.path, s.label, name) for name, d in folders.items() for s in discover(d)["all"]]
+    write_split(tmp_path / "split.csv", parts)
+
+    half = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--downscale-to", "32"])
+    assert half.exit_code == 2 and "--gate" in half.output  # a new input without a refitted gate is refused
+    assert ModelConfig.load(model_dir / "config.json").downscale_to is None  # nothing written
+
+    result = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--downscale-to",
+                                      "32", "--gate", "--target-sensitivity", "0.9"])
+    assert result.exit_code == 0, result.output
+    cfg = ModelConfig.load(model_dir / "config.json")
+    assert cfg.downscale_to == 32 and cfg.training["downscale_set_after"] == {"from": None, "to": 32}
+    assert "calibration" in cfg.training and cfg.training["gate"]["n_fit"] == 48  # both refitted with it
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))
+    seen = TorchPredictor(model_dir, use_ood=False).run([InMemory("x", img)])[0]["logit"]  # checksums verify
+    by_hand = TorchPredictor(plain, use_ood=False).run([InMemory("x", cap_shorter_side(img, 32))])[0]["logit"]
+    assert np.isclose(seen, by_hand, atol=1e-5)  # the model sees the image shrunk to 32 px first, and only that

@@ -116,3 +116,17 @@ def test_missing_file_and_folder(tmp_path: Path):
         open_rgb(tmp_path / "nope.jpg")
     with pytest.raises(ImageError, match="folder"):
         open_rgb(tmp_path)
+
+
+def test_cap_shorter_side_keeps_the_aspect_ratio_and_never_enlarges():
+    from melanoma.imaging import cap_shorter_side
+
+    photo = Image.new("RGB", (600, 450))
+    assert cap_shorter_side(photo, 150).size == (200, 150)  # HAM10000's 600 x 450 -> 200 x 150
+    assert cap_shorter_side(Image.new("RGB", (450, 600)), 150).size == (150, 200)  # portrait too
+    small = Image.new("RGB", (120, 90))
+    assert cap_shorter_side(small, 150) is small and cap_shorter_side(photo, None) is photo
+    rng = np.random.default_rng(0)
+    sharp = Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8))
+    back = np.asarray(cap_shorter_side(sharp, 112).resize((224, 224), Image.BILINEAR), float)
+    assert back.std() < 0.8 * np.asarray(sharp, float).std()  # detail finer than 112 px is gone

@@ -75,3 +75,11 @@ def test_flagship_recipe_is_the_one_that_trained_the_bundled_model():
     trained_with = TrainConfig(**{**recorded, "aug": AugConfig(**recorded["aug"])})
     assert load_recipe(REPO / "recipes" / "flagship.yaml") == trained_with
     assert load_recipe(DEFAULT_MODEL_DIR / "recipe.yaml") == load_recipe(REPO / "recipes" / "flagship.yaml")
+
+
+def test_downscale_to_is_checked_before_anything_runs():
+    from melanoma.recipe import TrainConfig, validate
+
+    validate(TrainConfig(downscale_to=150))
+    with pytest.raises(ValueError, match="downscale_to"):
+        validate(TrainConfig(downscale_to=8))

@@ -55,7 +55,8 @@ def adapt_model_folder(model_dir: str | Path | None, images: list[Path], out_dir
 
     origin = resolve_model_dir(model_dir)
     net, cfg = load_model_folder(origin)
-    tf = build_transform(cfg.img_size, cfg.mean, cfg.std, color_constancy=cfg.color_constancy)
+    tf = build_transform(cfg.img_size, cfg.mean, cfg.std, color_constancy=cfg.color_constancy,
+                         downscale_to=cfg.downscale_to)
     tensors, skipped = [], []
     for path in images:
         try:

@@ -26,6 +26,13 @@ HUB_GITATTRIBUTES = "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n"
                             for pattern in ("*.onnx", "*.safetensors", "*.bin", "*.pt", "*.ckpt"))
 
 
+def downscale_note(cfg: ModelConfig) -> str:
+    if cfg.downscale_to is None:
+        return ""
+    after = " (set after training)" if "downscale_set_after" in cfg.training else ""
+    return f"; first shrunk until the shorter side is at most {cfg.downscale_to} px{after}"
+
+
 def public_name(source: str) -> str:
     return PUBLIC_NAMES.get(source, source)
 
@@ -98,7 +105,8 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
              "package's gate (`ood.safetensors`).", "",
              "## Model", "",
              f"- Architecture: timm `{cfg.arch}`, input {cfg.img_size} x {cfg.img_size} RGB (whole image resized, "
-             f"bilinear), colour constancy: {cfg.color_constancy or 'none'}, normalised with mean {list(cfg.mean)}, "
+             f"bilinear{downscale_note(cfg)}), colour constancy: {cfg.color_constancy or 'none'}, "
+             f"normalised with mean {list(cfg.mean)}, "
              f"std {list(cfg.std)}; initial weights: {cfg.pretrained}",
              f"- Decision threshold {cfg.threshold:.4f} and temperature {cfg.temperature:.4f}, both fitted on the "
              "validation images" + (f" (rule: {cal['threshold_rule']})" if cal else ""),

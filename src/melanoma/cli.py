@@ -78,6 +78,8 @@ def train(
     epochs: Optional[int] = typer.Option(N, min=1, help="[10]"),
     img_size: Optional[int] = typer.Option(N, min=32, help="Square model input, pixels [224]."),
     color_constancy: Optional[str] = typer.Option(N, help="shades_of_grey, applied in training and inference."),
+    downscale_to: Optional[int] = typer.Option(N, min=32, help="Shrink each image's shorter side to at most this "
+                                                               "many pixels first, in training and inference."),
     freeze_blocks: Optional[int] = typer.Option(N, min=0, help="Keep the stem and this many first blocks frozen."),
     linear_probe: Optional[bool] = typer.Option(N, help="Fit the classifier on the frozen pretrained features "
                                                         "before fine-tuning (LP-FT)."),
@@ -156,17 +158,26 @@ def calibrate(
     threshold: bool = typer.Option(True, help="Refit threshold and temperature (--no-threshold: the gate only)."),
     pool: Optional[list[str]] = typer.Option(None, help="Sources pooled for the per-source threshold rule, "
                                                         "comma-separated (repeatable), e.g. ham10000,isic2017."),
+    downscale_to: Optional[int] = typer.Option(None, min=0, help="First set the model's downscale_to (pixels, the "
+                                                                 "shorter side; 0: none); needs --gate."),
 ) -> None:
     """Fit the temperature and decision threshold of a model on validation data (and, with --gate, its gate)."""
     from .config import ModelError
     from .datasets import DatasetError, discover, select_split
-    from .fit import calibrate_model_folder, refit_gate
+    from .fit import calibrate_model_folder, refit_gate, set_downscale
 
     if split == "test":
         fail("calibrating on the test split would make every test number optimistic; use validation data")
+    if downscale_to is not None and not (threshold and gate):
+        fail("--downscale-to changes what the model sees: refit threshold and gate with it "
+             "(--gate, not --no-threshold)")
+    if downscale_to is not None and 0 < downscale_to < 32:
+        fail(f"--downscale-to must be 0 (none) or at least 32 pixels (got {downscale_to})")
     try:
         splits = discover(data)
         result = {}
+        if downscale_to is not None:
+            result["downscale_to"] = set_downscale(model, downscale_to or None)
         if threshold:
             groups = [g.split(",") for g in pool or []]
             result = calibrate_model_folder(model, select_split(splits, split), None if youden else target_sensitivity,

@@ -66,6 +66,7 @@ class ModelConfig:
     temperature: float = 1.0
     pretrained: str = "imagenet"  # provenance of the initial weights: "imagenet" or "none"
     color_constancy: str | None = None  # "shades_of_grey": applied to every image after the resize
+    downscale_to: int | None = None  # px: shorter side shrunk to at most this before the resize (cap_shorter_side)
     training: dict[str, Any] = field(default_factory=dict)  # recipe, data, split hash, versions, val metrics
 
     def to_dict(self) -> dict[str, Any]:

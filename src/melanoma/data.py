@@ -7,6 +7,7 @@ Finding datasets and splitting them is torch-free and lives in :mod:`melanoma.da
 from __future__ import annotations
 
 import warnings
+from functools import partial
 
 import lightning as L
 import numpy as np
@@ -15,7 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 from torchvision.transforms import v2
 
-from .imaging import COLOR_CONSTANCY, Sample, load_any, shades_of_grey
+from .imaging import COLOR_CONSTANCY, Sample, cap_shorter_side, load_any, shades_of_grey
 from .recipe import AugConfig
 
 
@@ -60,15 +61,17 @@ FILL_PADDING = {"reflect": "reflect", "nearest": "edge"}
 
 
 def build_transform(img_size: int, mean, std, aug: AugConfig | None = None,
-                    color_constancy: str | None = None) -> v2.Compose:
+                    color_constancy: str | None = None, downscale_to: int | None = None) -> v2.Compose:
     """PIL RGB image of any size -> float tensor (3, img_size, img_size), normalised with mean/std.
 
     The whole image is resized to a square (no crop), so a lesion near the edge is never cut off.
     The resize runs in PIL (bilinear, antialiased) and colour constancy on its result, so the
     torch-free path (:mod:`melanoma.onnx_predict`) reproduces these pixels exactly. With ``aug`` the
-    random training augmentation is applied after that.
+    random training augmentation is applied after that. ``downscale_to``: first shrink the image until its
+    shorter side is at most that many pixels (:func:`melanoma.imaging.cap_shorter_side`).
     """
-    steps: list = [v2.Resize((img_size, img_size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True)]
+    steps: list = [] if downscale_to is None else [v2.Lambda(partial(cap_shorter_side, px=downscale_to), Image.Image)]
+    steps += [v2.Resize((img_size, img_size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True)]
     cc = color_constancy_step(color_constancy)
     if cc is not None:
         steps.append(v2.Lambda(cc, Image.Image))
@@ -186,12 +189,13 @@ class LesionDataModule(L.LightningDataModule):
 
     def __init__(self, train: list[Sample], val: list[Sample], img_size: int, mean, std,
                  aug: AugConfig | None, batch_size: int = 32, num_workers: int = 2,
-                 color_constancy: str | None = None, seed: int = 0, weights: list[float] | None = None):
+                 color_constancy: str | None = None, seed: int = 0, weights: list[float] | None = None,
+                 downscale_to: int | None = None):
         super().__init__()
         self.seed, self.weights = seed, weights
         self.train_samples, self.val_samples = train, val
-        self.train_tf = build_transform(img_size, mean, std, aug, color_constancy)
-        self.eval_tf = build_transform(img_size, mean, std, color_constancy=color_constancy)
+        self.train_tf = build_transform(img_size, mean, std, aug, color_constancy, downscale_to)
+        self.eval_tf = build_transform(img_size, mean, std, color_constancy=color_constancy, downscale_to=downscale_to)
         self.batch_size, self.num_workers = batch_size, num_workers
 
     def train_dataloader(self) -> DataLoader:

@@ -25,6 +25,18 @@ from .ood import FIELD_SHARE, GATE_VIEWS, OODDetector, gate_threshold, gate_view
 from .sources import balanced_by_source
 
 
+def set_downscale(model_dir: str | Path, px: int | None) -> int | None:
+    """Set a trained model folder's ``downscale_to`` (None: off), recorded in ``training.downscale_set_after``;
+    its threshold, temperature and gate must then be refitted (``melanoma calibrate --downscale-to N --gate``)."""
+    cfg_path = Path(model_dir) / "config.json"
+    cfg = ModelConfig.load(cfg_path)
+    cfg.training = {**cfg.training, "downscale_set_after": {"from": cfg.downscale_to, "to": px}}
+    cfg.downscale_to = px
+    cfg.save(cfg_path)
+    write_checksums(cfg_path.parent)
+    return px
+
+
 def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | None = 0.95,
                            batch_size: int = 32, threshold_groups: list[list[str]] | None = None) -> dict:
     """Fit temperature and threshold of the model folder on ``val_samples`` and store them in its

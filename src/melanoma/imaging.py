@@ -147,6 +147,18 @@ def load_any(sample, draft_size: int | None = None) -> Image.Image:
     return open_rgb(sample.path, draft_size) if image is None else to_rgb(image)
 
 
+def cap_shorter_side(img: Image.Image, px: int | None) -> Image.Image:
+    """``img`` shrunk, aspect ratio kept, until its shorter side is ``px`` (PIL bilinear, antialiased); unchanged
+    when ``px`` is None or the image is no larger. A model's ``downscale_to``: every image, from any source or
+    clinic, reaches the square resize with no more detail than its coarsest training source was stored at (the
+    external images' sharpness moved ROC-AUC: benchmarks/resolution.py, experiments/018-resolution)."""
+    w, h = img.size
+    if px is None or min(w, h) <= px:
+        return img
+    scale = px / min(w, h)
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+
+
 COLOR_CONSTANCY = (None, "shades_of_grey")
 
 

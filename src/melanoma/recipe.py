@@ -38,6 +38,7 @@ class TrainConfig:
     pretrained: str = "imagenet"
     img_size: int = 224
     color_constancy: str | None = None  # "shades_of_grey", applied in training and at inference
+    downscale_to: int | None = None  # px: shorter side shrunk to at most this first, in training and at inference
     freeze_blocks: int = 0  # EfficientNet: keep the stem and this many first blocks at ImageNet weights
     linear_probe: bool = False  # stage 1: fit the classifier on frozen pretrained features (LP-FT)
     ema_decay: float | None = None  # e.g. 0.995: validate, checkpoint and ship an exponential moving average
@@ -94,6 +95,7 @@ _RULES = [
     ("ema_decay", lambda v: v is None or 0 < v < 1, "strictly between 0 and 1"),
     ("target_sensitivity", lambda v: v is None or 0 < v <= 1, "in (0, 1], or null for Youden's J"),
     ("color_constancy", lambda v: v in (None, "shades_of_grey"), "shades_of_grey or null"),
+    ("downscale_to", lambda v: v is None or v >= 32, "at least 32 (pixels), or null"),
     ("pretrained", lambda v: v in ("imagenet", "none") or Path(v).is_dir(), "imagenet, none or a model folder"),
 ]
 _AUG_RULES = [

@@ -155,7 +155,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     mean, std = default_mean_std(cfg.arch)
     weights = source_class_weights(train_s) if cfg.balance == "source_class" else None
     dm = LesionDataModule(train_s, val_s, cfg.img_size, mean, std, cfg.aug, cfg.batch_size, cfg.num_workers,
-                          cfg.color_constancy, seed=cfg.seed, weights=weights)
+                          cfg.color_constancy, seed=cfg.seed, weights=weights, downscale_to=cfg.downscale_to)
     module = LesionClassifier(cfg.arch, cfg.pretrained, cfg.lr, cfg.weight_decay, cfg.optimizer,
                               cfg.warmup_epochs, cfg.freeze_blocks)
     log_odds = None
@@ -201,7 +201,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         val_metrics["val_auc"] = round(float(ckpt.best_model_score), 6)
     model_cfg = ModelConfig(
         arch=cfg.arch, img_size=cfg.img_size, mean=mean, std=std, pretrained=provenance(cfg.pretrained),
-        color_constancy=cfg.color_constancy,
+        color_constancy=cfg.color_constancy, downscale_to=cfg.downscale_to,
         training={"recipe": {**asdict(cfg)}, "data": str(data), "n_train": len(train_s),
                   "n_val": len(val_s), "n_dropped_test_duplicates": len(dropped),
                   "sources": sources, "source_log_odds": log_odds,

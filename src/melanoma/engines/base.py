@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..calibrate import log_odds, sigmoid
 from ..config import ModelConfig, ModelError, atomic_write_bytes
-from ..imaging import Sample, open_rgb, shades_of_grey_levels
+from ..imaging import Sample, cap_shorter_side, open_rgb, shades_of_grey_levels
 from ..inputs import unreadable_reason
 from ..ood import OODDetector, is_flat
 
@@ -37,7 +37,8 @@ def draft_size(cfg: ModelConfig) -> int:
 
 def preprocess(img: Image.Image, cfg: ModelConfig) -> np.ndarray:
     """RGB PIL image -> (3, S, S) float32, normalised; the same pixels as the eval transform of
-    :func:`melanoma.data.build_transform` (PIL bilinear resize, colour constancy, scale, normalise)."""
+    :func:`melanoma.data.build_transform` (downscale, PIL bilinear resize, colour constancy, scale, normalise)."""
+    img = cap_shorter_side(img, cfg.downscale_to)
     if img.size != (cfg.img_size, cfg.img_size):
         img = img.resize((cfg.img_size, cfg.img_size), Image.BILINEAR)
     rgb = np.asarray(img)

@@ -33,7 +33,8 @@ class TorchPredictor(BasePredictor):
         self.model = self.model.to(memory_format=torch.channels_last)
         self.model_dir = Path(model_dir) if model_dir else None
         self.transform = build_transform(self.cfg.img_size, self.cfg.mean, self.cfg.std,
-                                         color_constancy=self.cfg.color_constancy)
+                                         color_constancy=self.cfg.color_constancy,
+                                         downscale_to=self.cfg.downscale_to)
         self.batch_size, self.num_workers, self.tta = batch_size, num_workers, tta
         self.has_features = hasattr(self.model, "forward_head")  # timm models; not small_cnn
         self._stages: dict[int, torch.Tensor] = {}
