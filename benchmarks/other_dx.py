@@ -58,11 +58,18 @@ def auc_cost(predictor, val, other_paths, n_boot: int = 1000, seed: int = 0) -> 
     rng = np.random.default_rng(seed)
     out = {"n_melanomas": len(p_mel), "n_benign": len(p_ben), "n_bcc_akiec": len(p_oth),
            "other_share": ISIC2018_OTHER_SHARE}
-    for key, share in (("roc_auc_benign_only", 0.0), ("roc_auc_with_bcc_akiec", ISIC2018_OTHER_SHARE)):
-        draws = [weighted_auc(*(g[rng.integers(0, len(g), len(g))] for g in (p_mel, p_ben, p_oth)), share)
-                 for _ in range(n_boot)]
-        out[key] = weighted_auc(p_mel, p_ben, p_oth, share)
-        out[f"{key}_ci"] = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+    draws = []  # per resample: (benign only, with BCC/AK), the same images in both, so the cost is paired
+    for _ in range(n_boot):
+        groups = [g[rng.integers(0, len(g), len(g))] for g in (p_mel, p_ben, p_oth)]
+        draws.append([weighted_auc(*groups, 0.0), weighted_auc(*groups, ISIC2018_OTHER_SHARE)])
+    draws = np.array(draws)
+    values = {"roc_auc_benign_only": draws[:, 0], "roc_auc_with_bcc_akiec": draws[:, 1],
+              "roc_auc_cost": draws[:, 0] - draws[:, 1]}
+    out["roc_auc_benign_only"] = weighted_auc(p_mel, p_ben, p_oth, 0.0)
+    out["roc_auc_with_bcc_akiec"] = weighted_auc(p_mel, p_ben, p_oth, ISIC2018_OTHER_SHARE)
+    out["roc_auc_cost"] = out["roc_auc_benign_only"] - out["roc_auc_with_bcc_akiec"]
+    for key, v in values.items():
+        out[f"{key}_ci"] = [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
     return out
 
 
