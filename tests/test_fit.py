@@ -68,13 +68,18 @@ def test_calibrate_downscale_to_changes_what_the_model_sees_and_refits_threshold
         parts[part] = [Sample(s.path, s.label, name) for name, d in folders.items() for s in discover(d)["all"]]
     write_split(tmp_path / "split.csv", parts)
 
+    before = {n: (model_dir / n).read_bytes() for n in ("config.json", "SHA256SUMS")}
     half = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--downscale-to", "32"])
     assert half.exit_code == 2 and "--gate" in half.output  # a new input without a refitted gate is refused
-    assert ModelConfig.load(model_dir / "config.json").downscale_to is None  # nothing written
+    typo = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--downscale-to", "32",
+                                    "--gate", "--pool", "a,bb"])  # fails after the downscale was set: put back
+    assert typo.exit_code == 2 and "'bb'" in typo.output
+    assert {n: (model_dir / n).read_bytes() for n in before} == before and not (model_dir / "ood.safetensors").exists()
 
     result = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--downscale-to",
                                       "32", "--gate", "--target-sensitivity", "0.9"])
     assert result.exit_code == 0, result.output
+    assert '"downscale_to": 32' in result.output and '"threshold"' in result.output  # what was set, and fitted
     cfg = ModelConfig.load(model_dir / "config.json")
     assert cfg.downscale_to == 32 and cfg.training["downscale_set_after"] == {"from": None, "to": 32}
     assert "calibration" in cfg.training and cfg.training["gate"]["n_fit"] == 48  # both refitted with it

@@ -164,7 +164,7 @@ def calibrate(
     """Fit the temperature and decision threshold of a model on validation data (and, with --gate, its gate)."""
     from .config import ModelError
     from .datasets import DatasetError, discover, select_split
-    from .fit import calibrate_model_folder, refit_gate, set_downscale
+    from .fit import all_or_nothing, calibrate_model_folder, refit_gate, set_downscale
 
     if split == "test":
         fail("calibrating on the test split would make every test number optimistic; use validation data")
@@ -175,17 +175,18 @@ def calibrate(
         fail(f"--downscale-to must be 0 (none) or at least 32 pixels (got {downscale_to})")
     try:
         splits = discover(data)
+        if gate and "train" not in splits:
+            fail(f"--gate fits on training images: {data} has no train split (give a run's split.csv)")
         result = {}
-        if downscale_to is not None:
-            result["downscale_to"] = set_downscale(model, downscale_to or None)
-        if threshold:
-            groups = [g.split(",") for g in pool or []]
-            result = calibrate_model_folder(model, select_split(splits, split), None if youden else target_sensitivity,
-                                            threshold_groups=groups)
-        if gate:
-            if "train" not in splits:
-                fail(f"--gate fits on training images: {data} has no train split (give a run's split.csv)")
-            result["gate"] = refit_gate(model, splits["train"], select_split(splits, split))
+        with all_or_nothing(model):
+            if downscale_to is not None:
+                result["downscale_to"] = set_downscale(model, downscale_to or None)
+            if threshold:
+                groups = [g.split(",") for g in pool or []]
+                result |= calibrate_model_folder(model, select_split(splits, split),
+                                                 None if youden else target_sensitivity, threshold_groups=groups)
+            if gate:
+                result["gate"] = refit_gate(model, splits["train"], select_split(splits, split))
     except (DatasetError, ModelError, ValueError) as e:
         fail(str(e))
     out.print_json(data=result)

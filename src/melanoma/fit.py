@@ -7,6 +7,8 @@ was fitted. Called by ``train`` and ``melanoma calibrate``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +21,29 @@ from .calibrate import (
     pooled_sources,
     sigmoid,
 )
-from .config import ModelConfig, write_checksums
+from .config import CHECKSUMS, ModelConfig, atomic_write_bytes, write_checksums
 from .engines.torch_engine import TorchPredictor
 from .ood import FIELD_SHARE, GATE_VIEWS, OODDetector, gate_threshold, gate_views
 from .sources import balanced_by_source
+
+DECISION_FILES = ("config.json", "ood.safetensors", CHECKSUMS)  # what the fits here rewrite
+
+
+@contextmanager
+def all_or_nothing(model_dir: str | Path) -> Iterator[None]:
+    """Refits inside it land together or not at all: on any error the folder's decision files are put back as they
+    were (a downscale set, then a threshold fit that fails, would leave a model judged at a detail its threshold and
+    gate were not fitted for)."""
+    saved = {n: (Path(model_dir) / n).read_bytes() for n in DECISION_FILES if (Path(model_dir) / n).is_file()}
+    try:
+        yield
+    except BaseException:
+        for name in DECISION_FILES:
+            if name in saved:
+                atomic_write_bytes(Path(model_dir) / name, saved[name])
+            else:
+                (Path(model_dir) / name).unlink(missing_ok=True)
+        raise
 
 
 def set_downscale(model_dir: str | Path, px: int | None) -> int | None:
