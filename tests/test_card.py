@@ -55,3 +55,12 @@ def test_results_table_shows_a_dash_for_metrics_a_one_class_row_lacks():
                    "specificity_ci": [0.67, 0.82]}
     row = results_table({"external benign": benign_only})[2]
     assert row == "| external benign | 120 (0) | - | - | 0.750 (0.670-0.820) | - |"
+
+
+def test_card_says_when_images_are_shrunk_first_and_whether_that_came_after_training():
+    assert "first shrunk" not in card_for()
+    trained = model_card(ModelConfig(downscale_to=150, training={"sources": SOURCES}), {})
+    assert "first shrunk until the shorter side is at most 150 px)" in trained
+    later = model_card(ModelConfig(downscale_to=150, training={"sources": SOURCES,
+                                                               "downscale_set_after": {"from": None, "to": 150}}), {})
+    assert "at most 150 px (set after training)" in later
