@@ -106,3 +106,11 @@ def test_the_bundled_model_loads_through_timm_alone():
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(net(x), ours(x))
+
+
+def test_a_config_from_a_newer_version_is_refused_not_half_read():
+    cfg = ModelConfig(downscale_to=150)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg  # every key this version writes, timm's too, reads back
+    newer = {**cfg.to_dict(), "sharpen": 2.0}  # a preprocessing step this version would silently skip
+    with pytest.raises(ValueError, match=r"does not know: \['sharpen'\].*upgrade"):
+        ModelConfig.from_dict(newer)

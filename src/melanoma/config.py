@@ -49,6 +49,9 @@ def _looks_like_repo_id(text: str) -> bool:
     return len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text
 
 
+TIMM_KEYS = {"architecture", "num_classes", "label_names", "pretrained_cfg"}  # written for timm, read by it
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a model and turn its output into a decision.
@@ -86,6 +89,10 @@ class ModelConfig:
         missing = {"arch", "img_size"} - d.keys()
         if missing:
             raise ValueError(f"config.json lacks required keys: {sorted(missing)}")
+        unknown = d.keys() - known - TIMM_KEYS
+        if unknown:  # e.g. a preprocessing step a newer version applies: ignoring it would judge other pixels
+            raise ValueError(f"config.json has settings this version of melanoma-classifier does not know: "
+                             f"{sorted(unknown)}; a newer version wrote it: upgrade the package")
         kwargs = {k: v for k, v in d.items() if k in known}
         for key in ("mean", "std", "class_names"):
             if key in kwargs:
