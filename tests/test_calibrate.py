@@ -28,9 +28,11 @@ def test_threshold_meets_the_target_sensitivity_on_validation():
         thr = choose_threshold(p, y, target)
         sensitivity = (p[y == 1] >= thr).mean()
         assert sensitivity >= target
-        # and it is the most specific such threshold: any higher one misses the target
-        higher = np.unique(p[p > thr]).min()
-        assert (p[y == 1] >= higher).mean() < target
+        # and it is the most specific such threshold: at the next score up the target is missed
+        setting, below = np.unique(p[p > thr]).min(), np.unique(p[p < thr]).max()
+        assert (p[y == 1] > setting).mean() < target
+        assert np.isclose(thr, (setting + below) / 2)  # halfway to the next lower score: an engine's last digit
+        assert ((p >= thr) == (p >= setting)).all()  # does not cross it, and the same images are flagged
 
 
 def test_youden_threshold_separates_two_clean_groups():

@@ -69,8 +69,10 @@ def reliability_curve(probs, labels, n_bins: int = 10) -> dict[str, list[float]]
 def choose_threshold(probs, labels, target_sensitivity: float | None = 0.95) -> float:
     """Threshold on p(malignant) chosen on validation data.
 
-    With ``target_sensitivity``: the largest threshold whose sensitivity is still >= the target
-    (the most specific operating point that meets it). With ``None``: maximise Youden's J.
+    With ``target_sensitivity``: the most specific operating point whose sensitivity is still >= the target.
+    With ``None``: maximise Youden's J. The threshold sits halfway between the score that sets the operating point
+    and the next lower one, so it flags the same validation images as that score would, and an image scored a
+    last digit differently (ONNX Runtime against PyTorch) does not cross it.
     """
     from sklearn.metrics import roc_curve
 
@@ -78,11 +80,9 @@ def choose_threshold(probs, labels, target_sensitivity: float | None = 0.95) -> 
     if len(set(y.tolist())) < 2:
         return 0.5
     fpr, tpr, thr = roc_curve(y, p, drop_intermediate=False)
-    thr = np.clip(thr, 0.0, 1.0)  # sklearn's first threshold is +inf
-    if target_sensitivity is None:
-        return float(thr[int(np.argmax(tpr - fpr))])
-    ok = np.flatnonzero(tpr >= target_sensitivity)
-    return float(thr[ok[0]])  # roc_curve orders thresholds from high to low
+    thr = np.clip(thr, 0.0, 1.0)  # sklearn's first threshold is +inf; the rest are the distinct scores, high to low
+    i = int(np.argmax(tpr - fpr)) if target_sensitivity is None else int(np.flatnonzero(tpr >= target_sensitivity)[0])
+    return float((thr[i] + thr[i + 1]) / 2) if i + 1 < len(thr) else float(thr[i])
 
 
 MIN_SOURCE_POSITIVES = 20  # a source's validation melanomas needed for its own say in the threshold
