@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from compare_models import scores  # benchmarks/ is the script's own folder
 from scipy.stats import binomtest
 
 from melanoma import Classifier
@@ -48,13 +49,9 @@ def weighted_auc(p_mel, p_benign, p_other, other_share: float) -> float:
 def auc_cost(predictor, val, other_paths, n_boot: int = 1000, seed: int = 0) -> dict:
     from melanoma.imaging import Sample
 
-    def scores(samples):
-        rs = predictor.run(samples)
-        return np.array([float(predictor.proba_from_logits(r["logit"])) for r in rs if r is not None])
-
-    p_mel = scores([s for s in val if s.label == 1])
-    p_ben = scores([s for s in val if s.label == 0])
-    p_oth = scores([Sample(p, 0) for p in other_paths])
+    p_mel = scores(predictor, [s for s in val if s.label == 1])[1]
+    p_ben = scores(predictor, [s for s in val if s.label == 0])[1]
+    p_oth = scores(predictor, [Sample(p, 0) for p in other_paths])[1]
     rng = np.random.default_rng(seed)
     out = {"n_melanomas": len(p_mel), "n_benign": len(p_ben), "n_bcc_akiec": len(p_oth),
            "other_share": ISIC2018_OTHER_SHARE}

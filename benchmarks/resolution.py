@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from compare_models import scores  # benchmarks/ is the script's own folder
 from PIL import Image
 
 from melanoma.datasets import discover
@@ -49,8 +50,7 @@ def main() -> None:
     y = np.array([s.label for s, _ in items])
     p = {}
     for variant, fn in VARIANTS.items():
-        rs = predictor.run([InMemory(str(s.path), fn(img)) for s, img in items])
-        p[variant] = np.array([float(predictor.proba_from_logits(r["logit"])) for r in rs])
+        p[variant] = scores(predictor, [InMemory(str(s.path), fn(img), s.label) for s, img in items])[1]
     base = next(iter(VARIANTS))
     result = {"model": str(args.model or "bundled"), "threshold": predictor.threshold, "set": "ISIC 2018 test",
               "n": len(y), "n_malignant": int(y.sum()),

@@ -104,12 +104,21 @@ def bootstrap_ci(labels, probs, threshold: float, n_boot: int = 1000, seed: int 
     every scalar metric of :func:`full_metrics`: ``{"roc_auc": [lo, hi], ...}``. A resample where a metric is
     undefined (one class drawn) adds nothing to that metric's interval."""
     y, p = np.asarray(labels, int), np.asarray(probs, float)
+    return _percentile_intervals(len(y), lambda idx: _resampled_metrics(y, p, threshold, idx), n_boot, seed, level,
+                                 chunk_cells=2_000_000)
+
+
+def _percentile_intervals(n: int, draw: Callable[[np.ndarray], dict[str, np.ndarray]], n_boot: int, seed: int,
+                          level: float, chunk_cells: int) -> dict[str, list[float]]:
+    """``{key: [lo, hi]}``: percentile intervals of what ``draw`` gives for ``n_boot`` seeded resamples of ``n``
+    images (rows of indices, drawn ``chunk_cells // n`` at a time: bounded memory at any n). NaN draws are skipped;
+    a key with none left has no interval."""
     rng = np.random.default_rng(seed)
     draws: dict[str, list[np.ndarray]] = {}
-    chunk = max(1, 2_000_000 // max(len(y), 1))  # resamples per step: bounded memory at any n
+    chunk = max(1, chunk_cells // max(n, 1))
     for start in range(0, n_boot, chunk):
-        idx = rng.integers(0, len(y), (min(chunk, n_boot - start), len(y)))
-        for key, values in _resampled_metrics(y, p, threshold, idx).items():
+        idx = rng.integers(0, n, (min(chunk, n_boot - start), n))
+        for key, values in draw(idx).items():
             draws.setdefault(key, []).append(values)
     alpha = (1 - level) / 2
     out = {}
@@ -174,23 +183,14 @@ def paired_difference(labels, probs_a, probs_b, threshold_a: float, threshold_b:
         raise ValueError(f"labels and both scores must be as long (got {len(y)}, {len(p_a)}, {len(p_b)})")
     t_b = threshold_a if threshold_b is None else threshold_b
     m_a, m_b = full_metrics(y, p_a, threshold_a), full_metrics(y, p_b, t_b)
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[np.ndarray]] = {}
-    chunk = max(1, 1_000_000 // max(len(y), 1))
-    for start in range(0, n_boot, chunk):
-        idx = rng.integers(0, len(y), (min(chunk, n_boot - start), len(y)))
+
+    def change(idx):
         r_a, r_b = _resampled_metrics(y, p_a, threshold_a, idx), _resampled_metrics(y, p_b, t_b, idx)
-        for key in r_a:
-            draws.setdefault(key, []).append(r_b[key] - r_a[key])
-    alpha = (1 - level) / 2
-    out = {}
-    for key, parts in draws.items():
-        v = np.concatenate(parts)
-        v = v[~np.isnan(v)]
-        if len(v) and m_a.get(key) is not None and m_b.get(key) is not None:
-            out[key] = {"a": m_a[key], "b": m_b[key], "difference": m_b[key] - m_a[key],
-                        "difference_ci": [float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))]}
-    return out
+        return {key: r_b[key] - r_a[key] for key in r_a}
+
+    cis = _percentile_intervals(len(y), change, n_boot, seed, level, chunk_cells=1_000_000)
+    return {key: {"a": m_a[key], "b": m_b[key], "difference": m_b[key] - m_a[key], "difference_ci": ci}
+            for key, ci in cis.items() if m_a.get(key) is not None and m_b.get(key) is not None}
 
 
 def metrics_with_ci(labels, probs, threshold: float, n_boot: int = 1000, seed: int = 0) -> dict:
