@@ -9,7 +9,8 @@ of the sources used, plus ood.FIELD_SHARE of them seen through each of ood.GATE_
 ood.gate_threshold on their validation images), on the model's own features. ``--compare`` also fits without
 views (as gates were fitted before experiments/011-gate-field); ``--candidates field,shading field,close_up``
 also fits with each of those sets of views (experiments/014-gate-views); ``--knn 1 10`` also scores by the distance
-to the k-th nearest fit image (experiments/015-gate-knn); the JSON has one entry per fit.
+to the k-th nearest fit image (experiments/015-gate-knn); ``--blocks 4`` fits every gate on stage 4's features
+alone (experiments/021-gate-block); the JSON has one entry per fit.
 Targets (issue 16): <= 2% of a held-out source's lesions refused; >= 95% of non-lesions refused.
 """
 
@@ -26,8 +27,9 @@ import numpy as np
 from melanoma.card import public_name
 from melanoma.datasets import discover, read_split
 from melanoma.engines import load_predictor
+from melanoma.engines.torch_engine import TorchPredictor
 from melanoma.imaging import InMemory
-from melanoma.ood import FIELD_SHARE, GATE_VIEWS, OODDetector, gate_threshold, gate_views
+from melanoma.ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, OODDetector, gate_threshold, gate_views, stage_columns
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -72,7 +74,12 @@ def main() -> None:
     ap.add_argument("--compare", action="store_true", help="also fit every gate without views")
     ap.add_argument("--candidates", nargs="*", default=[], help="other sets of views, each comma-separated")
     ap.add_argument("--knn", nargs="*", type=int, default=[], help="also a nearest-neighbour gate with each k")
+    ap.add_argument("--blocks", default="3,4,5,6", help="the stages every gate here reads (melanoma calibrate "
+                                                        "--gate-blocks), e.g. 4")
     args = ap.parse_args()
+    blocks = tuple(int(b) for b in args.blocks.split(","))
+    columns = None if set(blocks) == set(GATE_BLOCKS) else stage_columns(TorchPredictor(args.model).gate_widths(),
+                                                                          blocks)
 
     predictor = load_predictor(args.model, num_workers=2)
     split = read_split(args.split)
@@ -98,7 +105,8 @@ def main() -> None:
         per = 2000 // len(sources)  # as train: balanced_by_source, then gate_views of the first FIELD_SHARE
         fit_f = [f_train[n][:per] for n in sources]
         fit_f += [f_views[k][n][: round(FIELD_SHARE * per)] for k in views for n in sources]
-        det = OODDetector.fit(np.concatenate(fit_f)) if knn is None else NearestGate(np.concatenate(fit_f), knn)
+        fit_f = np.concatenate(fit_f)
+        det = OODDetector.fit(fit_f, columns=columns) if knn is None else NearestGate(fit_f, knn)
         scores = np.concatenate([det.score(f_val[n]) for n in sources])
         det.threshold = gate_threshold(scores, np.concatenate([[n] * len(f_val[n]) for n in sources]))
         return det
@@ -121,6 +129,7 @@ def main() -> None:
         return out
 
     result = {"model": str(args.model), "split": str(args.split), "n_fit": 2000, "field_share": FIELD_SHARE,
+              "blocks": sorted(blocks),
               **fits(GATE_VIEWS)}
     if args.compare:
         result["without_field"] = fits(())

@@ -64,3 +64,10 @@ def test_card_says_when_images_are_shrunk_first_and_whether_that_came_after_trai
     later = model_card(ModelConfig(downscale_to=150, training={"sources": SOURCES,
                                                                "downscale_set_after": {"from": None, "to": 150}}), {})
     assert "at most 150 px (set after training)" in later
+
+
+def test_card_says_which_stages_the_gate_reads_and_what_it_was_fitted_on():
+    assert "stage(s)" not in card_for()  # an older folder's config records no blocks: nothing claimed
+    gate = {"blocks": [4], "sources": ["ham10000", "melanoma_cancer_dataset"]}
+    card = model_card(ModelConfig(training={"sources": SOURCES, "gate": gate}), {})
+    assert "pooled features of EfficientNet stage(s) 4, fitted on HAM10000, Kaggle Melanoma Cancer Dataset" in card

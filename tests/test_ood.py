@@ -31,6 +31,29 @@ def test_detector_scores_far_points_higher_and_round_trips(tmp_path: Path):
     assert np.allclose(again.score(off_subspace), det.score(off_subspace), rtol=1e-5)
 
 
+def test_a_detector_on_some_columns_ignores_the_rest_and_keeps_them_through_save(tmp_path: Path):
+    from melanoma.ood import stage_columns
+
+    assert stage_columns([2, 3, 4, 5], (4,)).tolist() == [2, 3, 4]  # block 4: the second of GATE_BLOCKS 3-6
+    assert stage_columns([2, 3, 4, 5], (6, 3)).tolist() == [0, 1, 9, 10, 11, 12, 13]
+    assert stage_columns([2, 3, 4, 5], (3, 4, 5, 6)) is None  # all of them: as gates were fitted before
+    with pytest.raises(ValueError, match="gate blocks"):
+        stage_columns([2, 3, 4, 5], (7,))
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(300, 12))
+    columns = stage_columns([2, 3, 4, 3], (4, 5))  # columns 2-8
+    det = OODDetector.fit(f, k=4, columns=columns)
+    noisy = f.copy()
+    noisy[:, [0, 1, 9, 10, 11]] += rng.normal(0, 50, (300, 5))  # the columns it does not read
+    assert np.allclose(det.score(noisy), det.score(f))
+    noisy[:, 5] += 50  # one it reads
+    assert (det.score(noisy) > det.score(f)).all()
+    det.threshold = 1.0
+    det.save(tmp_path)
+    again = OODDetector.load(tmp_path)
+    assert again.columns.tolist() == columns.tolist() and np.allclose(again.score(f), det.score(f), rtol=1e-5)
+
+
 def write_lesions(folder: Path, n: int, seed: int) -> list[Sample]:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)
@@ -126,6 +149,20 @@ def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path:
     assert set(gate["val_rejected_per_source"]) == {"clinic_a", "clinic_b"}
     assert (model_dir / "ood.safetensors").read_bytes() != before and cfg.threshold == 0.5  # threshold untouched
     TorchPredictor(model_dir)  # the checksums were rewritten: the folder still verifies
+    assert gate["blocks"] == [3, 4, 5, 6] and OODDetector.load(model_dir).columns is None
+    one = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--gate",
+                                   "--no-threshold", "--gate-blocks", "4"])
+    assert one.exit_code == 0, one.output
+    assert ModelConfig.load(model_dir / "config.json").training["gate"]["blocks"] == [4]
+    assert len(OODDetector.load(model_dir).columns) == 112  # lite0's stage 4 has 112 channels
+    row = TorchPredictor(model_dir).predict_paths([parts["val"][0].path])[0]
+    assert row["status"] in ("ok", "out_of_distribution") and row["ood_score"] is not None
+    for bad, message in ((["--gate", "--gate-blocks", "2,4"], "must be some of"),
+                         (["--gate", "--gate-blocks", "four"], "must be some of"),
+                         (["--gate-blocks", "4"], "with --gate")):
+        refused = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"),
+                                           "--no-threshold", *bad])
+        assert refused.exit_code == 2 and message in refused.output, refused.output
     from conftest import write_class_folders
 
     flat = write_class_folders(tmp_path / "flat", 3)  # no train/val folders

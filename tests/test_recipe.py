@@ -83,3 +83,12 @@ def test_downscale_to_is_checked_before_anything_runs():
     validate(TrainConfig(downscale_to=150))
     with pytest.raises(ValueError, match="downscale_to"):
         validate(TrainConfig(downscale_to=8))
+
+
+def test_gate_blocks_are_stages_the_engines_give_the_gate():
+    from melanoma.recipe import TrainConfig, validate
+
+    validate(TrainConfig(gate_blocks=[4]))
+    for bad in ([], [2, 4], [7]):
+        with pytest.raises(ValueError, match="gate_blocks"):
+            validate(TrainConfig(gate_blocks=bad))

@@ -33,6 +33,16 @@ def downscale_note(cfg: ModelConfig) -> str:
     return f"; first shrunk until the shorter side is at most {cfg.downscale_to} px{after}"
 
 
+def gate_note(cfg: ModelConfig) -> str:
+    """What the gate was fitted on and reads, from config.json's ``training.gate`` (empty for an older folder)."""
+    gate = cfg.training.get("gate") or {}
+    if "blocks" not in gate:
+        return ""
+    sources = ", ".join(public_name(s) for s in gate.get("sources", []))
+    return (f": a distance in the pooled features of EfficientNet stage(s) {', '.join(map(str, gate['blocks']))}"
+            + (f", fitted on {sources}" if sources else ""))
+
+
 def public_name(source: str) -> str:
     return PUBLIC_NAMES.get(source, source)
 
@@ -102,7 +112,7 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
              "Research on dermoscopic images (a dermatoscope's close-up of one lesion): benchmarking, teaching, "
              "second-reader experiments. Not for phone photos of skin, other body images, or any clinical decision. "
              "Inputs that do not look like dermoscopic lesions are answered with \"cannot assess\" by the "
-             "package's gate (`ood.safetensors`).", "",
+             "package's gate (`ood.safetensors`)" + gate_note(cfg) + ".", "",
              "## Model", "",
              f"- Architecture: timm `{cfg.arch}`, input {cfg.img_size} x {cfg.img_size} RGB (whole image resized, "
              f"bilinear{downscale_note(cfg)}), colour constancy: {cfg.color_constancy or 'none'}, "

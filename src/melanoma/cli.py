@@ -160,11 +160,14 @@ def calibrate(
                                                         "comma-separated (repeatable), e.g. ham10000,isic2017."),
     downscale_to: Optional[int] = typer.Option(None, min=0, help="First set the model's downscale_to (pixels, the "
                                                                  "shorter side; 0: none); needs --gate."),
+    gate_blocks: Optional[str] = typer.Option(None, help="With --gate: the EfficientNet stages the gate reads, "
+                                                         "comma-separated (default 3,4,5,6), e.g. 4."),
 ) -> None:
     """Fit the temperature and decision threshold of a model on validation data (and, with --gate, its gate)."""
     from .config import ModelError
     from .datasets import DatasetError, discover, select_split
     from .fit import all_or_nothing, calibrate_model_folder, refit_gate, set_downscale
+    from .ood import GATE_BLOCKS
 
     if split == "test":
         fail("calibrating on the test split would make every test number optimistic; use validation data")
@@ -173,6 +176,14 @@ def calibrate(
              "(--gate, not --no-threshold)")
     if downscale_to is not None and 0 < downscale_to < 32:
         fail(f"--downscale-to must be 0 (none) or at least 32 pixels (got {downscale_to})")
+    if gate_blocks is not None and not gate:
+        fail("--gate-blocks chooses what the gate reads: give it with --gate")
+    try:
+        blocks = GATE_BLOCKS if gate_blocks is None else tuple(int(b) for b in gate_blocks.split(","))
+    except ValueError:
+        blocks = ()
+    if not set(blocks) or not set(blocks) <= set(GATE_BLOCKS):
+        fail(f"--gate-blocks must be some of {','.join(map(str, GATE_BLOCKS))} (got {gate_blocks})")
     try:
         splits = discover(data)
         if gate and "train" not in splits:
@@ -186,7 +197,7 @@ def calibrate(
                 result |= calibrate_model_folder(model, select_split(splits, split),
                                                  None if youden else target_sensitivity, threshold_groups=groups)
             if gate:
-                result["gate"] = refit_gate(model, splits["train"], select_split(splits, split))
+                result["gate"] = refit_gate(model, splits["train"], select_split(splits, split), blocks=blocks)
     except (DatasetError, ModelError, ValueError) as e:
         fail(str(e))
     out.print_json(data=result)

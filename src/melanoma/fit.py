@@ -23,7 +23,7 @@ from .calibrate import (
 )
 from .config import CHECKSUMS, ModelConfig, atomic_write_bytes, write_checksums
 from .engines.torch_engine import TorchPredictor
-from .ood import FIELD_SHARE, GATE_VIEWS, OODDetector, gate_threshold, gate_views
+from .ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, OODDetector, gate_threshold, gate_views, stage_columns
 from .sources import balanced_by_source
 
 DECISION_FILES = ("config.json", "ood.safetensors", CHECKSUMS)  # what the fits here rewrite
@@ -110,24 +110,26 @@ def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | N
 
 def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile: float = 0.995,
                       batch_size: int = 32, field_share: float = FIELD_SHARE,
-                      views: tuple[str, ...] = GATE_VIEWS) -> dict:
+                      views: tuple[str, ...] = GATE_VIEWS, blocks=GATE_BLOCKS) -> dict:
     """Fit the gate on features of ``fit_samples`` (training images, ideally every source alike) and of
-    ``field_share`` of them seen through each of ``views`` (:func:`ood.gate_views`), set its
-    threshold by :func:`gate_threshold` on ``val_samples``' scores (real images only), and save it into the model
-    folder."""
+    ``field_share`` of them seen through each of ``views`` (:func:`ood.gate_views`), reading the outputs of the
+    EfficientNet stages ``blocks`` (:func:`ood.stage_columns`), set its threshold by :func:`gate_threshold` on
+    ``val_samples``' scores (real images only), and save it into the model folder."""
     model_dir = Path(model_dir)
     predictor = TorchPredictor(model_dir, batch_size=batch_size, num_workers=1, use_ood=False)
+    columns = None if tuple(sorted(set(blocks))) == GATE_BLOCKS else stage_columns(predictor.gate_widths(), blocks)
     fit_samples = list(fit_samples)
     extra = gate_views(fit_samples, views, field_share) if field_share else []
     fit_f = predictor.features(fit_samples + extra)
     val_f = predictor.features(val_samples)
-    det = OODDetector.fit(fit_f)
+    det = OODDetector.fit(fit_f, columns=columns)
     val_scores = det.score(val_f)
     sources = np.array([s.source for s in val_samples], object)
     det.threshold = gate_threshold(val_scores, sources, quantile)
     det.save(model_dir)
     n_views = {kind: sum(v.path.endswith(f"#{kind}") for v in extra) for kind in views}
     return {"n_fit": len(fit_f) - len(extra), "n_views": n_views, "n_val": len(val_f), "quantile": quantile,
+            "blocks": sorted(set(blocks)),
             "threshold": det.threshold,
             "val_rejected": float((val_scores > det.threshold).mean()),
             "val_rejected_per_source": {str(n): float((val_scores[sources == n] > det.threshold).mean())
@@ -137,12 +139,12 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
 GATE_FIT_IMAGES = 2000  # training images the gate's PCA is fitted on, in equal shares of the sources
 
 
-def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int = 42) -> dict:
+def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int = 42, blocks=GATE_BLOCKS) -> dict:
     """Refit the gate of a trained model folder on ``train_samples`` (an equal share of each source) with its
     threshold on ``val_samples``, as ``train`` does, and record it in config.json's ``training.gate``."""
     model_dir = Path(model_dir)
     result = fit_ood_for_model(model_dir, balanced_by_source(list(train_samples), GATE_FIT_IMAGES, seed),
-                               list(val_samples))
+                               list(val_samples), blocks=blocks)
     result["sources"] = sorted({str(s.source) for s in train_samples})
     cfg_path = model_dir / "config.json"
     cfg = ModelConfig.load(cfg_path)

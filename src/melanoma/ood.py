@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 OOD_FILE = "ood.safetensors"
-GATE_BLOCKS = (3, 4, 5, 6)  # EfficientNet stages whose pooled outputs are the gate's features
+GATE_BLOCKS = (3, 4, 5, 6)  # EfficientNet stages whose pooled outputs the engines give the gate, concatenated
 FLAT_STD = 0.02  # grey-level std (0-1) under which an image is called blank / single-colour
 FIELD_SHARE = 0.5  # of the gate's fit images, also seen through a synthetic dermatoscope field
 FIELD_RADIUS = (0.42, 0.65)  # the field's radius, in units of the image's shorter side
@@ -34,24 +34,26 @@ GATE_VIEWS = ("field",)  # the views the gate's fit images are also seen through
 
 
 class OODDetector:
-    """Scores (N, D) feature vectors; larger = less like the training lesions."""
+    """Scores (N, D) feature vectors; larger = less like the training lesions. ``columns``: the indices of the D
+    features it reads (:func:`stage_columns`; None: all, as every gate fitted before experiments/021-gate-block)."""
 
     def __init__(self, mean: np.ndarray, components: np.ndarray, variances: np.ndarray, residual_scale: float,
-                 threshold: float, scale: np.ndarray | None = None):
+                 threshold: float, scale: np.ndarray | None = None, columns: np.ndarray | None = None):
         self.mean, self.components, self.variances = mean, components, variances
         self.scale = np.ones_like(mean) if scale is None else scale  # per-dimension std of the fit features
-        self.residual_scale, self.threshold = residual_scale, threshold
+        self.residual_scale, self.threshold, self.columns = residual_scale, threshold, columns
 
     @classmethod
-    def fit(cls, features: np.ndarray, k: int = 64) -> OODDetector:
+    def fit(cls, features: np.ndarray, k: int = 64, columns: np.ndarray | None = None) -> OODDetector:
         from sklearn.decomposition import PCA
 
+        features = features if columns is None else features[:, columns]
         scale = features.std(axis=0) + 1e-6
         features = features / scale
         k = min(k, len(features) - 1, features.shape[1])
         pca = PCA(n_components=k, random_state=0).fit(features)
         det = cls(pca.mean_.astype(np.float32), pca.components_.astype(np.float32),
-                  pca.explained_variance_.astype(np.float32), 1.0, float("inf"), scale.astype(np.float32))
+                  pca.explained_variance_.astype(np.float32), 1.0, float("inf"), scale.astype(np.float32), columns)
         det.residual_scale = float(np.mean(det._parts(features)[1])) or 1.0
         return det
 
@@ -63,7 +65,8 @@ class OODDetector:
         return inside, np.maximum(residual, 0)
 
     def score(self, f: np.ndarray) -> np.ndarray:
-        inside, residual = self._parts(np.asarray(f, np.float32) / self.scale)
+        f = np.asarray(f, np.float32)
+        inside, residual = self._parts((f if self.columns is None else f[:, self.columns]) / self.scale)
         return inside + residual / self.residual_scale
 
     def save(self, model_dir: Path) -> None:
@@ -77,6 +80,8 @@ class OODDetector:
                  "scale": self.scale}.items()}
         data |= {"residual_scale": np.array([self.residual_scale], np.float32),
                  "threshold": np.array([self.threshold], np.float32)}
+        if self.columns is not None:
+            data["columns"] = np.asarray(self.columns, np.int64)
         atomic_write_bytes(model_dir / OOD_FILE, save(data))
         write_checksums(model_dir)
 
@@ -89,7 +94,21 @@ class OODDetector:
             return None
         d = load_file(path)
         return cls(d["mean"], d["components"], d["variances"], float(d["residual_scale"][0]),
-                   float(d["threshold"][0]), d.get("scale"))
+                   float(d["threshold"][0]), d.get("scale"), d.get("columns"))
+
+
+def stage_columns(widths, blocks) -> np.ndarray | None:
+    """The indices, in the gate features (:data:`GATE_BLOCKS`' pooled outputs concatenated, ``widths`` their channel
+    counts), of ``blocks``' outputs; None for all of them. Which stages a gate reads is a fit choice: on
+    three-source networks block 4 alone refused more non-lesions and fewer held-out lesions than all four
+    (experiments/021-gate-block), on the two-source one it did not."""
+    blocks = tuple(sorted(set(blocks)))
+    if not blocks or not set(blocks) <= set(GATE_BLOCKS):
+        raise ValueError(f"gate blocks must be some of {', '.join(map(str, GATE_BLOCKS))} (got {list(blocks)})")
+    if blocks == GATE_BLOCKS:
+        return None
+    starts = np.cumsum([0, *widths])
+    return np.concatenate([np.arange(starts[i], starts[i + 1]) for i, b in enumerate(GATE_BLOCKS) if b in blocks])
 
 
 def dermatoscope_field(image, rng: np.random.Generator):

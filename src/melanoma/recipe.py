@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from .ood import GATE_BLOCKS
+
 
 @dataclass
 class AugConfig:
@@ -69,6 +71,7 @@ class TrainConfig:
     # Sources pooled for the per-source threshold rule, e.g. [[ham10000, isic2017]]: a small archive's few
     # validation melanomas then count with a like archive's, instead of setting the lowest threshold alone.
     threshold_groups: list[list[str]] = field(default_factory=list)
+    gate_blocks: list[int] = field(default_factory=lambda: list(GATE_BLOCKS))  # what the gate reads: ood.stage_columns
     group_duplicates: bool = True  # one source: keep each near-duplicate cluster on one side of train/val
     drop_test_duplicates: bool = False  # one source: leave out training images that have a copy in test
     num_workers: int = 2
@@ -96,6 +99,7 @@ _RULES = [
     ("target_sensitivity", lambda v: v is None or 0 < v <= 1, "in (0, 1], or null for Youden's J"),
     ("color_constancy", lambda v: v in (None, "shades_of_grey"), "shades_of_grey or null"),
     ("downscale_to", lambda v: v is None or v >= 32, "at least 32 (pixels), or null"),
+    ("gate_blocks", lambda v: len(v) > 0 and set(v) <= set(GATE_BLOCKS), f"some of the stages {GATE_BLOCKS}"),
     ("pretrained", lambda v: v in ("imagenet", "none") or Path(v).is_dir(), "imagenet, none or a model folder"),
 ]
 _AUG_RULES = [

@@ -215,7 +215,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         clock["calibrate_end"] = time.perf_counter()
         if hasattr(module.net, "forward_head"):  # the "cannot assess" gate needs pooled features
             fit = balanced_by_source(gate_pool, GATE_FIT_IMAGES, cfg.seed)
-            fit_ood_for_model(out / "model", fit, val_s, batch_size=cfg.batch_size)
+            fit_ood_for_model(out / "model", fit, val_s, batch_size=cfg.batch_size, blocks=cfg.gate_blocks)
         clock["gate_end"] = time.perf_counter()
         # model.onnx makes predict, evaluate and the app take the fast torch-free path on this folder too.
         export_onnx(out / "model", out / "model" / ONNX_FILE)

@@ -66,6 +66,13 @@ class TorchPredictor(BasePredictor):
             return pooled
         return torch.cat([self._stages[i].mean(dim=(2, 3)) for i in sorted(self._stages)], 1).detach()
 
+    def gate_widths(self) -> list[int]:
+        """Channel counts of the hooked GATE_BLOCKS' outputs, in the gate features' order (one blank forward)."""
+        self.forward(torch.zeros(1, 3, self.cfg.img_size, self.cfg.img_size))
+        if not self._stages:
+            raise ValueError(f"{self.cfg.arch} has no EfficientNet stages for the gate to choose from")
+        return [self._stages[i].shape[1] for i in sorted(self._stages)]
+
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)[0]
