@@ -99,9 +99,8 @@ class OODDetector:
 
 def stage_columns(widths, blocks) -> np.ndarray | None:
     """The indices, in the gate features (:data:`GATE_BLOCKS`' pooled outputs concatenated, ``widths`` their channel
-    counts), of ``blocks``' outputs; None for all of them. Which stages a gate reads is a fit choice: on
-    three-source networks block 4 alone refused more non-lesions and fewer held-out lesions than all four
-    (experiments/021-gate-block), on the two-source one it did not."""
+    counts), of ``blocks``' outputs; None for all of them. Which stages a gate reads is a fit choice, not a
+    default, because no choice won on every network (experiments/021-gate-block)."""
     blocks = tuple(sorted(set(blocks)))
     if not blocks or not set(blocks) <= set(GATE_BLOCKS):
         raise ValueError(f"gate blocks must be some of {', '.join(map(str, GATE_BLOCKS))} (got {list(blocks)})")
