@@ -1,12 +1,17 @@
 """experiments/019-downscale: at the threshold where the external ROC reaches sensitivity 0.85, the share of each
 source's validation melanomas found (run from the repository root; prints one line per model)."""
+
 import sys
-sys.path.insert(0, "benchmarks")
 from pathlib import Path
+
 import numpy as np
-from compare_models import scores, standard_sets
-from melanoma.datasets import read_split
-from melanoma.engines import load_predictor
+
+sys.path.insert(0, "benchmarks")
+from compare_models import scores, standard_sets  # noqa: E402
+
+from melanoma.datasets import read_split  # noqa: E402
+from melanoma.engines import load_predictor  # noqa: E402
+
 ext = standard_sets()["ISIC 2018 test (external)"]
 for m, split in (("runs/e019/model", "runs/e016/split.csv"), ("runs/e019s43/model", "runs/e016s43/split.csv")):
     p = load_predictor(Path(m))
@@ -15,7 +20,6 @@ for m, split in (("runs/e019/model", "runs/e016/split.csv"), ("runs/e019s43/mode
     val = read_split(Path(split))["val"]
     out = []
     for src in ("ham10000", "isic2017", "melanoma_cancer_dataset"):
-        vs = [v for v in val if v.source == src]
-        yv, sv = scores(p, vs)
+        yv, sv = scores(p, [v for v in val if v.source == src])
         out.append(f"{src} {((sv >= t) & (yv == 1)).sum() / yv.sum():.3f}")
     print(m, f"ext threshold {t:.3f} (shipped {p.threshold:.3f}):", ", ".join(out))
