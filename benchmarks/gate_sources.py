@@ -29,7 +29,7 @@ from melanoma.datasets import discover, read_split
 from melanoma.engines import load_predictor
 from melanoma.engines.torch_engine import TorchPredictor
 from melanoma.imaging import InMemory
-from melanoma.ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, OODDetector, gate_threshold, gate_views, stage_columns
+from melanoma.ood import FIELD_SHARE, GATE_VIEWS, OODDetector, gate_threshold, gate_views
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -78,8 +78,7 @@ def main() -> None:
                                                         "--gate-blocks), e.g. 4")
     args = ap.parse_args()
     blocks = tuple(int(b) for b in args.blocks.split(","))
-    columns = None if set(blocks) == set(GATE_BLOCKS) else stage_columns(TorchPredictor(args.model).gate_widths(),
-                                                                          blocks)
+    columns = TorchPredictor(args.model).gate_columns(blocks)
 
     predictor = load_predictor(args.model, num_workers=2)
     split = read_split(args.split)

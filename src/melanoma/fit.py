@@ -23,7 +23,7 @@ from .calibrate import (
 )
 from .config import CHECKSUMS, ModelConfig, atomic_write_bytes, write_checksums
 from .engines.torch_engine import TorchPredictor
-from .ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, OODDetector, gate_threshold, gate_views, stage_columns
+from .ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, OODDetector, gate_threshold, gate_views
 from .sources import balanced_by_source
 
 DECISION_FILES = ("config.json", "ood.safetensors", CHECKSUMS)  # what the fits here rewrite
@@ -117,7 +117,7 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
     ``val_samples``' scores (real images only), and save it into the model folder."""
     model_dir = Path(model_dir)
     predictor = TorchPredictor(model_dir, batch_size=batch_size, num_workers=1, use_ood=False)
-    columns = None if tuple(sorted(set(blocks))) == GATE_BLOCKS else stage_columns(predictor.gate_widths(), blocks)
+    columns = predictor.gate_columns(blocks)
     fit_samples = list(fit_samples)
     extra = gate_views(fit_samples, views, field_share) if field_share else []
     fit_f = predictor.features(fit_samples + extra)

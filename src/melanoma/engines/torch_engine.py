@@ -17,7 +17,7 @@ from ..config import DEFAULT_MODEL_DIR
 from ..data import build_transform, make_loader
 from ..imaging import Sample
 from ..models import load_model_folder
-from ..ood import GATE_BLOCKS, OODDetector
+from ..ood import GATE_BLOCKS, OODDetector, stage_columns
 from .base import BaseExplainer, BasePredictor, draft_size
 
 
@@ -66,12 +66,15 @@ class TorchPredictor(BasePredictor):
             return pooled
         return torch.cat([self._stages[i].mean(dim=(2, 3)) for i in sorted(self._stages)], 1).detach()
 
-    def gate_widths(self) -> list[int]:
-        """Channel counts of the hooked GATE_BLOCKS' outputs, in the gate features' order (one blank forward)."""
+    def gate_columns(self, blocks) -> np.ndarray | None:
+        """:func:`ood.stage_columns` of ``blocks`` for this network; None (all features) for all GATE_BLOCKS. The
+        stages' channel counts come from one blank forward pass."""
+        if set(blocks) == set(GATE_BLOCKS):
+            return None
         self.forward(torch.zeros(1, 3, self.cfg.img_size, self.cfg.img_size))
         if not self._stages:
             raise ValueError(f"{self.cfg.arch} has no EfficientNet stages for the gate to choose from")
-        return [self._stages[i].shape[1] for i in sorted(self._stages)]
+        return stage_columns([self._stages[i].shape[1] for i in sorted(self._stages)], blocks)
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
