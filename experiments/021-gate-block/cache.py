@@ -1,25 +1,32 @@
 """Run from the repository root: python experiments/021-gate-block/cache.py MODEL SPLIT OUT.npz.
 Cache gate features of one model: training draws (1000/source) + field views, validation, external, the test
 suite's 148 non-lesions, and a dev set of non-lesion photos from installed packages (not in tests/nonlesion.py)."""
-import random, sys
+import random
+import sys
 from pathlib import Path
+
 import numpy as np
 from PIL import Image
-sys.path.insert(0, "benchmarks"); sys.path.insert(0, "tests")
-from gate_sources import features, EXTERNAL
-from nonlesion import nonlesion_images
+
 from melanoma.datasets import discover, read_split
 from melanoma.engines import load_predictor
 from melanoma.imaging import InMemory
 from melanoma.ood import gate_views
+
+sys.path[:0] = ["benchmarks", "tests"]
+from gate_sources import EXTERNAL, features  # noqa: E402
+
+from nonlesion import nonlesion_images  # noqa: E402
 
 model, split_path, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 pred = load_predictor(model, num_workers=2)
 split = read_split(split_path)
 rng = random.Random(0)
 train, val = {}, {}
-for s in split["train"]: train.setdefault(s.source, []).append(s)
-for s in split["val"]: val.setdefault(s.source, []).append(s)
+for s in split["train"]:
+    train.setdefault(s.source, []).append(s)
+for s in split["val"]:
+    val.setdefault(s.source, []).append(s)
 names = sorted(val)
 drawn = {n: rng.sample(train[n], min(1000, len(train[n]))) for n in names}
 arrs = {}
@@ -42,7 +49,8 @@ for f in files:
     dev.append(InMemory(f.stem, im))
     w, h = im.size
     for k in range(3):
-        c = r.uniform(0.3, 0.6); cw, ch = int(c * w), int(c * h)
+        c = r.uniform(0.3, 0.6)
+        cw, ch = int(c * w), int(c * h)
         x0, y0 = int(r.uniform(0, w - cw)), int(r.uniform(0, h - ch))
         dev.append(InMemory(f"{f.stem}_crop{k}", im.crop((x0, y0, x0 + cw, y0 + ch))))
 arrs["dev"], arrs["dev_flat"] = features(pred, dev)

@@ -1,63 +1,101 @@
-import sys
-import numpy as np
-sys.path.insert(0, "src")
-from melanoma.ood import OODDetector, gate_threshold, FIELD_SHARE
-d = dict(np.load(sys.argv[1]))
-names = sorted({k.split("/")[1] for k in d if k.startswith("val/")})
-D = d["ext"].shape[1]
-BLOCKS = {"all": slice(0, D)}
-print("D", D, {k: v.shape for k, v in d.items()})
+"""experiments/021-gate-block: gates fitted on cached features (cache.py), as `train` fits them (2,000 training
+images in equal shares of the sources plus field views; threshold ood.gate_threshold on validation).
 
-def fit(sources, k=64, cols=slice(None), quantile=0.995):
+    python experiments/021-gate-block/explore.py FEATURES.npz [FEATURES.npz ...] [--check]
+
+Per gate: the share of each source's validation lesions refused with that source held out of the fit, and, fitted
+on all sources, the share of the test suite's 148 non-lesions, of the 28 dev photos and of the external lesions
+refused. ``--check``: only the current gate (blocks 3-6) and the candidate (block 4), as the rules compare them.
+"""
+
+import argparse
+
+import numpy as np
+
+from melanoma.ood import FIELD_SHARE, OODDetector, gate_threshold
+
+EDGES = np.cumsum([0, 80, 112, 192, 320])  # tf_efficientnet_lite0's stages 3-6: 80, 112, 192, 320 channels
+BLOCK = {b: slice(EDGES[i], EDGES[i + 1]) for i, b in enumerate((3, 4, 5, 6))}
+
+
+class MaxOfBlocks:
+    """One gate per block; an image's score is the largest of its blocks' scores over their thresholds."""
+
+    def __init__(self, d, sources, k, blocks, quantile=0.995):
+        self.dets = [(fit(d, sources, k=k, cols=BLOCK[b], quantile=quantile), BLOCK[b]) for b in blocks]
+        scores = np.concatenate([self.score(d[f"val/{n}"]) for n in sources])
+        self.threshold = gate_threshold(scores, np.concatenate([[n] * len(d[f"val/{n}"]) for n in sources]),
+                                        quantile)
+
+    def score(self, f):
+        return np.max([det.score(f[:, c]) / det.threshold for det, c in self.dets], axis=0)
+
+
+class Sliced:
+    """A gate fitted on some columns, scoring full feature vectors."""
+
+    def __init__(self, det, cols):
+        self.det, self.cols, self.threshold = det, cols, det.threshold
+
+    def score(self, f):
+        return self.det.score(f[:, self.cols])
+
+
+def fit(d, sources, k=64, cols=slice(None), quantile=0.995):
     per = 2000 // len(sources)
-    f = np.concatenate([d[f"train/{n}"][:per, cols] for n in sources] +
-                       [d[f"field/{n}"][: round(FIELD_SHARE * per), cols] for n in sources])
+    f = np.concatenate([d[f"train/{n}"][:per, cols] for n in sources]
+                       + [d[f"field/{n}"][: round(FIELD_SHARE * per), cols] for n in sources])
     det = OODDetector.fit(f, k=k)
-    sc = np.concatenate([det.score(d[f"val/{n}"][:, cols]) for n in sources])
-    det.threshold = gate_threshold(sc, np.concatenate([[n] * len(d[f"val/{n}"]) for n in sources]), quantile)
+    scores = np.concatenate([det.score(d[f"val/{n}"][:, cols]) for n in sources])
+    det.threshold = gate_threshold(scores, np.concatenate([[n] * len(d[f"val/{n}"]) for n in sources]), quantile)
     return det
 
-def report(label, **kw):
-    cols = kw.get("cols", slice(None))
-    row = []
-    for held in names:
-        det = fit([n for n in names if n != held], **kw)
-        row.append(f"{held[:5]} {100*(det.score(d[f'val/{held}'][:, cols]) > det.threshold).mean():.1f}")
-    det = fit(names, **kw)
-    r = lambda key: 100 * ((det.score(d[key][:, cols]) > det.threshold) | d.get(key + "_flat", False)).mean()
-    print(f"{label:28s} held-out: {' '.join(row)} | all: non {r('non'):.1f} dev {r('dev'):.1f} ext {r('ext'):.1f}")
 
-for k in (16, 32, 64, 128, 256):
-    report(f"k={k}", k=k)
-for q in (0.99,):
-    report(f"k=64 q={q}", quantile=q)
+def report(d, label, make) -> None:
+    """``make(sources)`` -> a gate with .score(full features) and .threshold."""
+    names = sorted({k.split("/")[1] for k in d if k.startswith("val/")})
+    held = []
+    for out in names:
+        gate = make([n for n in names if n != out])
+        held.append(f"{out[:5]} {100 * (gate.score(d[f'val/{out}']) > gate.threshold).mean():.1f}")
+    gate = make(names)
 
-# per-block detectors; score = max over blocks of score / that block's own threshold; threshold 1 then re-set
-edges = np.cumsum([0, 80, 112, 192, 320])
-blocks = [slice(edges[i], edges[i + 1]) for i in range(4)]
-for b, c in zip((3, 4, 5, 6), blocks):
-    report(f"block {b} alone", cols=c)
+    def refused(key):
+        return 100 * ((gate.score(d[key]) > gate.threshold) | d.get(key + "_flat", False)).mean()
 
-class Combo:
-    def __init__(self, sources, k, use, quantile=0.995):
-        self.dets = [fit(sources, k=k, cols=blocks[i], quantile=quantile) for i in use]
-        self.use = use
-        sc = np.concatenate([self._raw(d[f"val/{n}"]) for n in sources])
-        self.threshold = gate_threshold(sc, np.concatenate([[n] * len(d[f"val/{n}"]) for n in sources]), quantile)
-    def _raw(self, f):
-        return np.max([det.score(f[:, blocks[i]]) / det.threshold for det, i in zip(self.dets, self.use)], axis=0)
-    def score(self, f):
-        return self._raw(f)
+    print(f"{label:28s} held-out: {' '.join(held)} | all: non {refused('non'):.1f} dev {refused('dev'):.1f} "
+          f"ext {refused('ext'):.1f}")
 
-def report_combo(label, **kw):
-    row = []
-    for held in names:
-        det = Combo([n for n in names if n != held], **kw)
-        row.append(f"{held[:5]} {100*(det.score(d[f'val/{held}']) > det.threshold).mean():.1f}")
-    det = Combo(names, **kw)
-    r = lambda key: 100 * ((det.score(d[key]) > det.threshold) | d.get(key + "_flat", False)).mean()
-    print(f"{label:28s} held-out: {' '.join(row)} | all: non {r('non'):.1f} dev {r('dev'):.1f} ext {r('ext'):.1f}")
 
-for k in (16, 32, 64):
-    report_combo(f"max blocks 3-6 k={k}", k=k, use=(0, 1, 2, 3))
-    report_combo(f"max blocks 3-5 k={k}", k=k, use=(0, 1, 2))
+def sliced(d, k=64, cols=slice(None), quantile=0.995):
+    return lambda sources: Sliced(fit(d, sources, k, cols, quantile), cols)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("features", nargs="+")
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args()
+    for path in args.features:
+        d = dict(np.load(path))
+        print("==", path)
+        report(d, "blocks 3-6 k=64 (current)", sliced(d))
+        report(d, "block 4 k=64 (candidate)", sliced(d, cols=BLOCK[4]))
+        if args.check:
+            continue
+        for k in (16, 32, 128, 256):
+            report(d, f"blocks 3-6 k={k}", sliced(d, k=k))
+        report(d, "blocks 3-6 k=64 q=0.99", sliced(d, quantile=0.99))
+        for b in (3, 5, 6):
+            report(d, f"block {b} alone", sliced(d, cols=BLOCK[b]))
+        for k in (16, 32, 64):
+            for blocks in ((3, 4, 5, 6), (3, 4, 5)):
+                report(d, f"max blocks {blocks} k={k}", lambda s, d=d, k=k, b=blocks: MaxOfBlocks(d, s, k, b))
+        for k in (32, 96, 128):
+            report(d, f"block 4 k={k}", sliced(d, k=k, cols=BLOCK[4]))
+        report(d, "blocks 3+4 k=64", sliced(d, cols=slice(EDGES[0], EDGES[2])))
+        report(d, "blocks 4+5 k=64", sliced(d, cols=slice(EDGES[1], EDGES[3])))
+
+
+if __name__ == "__main__":
+    main()
