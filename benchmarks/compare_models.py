@@ -1,5 +1,5 @@
-"""Two models (or one model two ways) on the same images: the paired change in ROC-AUC, sensitivity and
-specificity, each at its own model's threshold.
+"""Two models (or one model two ways) on the same images: the paired change in ROC-AUC, sensitivity,
+specificity and decision-curve net benefit (``evaluate.NET_BENEFIT_RISK``), each at its own model's threshold.
 
     python benchmarks/compare_models.py MODEL_A MODEL_B [--out experiments/NNN-name/compare.json]
 
@@ -42,8 +42,12 @@ def standard_sets(kaggle: Path = DATA / "melanoma_cancer_dataset", external: Pat
             "ISIC 2018 test (external)": discover(external)["test"]}
 
 
+METRICS = ("roc_auc", "recall", "specificity", "net_benefit")
+
+
 def paired_sets(a, b, sets: dict) -> dict:
-    """Per set: n, melanomas, and B - A for ROC-AUC, recall and specificity (each at its model's threshold)."""
+    """Per set: n, melanomas, and B - A for ROC-AUC, recall, specificity and net benefit (each at its model's
+    threshold)."""
     out = {}
     for name, samples in sets.items():
         y, p_a = scores(a, samples)
@@ -52,10 +56,10 @@ def paired_sets(a, b, sets: dict) -> dict:
             raise ValueError(f"{name}: the two models could not read the same images")
         d = paired_difference(y, p_a, p_b, a.threshold, b.threshold)
         out[name] = r = {"n": len(y), "n_malignant": int(y.sum()),
-                         **{k: d[k] for k in ("roc_auc", "recall", "specificity")}}
+                         **{k: d[k] for k in METRICS}}
         print(f"| {name} | {r['n']} ({r['n_malignant']} mel.) | " + " | ".join(
             f"{v['a']:.3f} -> {v['b']:.3f}, {v['difference']:+.3f} ({v['difference_ci'][0]:+.3f} to "
-            f"{v['difference_ci'][1]:+.3f})" for v in (r["roc_auc"], r["recall"], r["specificity"])) + " |", flush=True)
+            f"{v['difference_ci'][1]:+.3f})" for v in (r[k] for k in METRICS)) + " |", flush=True)
     return out
 
 

@@ -25,6 +25,10 @@ def test_metrics_on_a_hand_checked_example():
     # ROC-AUC = share of (malignant, benign) pairs ranked right: 0.9 beats 4, 0.6 and 0.4 beat 3, 0.2 beats 2
     assert m["roc_auc"] == pytest.approx((4 + 3 + 3 + 2) / 16)
     assert compute_metrics(labels, probs, threshold=0.15)["confusion_matrix"] == [[2, 2], [0, 4]]
+    # net benefit at risk 0.10: (tp - fp * 1/9) / n; calling everyone malignant earns prevalence - (1 - prev) / 9
+    assert m["net_benefit"] == pytest.approx((2 - 1 / 9) / 8)
+    assert compute_metrics(labels, probs, threshold=0.0)["net_benefit"] == pytest.approx(0.5 - 0.5 / 9)
+    assert compute_metrics(labels, probs, threshold=1.0)["net_benefit"] == 0.0
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -293,7 +293,7 @@ def _metrics_table(m: dict, title: str):
     for col, justify in (("metric", "left"), ("value", "right"), ("95% CI", "right")):
         table.add_column(col, justify=justify)
     for key in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc",
-                "sensitivity_at_specificity_0.90", "specificity_at_sensitivity_0.95", "ece"):
+                "sensitivity_at_specificity_0.90", "specificity_at_sensitivity_0.95", "net_benefit", "ece"):
         ci = m.get(f"{key}_ci")
         table.add_row(key, _fmt(m.get(key)), f"{ci[0]:.4f} - {ci[1]:.4f}" if ci else "")
     (tn, fp), (fn, tp) = m["confusion_matrix"]

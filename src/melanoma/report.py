@@ -55,7 +55,8 @@ def _fmt(v) -> str:
 def metrics_table(m: dict) -> str:
     keys = ["accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc",
             "sensitivity_at_specificity_0.80", "sensitivity_at_specificity_0.90", "sensitivity_at_specificity_0.95",
-            "specificity_at_sensitivity_0.90", "specificity_at_sensitivity_0.95", "ece", "ece_before_temperature"]
+            "specificity_at_sensitivity_0.90", "specificity_at_sensitivity_0.95", "net_benefit", "ece",
+            "ece_before_temperature"]
     def ci(k: str) -> str:
         lo_hi = m.get(f"{k}_ci")
         return f"{lo_hi[0]:.3f} – {lo_hi[1]:.3f}" if lo_hi else ""
