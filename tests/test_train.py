@@ -1,5 +1,6 @@
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -139,7 +140,10 @@ def test_recipe_file_with_command_line_overrides(tmp_path: Path, kaggle_like: Pa
     assert (r["aug"]["vignette"], r["aug"]["rotation"], r["aug"]["hflip"]) == (0.5, 10, False)
     from melanoma.recipe import load_recipe
 
-    assert load_recipe(tmp_path / "run" / "model" / "recipe.yaml") == load_recipe(recipe)
+    written = load_recipe(tmp_path / "run" / "model" / "recipe.yaml")  # the run's recipe, options applied
+    assert written == replace(load_recipe(recipe), img_size=48, fast_dev_run=True,
+                              aug=replace(load_recipe(recipe).aug, hflip=False, vflip=False))
+    assert "img_size, fast_dev_run, aug.hflip, aug.vflip" in (tmp_path / "run" / "model" / "recipe.yaml").read_text()
 
     recipe.write_text("epochs: 3\nlearning_rate: 0.1\n")
     result = CliRunner().invoke(app, ["train", str(kaggle_like), "--recipe", str(recipe), "--out", str(tmp_path / "x")])

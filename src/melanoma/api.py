@@ -130,7 +130,7 @@ def train(data: str | Path, out: str | Path, recipe: str | Path | None = None, r
         cfg = replace(cfg, aug=replace(cfg.aug if isinstance(cfg.aug, AugConfig) else AugConfig(), **aug))
     model_dir = run_training(data, out, cfg, resume=resume)
     if recipe:
-        atomic_write_text(model_dir / "recipe.yaml", resolved_recipe_text(recipe))
+        atomic_write_text(model_dir / "recipe.yaml", resolved_recipe_text(recipe, cfg))
     return model_dir
 
 

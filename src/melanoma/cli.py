@@ -140,7 +140,7 @@ def train(
         if recipe is not None:  # the recipe travels with the model it made
             from .config import atomic_write_text
 
-            atomic_write_text(model_dir / "recipe.yaml", resolved_recipe_text(recipe))
+            atomic_write_text(model_dir / "recipe.yaml", resolved_recipe_text(recipe, cfg))
     except (DatasetError, ModelError, FileNotFoundError, FileExistsError, ValueError, OSError) as e:
         fail(str(e))
     out.print(f"model folder written: [bold]{model_dir}[/]")

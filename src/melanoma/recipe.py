@@ -193,12 +193,27 @@ def load_recipe(path: str | Path) -> TrainConfig:
     return validate(TrainConfig(**raw, aug=AugConfig(**aug_raw)))
 
 
-def resolved_recipe_text(path: str | Path) -> str:
-    """The recipe at ``path`` with its ``base`` chain merged in: what travels with the model it made, whole."""
+def resolved_recipe_text(path: str | Path, trained: TrainConfig | None = None) -> str:
+    """The recipe at ``path`` with its ``base`` chain merged in: what travels with the model it made, whole.
+    With ``trained`` (the config the run used, command-line options applied), every field where that differs from
+    the file is written too, and named in the header: the model folder's recipe reproduces the run, not the file."""
     import yaml
 
     path = Path(path)
     notes = (yaml.safe_load(path.read_text()) or {}).get("notes")
+    body = _read_recipe(path)
+    changed = []
+    if trained is not None:
+        as_file = load_recipe(path)
+        for name, ours, theirs, into in (
+                *((f.name, getattr(trained, f.name), getattr(as_file, f.name), body) for f in fields(TrainConfig)
+                  if f.name != "aug"),
+                *((f"aug.{f.name}", getattr(trained.aug, f.name), getattr(as_file.aug, f.name),
+                   body.setdefault("aug", {})) for f in fields(AugConfig))):
+            if ours != theirs:
+                into[name.removeprefix("aug.")] = list(ours) if isinstance(ours, tuple) else ours
+                changed.append(name)
     head = f"# {path.name}, its base recipes merged in (melanoma.recipe.resolved_recipe_text)\n"
-    return head + yaml.safe_dump({**({"notes": notes} if notes else {}), **_read_recipe(path)}, sort_keys=False,
-                                 width=110)
+    if changed:
+        head += f"# and the command line's {', '.join(changed)}\n"
+    return head + yaml.safe_dump({**({"notes": notes} if notes else {}), **body}, sort_keys=False, width=110)
