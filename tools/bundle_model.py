@@ -1,8 +1,10 @@
 """Make a trained model folder the package's bundled model (src/melanoma/weights/default).
 
-    python tools/bundle_model.py RUN/model --table docs/results/NAME.json [--limitation TEXT ...]
+    python tools/bundle_model.py RUN/model --table docs/results/NAME.json --recipe RECIPE [--limitation TEXT ...]
 
-Copies the weights, config, gate, training log and recipe; exports model.onnx; writes the model card
+Copies the weights, config, gate and training log; writes the recipe the run trained with (RECIPE, the file given
+to ``melanoma train --recipe``, with the recorded command-line options applied) into the folder and, whole, to
+recipes/flagship.yaml, checked to load as the recorded recipe; exports model.onnx; writes the model card
 (README.md) with the evaluations of ``benchmarks/sources_table.py`` (per source, Kaggle test, external);
 writes SHA256SUMS last, so the folder verifies at load. The table must have been measured on RUN/model
 (checked against the weights' checksum).
@@ -18,14 +20,28 @@ from pathlib import Path
 from melanoma.card import model_card
 from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig, atomic_write_text, sha256_file, write_checksums
 from melanoma.export import export_onnx
+from melanoma.recipe import AugConfig, TrainConfig, load_recipe, resolved_recipe_text
 
-FILES = ("model.safetensors", "config.json", "ood.safetensors", "training_log.csv", "recipe.yaml")
+FILES = ("model.safetensors", "config.json", "ood.safetensors", "training_log.csv")
+FLAGSHIP = Path(__file__).resolve().parents[1] / "recipes" / "flagship.yaml"
+
+
+def flagship_text(recipe: Path, cfg: ModelConfig) -> str:
+    """recipes/flagship.yaml for a model trained from ``recipe``: what it recorded, whole, with how to run it."""
+    recorded = dict(cfg.training["recipe"])
+    trained = TrainConfig(**{**recorded, "aug": AugConfig(**recorded["aug"])})
+    body = resolved_recipe_text(recipe, trained).split("\n", 1)[1]  # its own first line names the file
+    return ("# The bundled model's recipe, whole: `melanoma train --recipe recipes/flagship.yaml "
+            "../shared/data/melanoma_cancer_dataset --out runs/flagship`\n"
+            f"# = {recipe.as_posix()} with its bases merged in. A new experiment starts from it: "
+            "`base: ../../recipes/flagship.yaml`.\n" + body)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model", type=Path)
     ap.add_argument("--table", type=Path, required=True, help="benchmarks/sources_table.py's JSON for this model")
+    ap.add_argument("--recipe", type=Path, required=True, help="the recipe file the run was trained from")
     ap.add_argument("--dest", type=Path, default=DEFAULT_MODEL_DIR)
     ap.add_argument("--limitation", action="append", default=[],
                     help="A bullet for the card's Limitations section (repeatable): what the evaluations found.")
@@ -43,8 +59,13 @@ def main() -> None:
         if (args.model / name).is_file():
             shutil.copyfile(args.model / name, tmp / name)
     assert sha256_file(tmp / "model.safetensors") == weights_hash
-    export_onnx(tmp, tmp / "model.onnx")
     cfg = ModelConfig.load(tmp / "config.json")
+    recipe_text = flagship_text(args.recipe, cfg)
+    atomic_write_text(tmp / "recipe.yaml", recipe_text)
+    recorded = dict(cfg.training["recipe"])
+    if load_recipe(tmp / "recipe.yaml") != TrainConfig(**{**recorded, "aug": AugConfig(**recorded["aug"])}):
+        raise SystemExit(f"{args.recipe} with the recorded options is not the recipe {args.model} recorded")
+    export_onnx(tmp, tmp / "model.onnx")
     atomic_write_text(tmp / "README.md", model_card(cfg, table["sets"], args.limitation))
     write_checksums(tmp)
     old = args.dest.with_name(args.dest.name + ".old")
@@ -53,6 +74,8 @@ def main() -> None:
         args.dest.rename(old)
     tmp.rename(args.dest)  # the swap is two renames: never a half-written bundled model
     shutil.rmtree(old, ignore_errors=True)
+    if args.dest == DEFAULT_MODEL_DIR:
+        atomic_write_text(FLAGSHIP, recipe_text)
     total = sum(p.stat().st_size for p in args.dest.iterdir())
     names = ", ".join(sorted(p.name for p in args.dest.iterdir()))
     print(f"bundled into {args.dest}: {names}; {total / 2**20:.1f} MiB")
