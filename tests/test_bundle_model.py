@@ -1,0 +1,45 @@
+"""tools/bundle_model.py: a trained folder becomes a bundled one that verifies, with the recipe that made it."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+
+def test_the_bundled_folder_verifies_and_its_recipe_reproduces_the_run(tmp_path: Path, kaggle_like: Path,
+                                                                        monkeypatch):
+    from typer.testing import CliRunner
+
+    from melanoma.cli import app
+    from melanoma.config import sha256_file
+    from melanoma.engines import load_predictor
+    from melanoma.recipe import load_recipe
+
+    monkeypatch.syspath_prepend(str(REPO / "tools"))
+    import bundle_model
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("notes: a change\narch: small_cnn\npretrained: none\nimg_size: 40\nepochs: 1\n")
+    run = CliRunner().invoke(app, ["train", str(kaggle_like), "--recipe", str(recipe), "--out", str(tmp_path / "run"),
+                                   "--seed", "7", "--fast-dev-run"])
+    assert run.exit_code == 0, run.output
+    model = tmp_path / "run" / "model"
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"model_sha256": "0" * 64, "sets": {}}))
+    dest = tmp_path / "bundled"
+    argv = ["bundle_model.py", str(model), "--table", str(table), "--recipe", str(recipe), "--dest", str(dest)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match="was not computed on"):  # a table of another model is refused
+        bundle_model.main()
+    assert not dest.exists()
+
+    table.write_text(json.dumps({"model_sha256": sha256_file(model / "model.safetensors"), "sets": {}}))
+    bundle_model.main()
+    assert {"model.onnx", "README.md", "SHA256SUMS", "recipe.yaml"} <= {p.name for p in dest.iterdir()}
+    assert load_predictor(dest, "onnx").threshold is not None  # loads, checksums verified
+    bundled = load_recipe(dest / "recipe.yaml")
+    assert bundled.seed == 7 and bundled.fast_dev_run and bundled.img_size == 40  # the run's, not the file's
+    assert "seed" in (dest / "recipe.yaml").read_text().splitlines()[2]  # the header says what the options changed
