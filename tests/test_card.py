@@ -64,6 +64,8 @@ def test_card_says_when_images_are_shrunk_first_and_whether_that_came_after_trai
     later = model_card(ModelConfig(downscale_to=150, training={"sources": SOURCES,
                                                                "downscale_set_after": {"from": None, "to": 150}}), {})
     assert "at most 150 px (set after training)" in later
+    assert "shrink to 150 px first" in trained and "shrink to" not in card_for()  # timm alone would not
+    assert "is all this model needs" in model_card(ModelConfig(color_constancy=None), {})
 
 
 def test_card_says_which_stages_the_gate_reads_and_what_it_was_fitted_on():

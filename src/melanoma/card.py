@@ -33,6 +33,17 @@ def downscale_note(cfg: ModelConfig) -> str:
     return f"; first shrunk until the shorter side is at most {cfg.downscale_to} px{after}"
 
 
+def timm_caveat(cfg: ModelConfig) -> str:
+    """What timm's own preprocessing (resize, normalise) leaves out of this model's."""
+    missing = [*(["shades-of-grey colour constancy (`melanoma.imaging.shades_of_grey`)"]
+                 if cfg.color_constancy else []),
+               *([f"the shrink to {cfg.downscale_to} px first"] if cfg.downscale_to else [])]
+    if not missing:
+        return "timm's preprocessing (resize, normalise) is all this model needs."
+    return (f"timm's preprocessing resizes and normalises but does not apply this model's {' or '.join(missing)}: "
+            "apply it first, or use `melanoma predict` / `Classifier`, which do, to get the probabilities above.")
+
+
 def gate_note(cfg: ModelConfig) -> str:
     """What the gate was fitted on and reads, from config.json's ``training.gate`` (empty for an older folder)."""
     gate = cfg.training.get("gate") or {}
@@ -176,7 +187,5 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
                   "", "```python", "import timm, torch", "",
                   "net = timm.create_model(\"local-dir:path/to/this/folder\", pretrained=True).eval()",
                   "logit = net(x)  # x: (N, 3, S, S), normalised with the mean/std above", "```", "",
-                  "timm's preprocessing resizes and normalises but does not apply this model's shades-of-grey colour "
-                  "constancy: apply it first (`melanoma.imaging.shades_of_grey`), or use `melanoma predict` / "
-                  "`Classifier`, which do, to get the probabilities above.", ""]
+                  timm_caveat(cfg), ""]
     return "\n".join(lines)
