@@ -27,6 +27,8 @@ def test_fast_dev_run_writes_a_loadable_model_folder(kaggle_like: Path, tmp_path
     assert model_cfg.mean == (0.5, 0.5, 0.5)
     assert model_cfg.training["n_train"] == 18 and model_cfg.training["n_val"] == 6
     assert model_cfg.training["versions"]["torch"] == torch.__version__
+    gate = model_cfg.training["gate"]  # recorded as `calibrate --gate` records it: what the card says of the gate
+    assert gate["blocks"] == [3, 4, 5, 6] and gate["sources"] == ["kaggle"] and gate["n_fit"] == 18
     with open(tmp_path / "run" / "split.csv") as f:
         rows = list(csv.DictReader(f))
     assert {r["split"] for r in rows} == {"train", "val"} and len(rows) == 24

@@ -143,10 +143,16 @@ def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int = 42
     """Refit the gate of a trained model folder on ``train_samples`` (an equal share of each source) with its
     threshold on ``val_samples``, as ``train`` does, and record it in config.json's ``training.gate``."""
     model_dir = Path(model_dir)
-    result = fit_ood_for_model(model_dir, balanced_by_source(list(train_samples), GATE_FIT_IMAGES, seed),
+    train_samples = list(train_samples)
+    result = fit_ood_for_model(model_dir, balanced_by_source(train_samples, GATE_FIT_IMAGES, seed),
                                list(val_samples), blocks=blocks)
-    result["sources"] = sorted({str(s.source) for s in train_samples})
-    cfg_path = model_dir / "config.json"
+    return record_gate(model_dir, result, train_samples)
+
+
+def record_gate(model_dir: str | Path, result: dict, train_samples) -> dict:
+    """``fit_ood_for_model``'s result, with the sources it drew from, into config.json's ``training.gate``."""
+    result = {**result, "sources": sorted({str(s.source) for s in train_samples})}
+    cfg_path = Path(model_dir) / "config.json"
     cfg = ModelConfig.load(cfg_path)
     cfg.training = {**cfg.training, "gate": result}
     cfg.save(cfg_path)

@@ -18,7 +18,7 @@ from .data import LesionDataModule, make_loader
 from .datasets import discover, make_train_val, write_split
 from .engines import ONNX_FILE
 from .export import export_onnx
-from .fit import GATE_FIT_IMAGES, calibrate_model_folder, fit_ood_for_model
+from .fit import GATE_FIT_IMAGES, calibrate_model_folder, fit_ood_for_model, record_gate
 from .models import default_mean_std, save_model_folder
 from .module import LesionClassifier, fit_linear_probe
 from .recipe import TrainConfig, validate
@@ -215,7 +215,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         clock["calibrate_end"] = time.perf_counter()
         if hasattr(module.net, "forward_head"):  # the "cannot assess" gate needs pooled features
             fit = balanced_by_source(gate_pool, GATE_FIT_IMAGES, cfg.seed)
-            fit_ood_for_model(out / "model", fit, val_s, batch_size=cfg.batch_size, blocks=cfg.gate_blocks)
+            gate = fit_ood_for_model(out / "model", fit, val_s, batch_size=cfg.batch_size, blocks=cfg.gate_blocks)
+            record_gate(out / "model", gate, gate_pool)  # what the card says the gate reads and was fitted on
         clock["gate_end"] = time.perf_counter()
         # model.onnx makes predict, evaluate and the app take the fast torch-free path on this folder too.
         export_onnx(out / "model", out / "model" / ONNX_FILE)
