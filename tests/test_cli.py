@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from melanoma.cli import app
@@ -83,11 +84,25 @@ def test_csv_output_tta_and_explain(tmp_path: Path):
     assert [r["status"] for r in rows] == ["ok", "ok"] and {"path", "p_malignant", "label"} <= set(rows[0])
     assert sorted(p.name for p in (tmp_path / "cam").iterdir()) == [
         "test_benign_6340_gradcam.png", "test_malignant_5744_gradcam.png"]
-    plain = TorchPredictor(DEFAULT_MODEL_DIR).predict_paths([Path(p) for p in imgs])
+    # TTA is the mean logit of the 8 flips/rotations: the same as predicting 8 rotated copies of each (square) file
+    from PIL import Image
+
     tta = TorchPredictor(DEFAULT_MODEL_DIR, tta=True).predict_paths([Path(p) for p in imgs])
-    for a, b in zip(plain, tta):
-        assert a["p_malignant"] != b["p_malignant"] and abs(a["p_malignant"] - b["p_malignant"]) < 0.3
-        assert a["label"] == b["label"]
+    views = []
+    for i, path in enumerate(imgs):
+        img = Image.open(path).convert("RGB")
+        for k, view in enumerate(v.rotate(90 * r) for v in (img, img.transpose(Image.FLIP_LEFT_RIGHT))
+                                 for r in range(4)):
+            views.append(tmp_path / f"{i}_{k}.png")
+            view.save(views[-1])
+    plain = TorchPredictor(DEFAULT_MODEL_DIR, use_ood=False).predict_paths(views)
+    t = TorchPredictor(DEFAULT_MODEL_DIR).cfg.temperature
+    logits = np.array([t * np.log(r["p_malignant"] / (1 - r["p_malignant"])) for r in plain]).reshape(len(imgs), 8)
+    mean_p = 1 / (1 + np.exp(-logits.mean(1) / t))
+    # within 0.02, not exactly: the shrink to 150 px resamples a rotated file a little differently
+    assert [r["p_malignant"] for r in tta] == pytest.approx(mean_p.tolist(), abs=0.02)
+    assert [r["p_malignant"] for r in tta] != pytest.approx([r["p_malignant"] for r in plain[::8]], abs=0.05)
+    assert len({round(r["p_malignant"], 3) for r in plain[:8]}) > 1  # the views do differ
 
 
 def test_every_bad_input_gets_its_own_error_row_and_the_batch_goes_on(tmp_path: Path, tiny_model_dir: Path):
