@@ -19,14 +19,20 @@ SAMPLES = Path(__file__).resolve().parent / "samples"  # package data: a wheel h
 
 
 def _model_card_numbers(cfg) -> str:
+    from .card import public_name
+
     t = cfg.training
     best, cal = t.get("best_val", {}), t.get("calibration", {})
-    lines = [f"- Architecture: `{cfg.arch}` at {cfg.img_size} px, trained on {t.get('n_train', '?')} images"]
+    sources = ", ".join(public_name(s) for s in (t.get("sources") or {}))
+    lines = [f"- Architecture: `{cfg.arch}` at {cfg.img_size} px, trained on {t.get('n_train', '?')} images"
+             + (f" ({sources})" if sources else "")]
     if best:
         lines.append(f"- Validation (n = {t.get('n_val', '?')}): ROC-AUC {best.get('val_auc', float('nan')):.3f}")
     if cal:
-        lines.append(f"- Decision threshold {cfg.threshold:.3f}, chosen on validation data for sensitivity >= 0.95 "
-                     f"(validation sensitivity {cal['val_sensitivity']:.3f}, specificity {cal['val_specificity']:.3f})")
+        rule = cal.get("threshold_rule", "").replace(">=", " >= ")  # the rule it was chosen by, as recorded
+        lines.append(f"- Decision threshold {cfg.threshold:.3f}, chosen on validation data"
+                     + (f" by the rule: {rule}" if rule else "") + f". Validation sensitivity "
+                     f"{cal['val_sensitivity']:.3f}, specificity {cal['val_specificity']:.3f}")
     return "\n".join(lines)
 
 
