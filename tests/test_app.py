@@ -154,11 +154,13 @@ def test_about_the_model_says_the_threshold_rule_and_sources_it_recorded():
     from melanoma.config import ModelConfig
 
     cfg = ModelConfig(threshold=0.25, training={
-        "n_train": 10, "sources": {"ham10000": {}, "isic2017": {}},
-        "calibration": {"threshold_rule": "sensitivity>=0.9 on each source", "val_sensitivity": 0.91,
+        "n_train": 18896, "sources": {"ham10000": {}, "isic2017": {}},
+        "calibration": {"threshold_rule": "sensitivity>=0.9 on each source; ham10000+isic2017 pooled",
+                        "val_sensitivity": 0.91,
                         "val_specificity": 0.6}})
     text = _model_card_numbers(cfg)
     assert "by the rule: sensitivity >= 0.9 on each source" in text and "0.95" not in text
-    assert "(HAM10000, ISIC 2017)" in text
+    assert "trained on 18,896 images (HAM10000, ISIC 2017)" in text
+    assert "HAM10000 + ISIC 2017 pooled" in text and "ham10000" not in text  # public names, not ids
     assert "by the rule" not in _model_card_numbers(ModelConfig(training={"calibration": {
         "val_sensitivity": 0.9, "val_specificity": 0.5}}))  # an older folder: no rule claimed

@@ -24,12 +24,16 @@ def _model_card_numbers(cfg) -> str:
     t = cfg.training
     best, cal = t.get("best_val", {}), t.get("calibration", {})
     sources = ", ".join(public_name(s) for s in (t.get("sources") or {}))
-    lines = [f"- Architecture: `{cfg.arch}` at {cfg.img_size} px, trained on {t.get('n_train', '?')} images"
+    count = lambda key: f"{t[key]:,}" if isinstance(t.get(key), int) else "?"  # noqa: E731
+    lines = [f"- Architecture: `{cfg.arch}` at {cfg.img_size} px, trained on {count('n_train')} images"
              + (f" ({sources})" if sources else "")]
     if best:
-        lines.append(f"- Validation (n = {t.get('n_val', '?')}): ROC-AUC {best.get('val_auc', float('nan')):.3f}")
+        lines.append(f"- Validation (n = {count('n_val')}): ROC-AUC {best.get('val_auc', float('nan')):.3f}")
     if cal:
         rule = cal.get("threshold_rule", "").replace(">=", " >= ")  # the rule it was chosen by, as recorded
+        for source in t.get("sources") or {}:  # the record names sources by id (ham10000+isic2017 pooled)
+            rule = rule.replace(source, public_name(source))
+        rule = rule.replace("+", " + ")
         lines.append(f"- Decision threshold {cfg.threshold:.3f}, chosen on validation data"
                      + (f" by the rule: {rule}" if rule else "") + f". Validation sensitivity "
                      f"{cal['val_sensitivity']:.3f}, specificity {cal['val_specificity']:.3f}")
