@@ -6,8 +6,9 @@ external ISIC 2018 Task 3 test set.
 The external images are split in two random halves. The model is adapted on one half's images (their labels
 unused; `melanoma.adapt.adapt_model_folder`, as the command does) and scored on the *other* half, then the other way
 round; the unadapted model is scored on the same halves. Per half: ROC-AUC, sensitivity / specificity at the
-model's own threshold (temperature unchanged), each with a 95% bootstrap interval, and the share of images the
-unchanged gate refuses.
+model's own threshold (temperature unchanged), each with a 95% bootstrap interval, the share of images the
+unchanged gate refuses, and the paired change adapted - unadapted (the same images, so its interval is the
+change's own).
 """
 
 from __future__ import annotations
@@ -23,21 +24,23 @@ from melanoma.adapt import adapt_model_folder
 from melanoma.config import resolve_model_dir
 from melanoma.datasets import discover
 from melanoma.engines import load_predictor
-from melanoma.evaluate import metrics_with_ci
+from melanoma.evaluate import metrics_with_ci, paired_difference
 
 REPO = Path(__file__).resolve().parents[1]
 EXTERNAL = REPO.parent / "shared" / "data" / "isic2018_test"
 
 
-def score(model_dir: Path, samples: list) -> dict:
+def score(model_dir: Path, samples: list) -> tuple[dict, list[float], float]:
+    """The summary row, the probabilities and the threshold of one model on ``samples``."""
     predictor = load_predictor(model_dir, num_workers=2)
     rs = predictor.run(samples)
     y = [s.label for s in samples]
     p = [float(predictor.proba_from_logits(r["logit"])) for r in rs]
     m = metrics_with_ci(y, p, predictor.threshold)
-    return {**{k: m[k] for k in ("n", "n_malignant", "roc_auc", "roc_auc_ci", "recall", "recall_ci", "specificity",
-                                 "specificity_ci")},
-            "refused": float(np.mean([predictor.is_out_of_distribution(r) for r in rs]))}
+    row = {**{k: m[k] for k in ("n", "n_malignant", "roc_auc", "roc_auc_ci", "recall", "recall_ci", "specificity",
+                                "specificity_ci")},
+           "refused": float(np.mean([predictor.is_out_of_distribution(r) for r in rs]))}
+    return row, p, predictor.threshold
 
 
 def main() -> None:
@@ -54,7 +57,10 @@ def main() -> None:
         for k, (fit, test) in enumerate(((halves[0], halves[1]), (halves[1], halves[0]))):
             adapted, _ = adapt_model_folder(model, [samples[i].path for i in fit], Path(tmp) / f"half{k}")
             on = [samples[i] for i in test]
-            row = {"adapted_on_n": len(fit), "unadapted": score(model, on), "adapted": score(adapted, on)}
+            (before, p_before, t_before), (after, p_after, t_after) = score(model, on), score(adapted, on)
+            paired = paired_difference([s.label for s in on], p_before, p_after, t_before, t_after)
+            row = {"adapted_on_n": len(fit), "unadapted": before, "adapted": after,
+                   "paired_change": {k: paired[k] for k in ("roc_auc", "recall", "specificity")}}
             result["halves"].append(row)
             for name in ("unadapted", "adapted"):
                 m = row[name]
@@ -63,6 +69,9 @@ def main() -> None:
                       f"({m['recall_ci'][0]:.2f}-{m['recall_ci'][1]:.2f}) "
                       f"| {m['specificity']:.3f} ({m['specificity_ci'][0]:.2f}-{m['specificity_ci'][1]:.2f}) "
                       f"| {100 * m['refused']:.1f}% |", flush=True)
+            d = row["paired_change"]["roc_auc"]
+            print(f"half {k + 1}: ROC-AUC change {d['difference']:+.3f} "
+                  f"({d['difference_ci'][0]:+.3f} to {d['difference_ci'][1]:+.3f})", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
