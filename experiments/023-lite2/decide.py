@@ -1,4 +1,4 @@
-"""023's ship rule (NOTES.md), clause by clause, from the files runs/e023eval.sh writes in this folder:
+"""023's ship rule (NOTES.md), clause by clause, from the files eval.sh writes in this folder:
 compare_bundled.json (benchmarks/compare_models.py: bundled -> candidate), sources_table.json, gate_sources.json
 (benchmarks/gate_sources.py --blocks 4), speed.json and speed_bundled.json (benchmarks/inference_speed.py).
 Prints each clause and exits 1 if any fails."""
