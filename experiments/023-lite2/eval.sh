@@ -16,5 +16,5 @@ $PY benchmarks/inference_speed.py --model $RUN/model --data samples --out runs/e
 $PY benchmarks/inference_speed.py --data samples --out runs/bundledspeed
 cp runs/e023speed/speed.json $HERE/speed.json
 cp runs/bundledspeed/speed.json $HERE/speed_bundled.json
-cp $RUN/logs/*/metrics.csv $HERE/training_log.csv 2>/dev/null || true
+cp $RUN/model/training_log.csv $HERE/training_log.csv
 $PY $HERE/decide.py
