@@ -1,4 +1,4 @@
-"""The threshold moved with a new site's unlabelled scores (``calibrate.site_shift``): what it gives on images the
+"""The threshold moved with a new site's unlabelled scores (``site_shift`` below): what it gives on images the
 shift was not estimated on.
 
     python benchmarks/site_shift.py MODEL_DIR SPLIT_CSV [--draws 200] [--out experiments/NNN/site_shift.json]
@@ -67,12 +67,12 @@ def unlike_sites(y: np.ndarray, fit: np.ndarray) -> dict:
 
 def draws(y, z, test, ref_median, threshold, make_site, n_draws: int, seed: int) -> dict:
     """The other half's sensitivity and specificity at thresholds shifted by sites that ``make_site`` draws."""
-    rng = np.random.default_rng(seed)
+    rng, p_test = np.random.default_rng(seed), sigmoid(z[test])
     sens, spec = [], []
     for _ in range(n_draws):
         site = make_site(rng)
         t = shifted_threshold(threshold, site_shift(ref_median, z[site]))
-        a, b = rates(y[test], sigmoid(z[test]), t)
+        a, b = rates(y[test], p_test, t)
         sens.append(a)
         spec.append(b)
     q = lambda v: [float(np.percentile(v, k)) for k in (5, 50, 95)]  # noqa: E731

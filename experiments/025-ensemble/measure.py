@@ -45,10 +45,11 @@ def main() -> None:
             raise SystemExit(f"{name}: the members could not read the same images")
         y[name], z[name] = both[0][0], np.mean([log_odds(p) for _, p in both], axis=0)
         z[f"{name}/bundled"] = log_odds(both[0][1])
-    src = pooled_sources([s.source for s in val], [["ham10000", "isic2017"]])
-    threshold, own = choose_threshold_per_source(sigmoid(z["validation"]), y["validation"], src, 0.90)
+    recipe = members[0].cfg.training["recipe"]  # the bundled model's threshold rule, as it recorded it
+    src, target = pooled_sources([s.source for s in val], recipe["threshold_groups"]), recipe["target_sensitivity"]
+    threshold, own = choose_threshold_per_source(sigmoid(z["validation"]), y["validation"], src, target)
     # the rule re-run on the bundled member alone must give its shipped threshold: the check that this is its rule
-    again, _ = choose_threshold_per_source(sigmoid(z["validation/bundled"]), y["validation"], src, 0.90)
+    again, _ = choose_threshold_per_source(sigmoid(z["validation/bundled"]), y["validation"], src, target)
     if abs(again - members[0].threshold) > 1e-6:
         raise SystemExit(f"the rule gives the bundled model {again:.4f}, not its {members[0].threshold:.4f}")
     result = {"members": ["bundled", str(args.second)], "threshold": threshold, "own_thresholds": own, "sets": {}}
