@@ -73,3 +73,33 @@ def test_linear_probe_fits_the_head_on_frozen_features_and_changes_no_other_weig
     assert not torch.allclose(net.bn1.running_mean, imagenet_bn)
     with pytest.raises(ValueError, match="single-logit linear classifier"):
         fit_linear_probe(create_model("small_cnn", pretrained="none"), loader)
+
+
+def test_diagnosis_head_adds_its_cross_entropy_over_the_images_that_name_a_diagnosis_and_is_not_saved():
+    import torch.nn.functional as F
+
+    from melanoma.module import LesionClassifier
+
+    module = LesionClassifier("tf_efficientnet_lite0", "none", 1e-3, 0.0, "adamw", 0.0,
+                              diagnosis_loss=0.5, n_diagnoses=7).eval()
+    module.log = lambda *a, **k: None
+    x, y, idx = torch.randn(4, 3, 64, 64), torch.tensor([0.0, 1.0, 0.0, 1.0]), torch.tensor([3, 1, 2, 0])
+    module.train_dx = torch.tensor([0, -1, 2, 1])  # by dataset index: image 1 names no diagnosis
+    loss = module.training_step((x, y, idx), 0)
+    with torch.no_grad():
+        pooled = module.net.forward_head(module.net.forward_features(x), pre_logits=True)
+        logits, dx_logits = module(x), module.dx_head(pooled)
+    bce = F.binary_cross_entropy_with_logits(logits, y)
+    named = torch.tensor([0, 2, 3])  # batch rows whose image names one: dataset indices 3, 2, 0
+    ce = F.cross_entropy(dx_logits[named], torch.tensor([1, 2, 0]))
+    assert loss.item() == pytest.approx((bce + 0.5 * ce).item(), rel=1e-4)
+    module.train_dx = torch.full((4,), -1)  # nothing named: the melanoma loss alone
+    assert module.training_step((x, y, idx), 0).item() == pytest.approx(bce.item(), rel=1e-4)
+    assert not any(k.startswith("dx_head") for k in module.net.state_dict())  # the model folder saves module.net
+
+
+def test_diagnosis_head_needs_pooled_features():
+    from melanoma.module import LesionClassifier
+
+    with pytest.raises(ValueError, match="diagnosis_loss needs"):
+        LesionClassifier("small_cnn", "none", 1e-3, 0.0, "adamw", 0.0, diagnosis_loss=0.5, n_diagnoses=7)

@@ -34,6 +34,9 @@ SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "
 DX_LABELS = {"mel": 1, "nv": 0, "bkl": 0, "df": 0, "vasc": 0}
 OTHER_DX = ("bcc", "akiec")
 OTHER_DX_RULES = ("exclude", "benign", "malignant")
+# Every diagnosis an image's data can name (HAM10000's seven; ISIC 2017 names mel, bkl for seborrheic keratosis,
+# and nv for the rest): what an auxiliary diagnosis head learns (recipe.diagnosis_loss).
+DIAGNOSES = ("mel", "nv", "bkl", "df", "vasc", "bcc", "akiec")
 
 
 class DatasetError(ValueError):
@@ -79,19 +82,19 @@ def _split_from_name(name: str) -> str:
 
 
 def _csv_rows(csv_path: Path, image_root: Path, label_of, source: str) -> list[Sample]:
-    """Samples for the rows of a CSV; ``label_of(row)`` -> (label or None to leave out, group)."""
+    """Samples for the rows of a CSV; ``label_of(row)`` -> (label or None to leave out, group, diagnosis)."""
     index = {p.stem: p for p in find_images(image_root)}
     samples, missing = [], []
     with csv_path.open(newline="") as f:
         for row in csv.DictReader(f):
-            label, group = label_of(row)
+            label, group, dx = label_of(row)
             if label is None:
                 continue
             path = index.get(row["image_id"])
             if path is None:
                 missing.append(row["image_id"])
                 continue
-            samples.append(Sample(path, label, source, group))
+            samples.append(Sample(path, label, source, group, dx))
     if missing:
         warnings.warn(f"{csv_path.name}: {len(missing)} listed images not found under {image_root} "
                       f"(first: {missing[0]}); they are left out", stacklevel=3)
@@ -101,11 +104,23 @@ def _csv_rows(csv_path: Path, image_root: Path, label_of, source: str) -> list[S
 def _samples_from_csv(csv_path: Path, image_root: Path, source: str, other_dx: str = "exclude") -> list[Sample]:
     header = _csv_header(csv_path)
     if _is_ham_csv(header):
-        return _csv_rows(csv_path, image_root, lambda r: (dx_label(r["dx"], other_dx), r["lesion_id"]), source)
+        return _csv_rows(csv_path, image_root,
+                         lambda r: (dx_label(r["dx"], other_dx), r["lesion_id"], r["dx"]), source)
     if not {"image_id", "melanoma"} <= header:
         raise DatasetError(f"{csv_path}: expected columns image_id,melanoma or lesion_id,image_id,dx "
                            f"(got {sorted(header)})")
-    return _csv_rows(csv_path, image_root, lambda r: (int(float(r["melanoma"]) >= 0.5), ""), source)
+    return _csv_rows(csv_path, image_root, lambda r: _isic_label(r, header), source)
+
+
+def _isic_label(row: dict, header: set[str]) -> tuple[int, str, str]:
+    """(label, group, diagnosis) of an ISIC ground-truth row. With a ``seborrheic_keratosis`` column (ISIC 2017's
+    three classes) every row has a diagnosis; with ``melanoma`` alone only the melanomas do."""
+    melanoma = float(row["melanoma"]) >= 0.5
+    if melanoma:
+        return 1, "", "mel"
+    if "seborrheic_keratosis" in header:
+        return 0, "", "bkl" if float(row["seborrheic_keratosis"]) >= 0.5 else "nv"
+    return 0, "", ""
 
 
 def _csv_header(path: Path) -> set[str]:

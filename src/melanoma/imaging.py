@@ -27,6 +27,7 @@ class Sample:
     label: int  # 0 = benign, 1 = malignant
     source: str = ""  # the dataset it came from (its folder's name), e.g. "ham10000"
     group: str = ""  # images of one lesion share it (HAM10000's lesion_id); "" when unknown
+    dx: str = ""  # the diagnosis, where the data names one (datasets.DIAGNOSES); "" when unknown
 
 
 def is_image(path: Path) -> bool:

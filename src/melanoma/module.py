@@ -1,4 +1,5 @@
-"""The LightningModule: one logit, BCE, the optimiser and its schedule; and the linear probe of LP-FT."""
+"""The LightningModule: one logit, BCE (and optionally an auxiliary diagnosis head), the optimiser and its
+schedule; and the linear probe of LP-FT."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ class LesionClassifier(L.LightningModule):
     """Wraps a network with one output logit. ``forward``: (N, 3, H, W) -> logits (N,)."""
 
     def __init__(self, arch: str, pretrained: str, lr: float, weight_decay: float, optimizer: str,
-                 warmup_epochs: float, freeze_blocks: int = 0):
+                 warmup_epochs: float, freeze_blocks: int = 0, diagnosis_loss: float = 0.0,
+                 n_diagnoses: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self.net = create_model(arch, pretrained=pretrained).to(memory_format=torch.channels_last)
@@ -27,6 +29,12 @@ class LesionClassifier(L.LightningModule):
         for m in self.frozen:
             m.requires_grad_(False)
         self.train_offsets: torch.Tensor | None = None  # per training image, added to its logit in the loss
+        # Auxiliary diagnosis head (recipe.diagnosis_loss): trained beside the melanoma logit, never saved with the
+        # network. train_dx: per training image, its diagnosis index, or -1 where the data names none.
+        if diagnosis_loss > 0 and not hasattr(self.net, "forward_head"):
+            raise ValueError(f"diagnosis_loss needs a timm model with pooled features (got {arch})")
+        self.dx_head = torch.nn.Linear(self.net.num_features, n_diagnoses) if diagnosis_loss > 0 else None
+        self.train_dx: torch.Tensor | None = None
 
     def _frozen_modules(self, n: int) -> list[torch.nn.Module]:
         if n <= 0:
@@ -46,10 +54,23 @@ class LesionClassifier(L.LightningModule):
         if batch is None:  # every image of the batch was unreadable
             return None
         x, y, idx = batch
-        logits = self(x)
+        idx = idx.to(y.device)
+        if self.dx_head is None:
+            logits, dx_logits = self(x), None
+        else:  # one pass through the features, two heads on them
+            pooled = self.net.forward_head(self.net.forward_features(x.contiguous(memory_format=torch.channels_last)),
+                                           pre_logits=True)
+            logits, dx_logits = self.net.get_classifier()(pooled).squeeze(1), self.dx_head(pooled)
         if self.train_offsets is not None:  # logit adjustment: the source's prior enters the loss, not the net
-            logits = logits + self.train_offsets.to(logits.device)[idx.to(logits.device)]
+            logits = logits + self.train_offsets.to(logits.device)[idx]
         loss = F.binary_cross_entropy_with_logits(logits, y)
+        if dx_logits is not None:
+            dx = self.train_dx.to(y.device)[idx]
+            named = dx >= 0  # images whose data names no diagnosis add nothing; the mean is over those that do
+            per_image = F.cross_entropy(dx_logits, dx.clamp(min=0), reduction="none") * named
+            dx_loss = per_image.sum() / named.sum().clamp(min=1)
+            self.log("train_dx_loss", dx_loss, on_step=False, on_epoch=True, batch_size=len(y))
+            loss = loss + self.hparams.diagnosis_loss * dx_loss
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
         return loss
 

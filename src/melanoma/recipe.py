@@ -68,6 +68,11 @@ class TrainConfig:
     # each archive's prevalence from how its images look; the bare logit, used at inference, then reads every
     # source on one scale, even odds, which is what lets one threshold serve them all.
     source_logit_adjustment: bool = False
+    # Weight of an auxiliary cross-entropy on the diagnosis (datasets.DIAGNOSES) of the images whose data names one
+    # (HAM10000, ISIC 2017): a second linear head on the pooled features, used in training only, so the features
+    # learn melanoma against nevi *and* keratoses, dermatofibromas and vascular lesions, not against "benign" alone.
+    # The model folder keeps the one melanoma logit. 0 = off.
+    diagnosis_loss: float = 0.0
     # Sources pooled for the per-source threshold rule, e.g. [[ham10000, isic2017]]: a small archive's few
     # validation melanomas then count with a like archive's, instead of setting the lowest threshold alone.
     threshold_groups: list[list[str]] = field(default_factory=list)
@@ -95,6 +100,7 @@ _RULES = [
     ("optimizer", lambda v: v in ("adam", "adamw"), "adam or adamw"),
     ("other_dx", lambda v: v in ("exclude", "benign", "malignant"), "exclude, benign or malignant"),
     ("balance", lambda v: v in ("none", "source_class"), "none or source_class"),
+    ("diagnosis_loss", lambda v: v >= 0, ">= 0"),
     ("ema_decay", lambda v: v is None or 0 < v < 1, "strictly between 0 and 1"),
     ("target_sensitivity", lambda v: v is None or 0 < v <= 1, "in (0, 1], or null for Youden's J"),
     ("color_constancy", lambda v: v in (None, "shades_of_grey"), "shades_of_grey or null"),

@@ -15,7 +15,7 @@ import torch
 from .calibrate import pooled_sources
 from .config import ModelConfig, atomic_write_text, sha256_file, write_checksums
 from .data import LesionDataModule, make_loader
-from .datasets import discover, make_train_val, write_split
+from .datasets import DIAGNOSES, discover, make_train_val, write_split
 from .engines import ONNX_FILE
 from .export import export_onnx
 from .fit import GATE_FIT_IMAGES, calibrate_model_folder, fit_ood_for_model, record_gate
@@ -157,7 +157,11 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     dm = LesionDataModule(train_s, val_s, cfg.img_size, mean, std, cfg.aug, cfg.batch_size, cfg.num_workers,
                           cfg.color_constancy, seed=cfg.seed, weights=weights, downscale_to=cfg.downscale_to)
     module = LesionClassifier(cfg.arch, cfg.pretrained, cfg.lr, cfg.weight_decay, cfg.optimizer,
-                              cfg.warmup_epochs, cfg.freeze_blocks)
+                              cfg.warmup_epochs, cfg.freeze_blocks, cfg.diagnosis_loss, len(DIAGNOSES))
+    diagnoses = None
+    if cfg.diagnosis_loss:
+        module.train_dx = torch.tensor([DIAGNOSES.index(s.dx) if s.dx in DIAGNOSES else -1 for s in train_s])
+        diagnoses = {d: sum(s.dx == d for s in train_s) for d in DIAGNOSES}  # the card's record of what it learnt
     log_odds = None
     if cfg.source_logit_adjustment:
         log_odds = source_log_odds(train_s)
@@ -204,7 +208,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         color_constancy=cfg.color_constancy, downscale_to=cfg.downscale_to,
         training={"recipe": {**asdict(cfg)}, "data": str(data), "n_train": len(train_s),
                   "n_val": len(val_s), "n_dropped_test_duplicates": len(dropped),
-                  "sources": sources, "source_log_odds": log_odds,
+                  "sources": sources, "source_log_odds": log_odds, "train_diagnoses": diagnoses,
                   "split_sha256": split_hash, "epochs_run": trainer.current_epoch, "linear_probe": probe,
                   "command": command, "machine": _machine(),
                   "best_val": val_metrics, "versions": _versions()})
