@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,21 @@ def textured_lesion(rng: np.random.Generator, size: int = 128) -> Image.Image:
     blob = np.exp(-(((yy - cy) / (0.2 * size)) ** 2 + ((xx - cx) / (0.25 * size)) ** 2))[..., None]
     img = base + texture * 0.7 - blob * np.array([110, 95, 90]) + gaussian_filter(texture, 1) * blob
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+def write_ham_like(root: Path, rng, lesions: list[tuple[str, int]]) -> Path:
+    """A HAM10000-style folder: images/ISIC_*.jpg and a metadata CSV; (dx, images of that lesion) per lesion."""
+    (root / "images").mkdir(parents=True)
+    rows, k = [], 0
+    for n, (dx, n_images) in enumerate(lesions):
+        for _ in range(n_images):
+            image_id = f"ISIC_{k:07d}"
+            textured_lesion(rng).save(root / "images" / f"{image_id}.jpg", quality=95)
+            rows.append({"lesion_id": f"HAM_{n:07d}", "image_id": image_id, "dx": dx})
+            k += 1
+    with (root / "HAM10000_metadata.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"],
+                           restval="")
+        w.writeheader()
+        w.writerows(rows)
+    return root

@@ -52,6 +52,26 @@ def test_discover_isic_csv_layout(tmp_path: Path):
     assert labels_by_name(discover(tmp_path / "ISIC-2017_Validation_Part3_GroundTruth.csv")["val"]) == {"ISIC_9.jpg": 1}
 
 
+def test_every_sample_carries_the_diagnosis_its_data_names(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    for image_id in ("m", "k", "n", "v", "b"):
+        lesion_image(0, rng).save(tmp_path / f"{image_id}.jpg")
+    isic17 = tmp_path / "ISIC-2017_Training_Part3_GroundTruth.csv"
+    isic17.write_text("image_id,melanoma,seborrheic_keratosis\nm,1.0,0.0\nk,0.0,1.0\nn,0.0,0.0\n")
+    assert {s.path.stem: (s.label, s.dx) for s in discover(isic17)["train"]} == {
+        "m": (1, "mel"), "k": (0, "bkl"), "n": (0, "nv")}  # ISIC 2017's three classes
+    melanoma_only = tmp_path / "sub" / "labels.csv"
+    melanoma_only.parent.mkdir()
+    melanoma_only.write_text("image_id,melanoma\nm,1\nn,0\n")
+    for image_id in ("m", "n"):
+        (tmp_path / f"{image_id}.jpg").rename(tmp_path / "sub" / f"{image_id}.jpg")
+    assert {s.path.stem: s.dx for s in discover(melanoma_only)["all"]} == {"m": "mel", "n": ""}  # benign, unnamed
+    ham = tmp_path / "HAM10000_metadata.csv"
+    ham.write_text("lesion_id,image_id,dx\nL1,k,bkl\nL2,v,vasc\nL3,b,bcc\n")
+    assert {s.path.stem: (s.label, s.dx) for s in discover(ham, other_dx="malignant")["all"]} == {
+        "k": (0, "bkl"), "v": (0, "vasc"), "b": (1, "bcc")}
+
+
 def test_discover_csv_with_missing_images_warns(tmp_path: Path):
     lesion_image(1, np.random.default_rng(0)).save(tmp_path / "a.jpg")
     (tmp_path / "labels.csv").write_text("image_id,melanoma\na,1\nb,0\n")

@@ -12,25 +12,7 @@ import pytest
 from melanoma.datasets import DatasetError
 from melanoma.sources import only_sources, split_sources
 
-from conftest import textured_lesion
-
-
-def write_ham_like(root: Path, rng, lesions: list[tuple[str, int]]) -> Path:
-    """A HAM10000-style folder: images/ISIC_*.jpg and a metadata CSV; (dx, images of that lesion) per lesion."""
-    (root / "images").mkdir(parents=True)
-    rows, k = [], 0
-    for n, (dx, n_images) in enumerate(lesions):
-        for _ in range(n_images):
-            image_id = f"ISIC_{k:07d}"
-            textured_lesion(rng).save(root / "images" / f"{image_id}.jpg", quality=95)
-            rows.append({"lesion_id": f"HAM_{n:07d}", "image_id": image_id, "dx": dx})
-            k += 1
-    with (root / "HAM10000_metadata.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"],
-                           restval="")
-        w.writeheader()
-        w.writerows(rows)
-    return root
+from conftest import textured_lesion, write_ham_like
 
 
 def write_kaggle_like(root: Path, rng, n_train: int = 10, n_test: int = 3) -> Path:

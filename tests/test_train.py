@@ -10,7 +10,7 @@ from melanoma.models import load_model_folder
 from melanoma.recipe import AugConfig, TrainConfig
 from melanoma.train import train
 
-from conftest import write_class_folders
+from conftest import write_class_folders, write_ham_like
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -108,6 +108,25 @@ def test_a_logit_adjusted_run_records_each_trained_sources_log_odds(tmp_path: Pa
         expected[source] = pytest.approx(math.log((sum(labels) + 1) / (len(labels) - sum(labels) + 1)))
     assert cfg.training["source_log_odds"] == expected
     assert cfg.training["source_log_odds"]["second"] < cfg.training["source_log_odds"]["first"]
+
+
+def test_a_diagnosis_head_run_records_what_it_learnt_and_ships_the_plain_network(tmp_path: Path):
+    import numpy as np
+
+    kaggle = write_class_folders(tmp_path / "kaggle", 8)
+    ham = write_ham_like(tmp_path / "ham", np.random.default_rng(0),
+                         [("nv", 1)] * 8 + [("mel", 1)] * 6 + [("bkl", 1)] * 4 + [("df", 1)] * 2)
+    cfg = tiny_config(arch="tf_efficientnet_lite0", extra_train=[str(ham)], diagnosis_loss=0.5)
+    model_dir = train(kaggle, tmp_path / "run", cfg)
+    model, model_cfg = load_model_folder(model_dir)  # strict load into a plain one-logit network
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 1)
+    with open(tmp_path / "run" / "split.csv") as f:
+        trained = [r for r in csv.DictReader(f) if r["split"] == "train" and r["source"] == "ham"]
+    ids = {r["image_id"]: r["dx"] for r in csv.DictReader((ham / "HAM10000_metadata.csv").open())}
+    expected = {d: sum(ids[Path(r["path"]).stem] == d for r in trained) for d in ("mel", "nv", "bkl", "df")}
+    recorded = model_cfg.training["train_diagnoses"]
+    assert {d: recorded[d] for d in expected} == expected and sum(expected.values()) == len(trained)
+    assert recorded["bcc"] == recorded["akiec"] == 0 and sum(recorded.values()) == len(trained)  # Kaggle names none
 
 
 def test_a_second_stage_records_its_parent_by_checksum_not_by_path(tmp_path: Path):
