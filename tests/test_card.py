@@ -73,3 +73,10 @@ def test_card_says_which_stages_the_gate_reads_and_what_it_was_fitted_on():
     gate = {"blocks": [4], "sources": ["ham10000", "melanoma_cancer_dataset"]}
     card = model_card(ModelConfig(training={"sources": SOURCES, "gate": gate}), {})
     assert "pooled features of EfficientNet stage(s) 4, fitted on HAM10000, Kaggle Melanoma Cancer Dataset" in card
+
+
+def test_card_says_what_a_diagnosis_head_learnt_and_nothing_without_one():
+    card = card_for(recipe={"other_dx": "exclude", "diagnosis_loss": 0.5},
+                    train_diagnoses={"mel": 900, "nv": 6000, "bkl": 1200, "bcc": 0})
+    assert "used in training only (weight 0.5)" in card and "(900 mel, 6000 nv, 1200 bkl)" in card
+    assert "training only" not in card_for()
