@@ -50,7 +50,11 @@ def main() -> None:
     compare, table, gate = read("compare_bundled.json"), read("sources_table.json"), read("gate_sources.json")
     if not compare["b"]["model_sha256"] == table["model_sha256"]:
         raise SystemExit("compare_bundled.json and sources_table.json are of different models")
-    results = clauses(compare, gate, onnx_batch1_ms(read("speed.json")), onnx_batch1_ms(read("speed_bundled.json")))
+    verdict(clauses(compare, gate, onnx_batch1_ms(read("speed.json")), onnx_batch1_ms(read("speed_bundled.json"))))
+
+
+def verdict(results: list[tuple[str, bool, str]]) -> None:
+    """Print each clause and the decision; exit 1 unless every clause passed."""
     for name, ok, detail in results:
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
     ships = all(ok for _, ok, _ in results)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -30,11 +29,7 @@ def main() -> None:
                         f"{auc['a']:.3f} -> {auc['b']:.3f}, {auc['difference']:+.3f} ({lo:+.3f} to {hi:+.3f})"))
     else:
         results.append(("seed 42: external ROC-AUC, paired change above 0", False, "not run yet"))
-    for name, ok, detail in results:
-        print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
-    ships = all(ok for _, ok, _ in results)
-    print("ship" if ships else "do not ship")
-    sys.exit(0 if ships else 1)
+    decide023.verdict(results)
 
 
 if __name__ == "__main__":
