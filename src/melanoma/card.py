@@ -148,13 +148,13 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
                   "and vascular lesions are benign; its basal cell carcinomas and actinic keratoses were "
                   + ("left out." if other == "exclude" else f"counted as {other}.") + " Validation: each source's "
                   "own split (ISIC 2017) or 10% of its images, drawn by whole duplicate groups.", ""]
+    else:
+        lines += [f"{t.get('n_train', '?')} training and {t.get('n_val', '?')} validation images.", ""]
     if t.get("train_diagnoses"):
         named = ", ".join(f"{n} {d}" for d, n in t["train_diagnoses"].items() if n)
         lines += [f"A second head on the pooled features, used in training only (weight "
                   f"{recipe.get('diagnosis_loss')}), also learnt the diagnosis of the training images whose data "
                   f"names one ({named}); the model keeps the one melanoma logit.", ""]
-    else:
-        lines += [f"{t.get('n_train', '?')} training and {t.get('n_val', '?')} validation images.", ""]
     lines += ["Trained with:", "", "```bash", command, "```", ""]
     timings = t.get("timings_s", {})
     if timings:
