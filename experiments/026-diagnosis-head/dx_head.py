@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from melanoma.calibrate import sigmoid
 from melanoma.data import make_loader
 from melanoma.datasets import discover, read_split
 from melanoma.engines.torch_engine import TorchPredictor
@@ -58,8 +59,7 @@ def main() -> None:
     out = {"run": str(args.run), "sets": {}}
     for name, samples in sets.items():
         y, z, h = two_scores(predictor, head, samples)
-        sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731 (ranks only; the threshold below is unused)
-        d = paired_difference(y, sig(z), sig(h), 0.5)["roc_auc"]
+        d = paired_difference(y, sigmoid(z), sigmoid(h), 0.5)["roc_auc"]  # ranks only: the threshold is unused
         out["sets"][name] = {"n": len(y), "n_malignant": int(y.sum()), "logit_roc_auc": d["a"],
                              "head_roc_auc": d["b"], "difference": d["difference"], "difference_ci": d["difference_ci"]}
         print(f"{name} (n = {len(y)}, {int(y.sum())} mel.): logit {d['a']:.3f}, head {d['b']:.3f}, "
