@@ -57,7 +57,9 @@ class ModelConfig:
     """Everything needed to rebuild a model and turn its output into a decision.
 
     The network emits one logit; ``p_malignant = sigmoid(logit / temperature)`` and an image is
-    called malignant when ``p_malignant >= threshold``.
+    called malignant when ``p_malignant >= threshold``. A seven-class model (``diagnoses`` set) emits one logit per
+    diagnosis; its probabilities are ``softmax(logits / temperature + class_bias)`` (:mod:`melanoma.diagnoses`) and
+    ``p_malignant`` is p(skin cancer), the sum over the cancers, compared with ``threshold`` as above.
     """
 
     arch: str = "tf_efficientnet_lite0"
@@ -70,17 +72,23 @@ class ModelConfig:
     pretrained: str = "imagenet"  # provenance of the initial weights: "imagenet" or "none"
     color_constancy: str | None = None  # "shades_of_grey": applied to every image after the resize
     downscale_to: int | None = None  # px: shorter side shrunk to at most this before the resize (cap_shorter_side)
+    diagnoses: tuple[str, ...] | None = None  # a seven-class model: its outputs' diagnoses, in order
+    class_bias: tuple[float, ...] | None = None  # added to logits / temperature (calibration); one per diagnosis
     training: dict[str, Any] = field(default_factory=dict)  # recipe, data, split hash, versions, val metrics
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for key in ("mean", "std", "class_names"):
-            d[key] = list(d[key])
+        for key in ("mean", "std", "class_names", "diagnoses", "class_bias"):
+            d[key] = None if d[key] is None else list(d[key])
+        for key in ("diagnoses", "class_bias"):  # a one-logit model's config stays as older versions wrote it
+            if d[key] is None:
+                del d[key]
         if self.arch != "small_cnn":  # timm's keys too: timm.create_model("local-dir:FOLDER") loads the folder
-            d |= {"architecture": self.arch, "num_classes": 1, "label_names": list(self.class_names),
+            d |= {"architecture": self.arch, "num_classes": self.num_outputs,
+                  "label_names": list(self.diagnoses or self.class_names),
                   "pretrained_cfg": {"input_size": [3, self.img_size, self.img_size], "interpolation": "bilinear",
                                      "mean": list(self.mean), "std": list(self.std), "crop_pct": 1.0,
-                                     "crop_mode": "center", "num_classes": 1}}
+                                     "crop_mode": "center", "num_classes": self.num_outputs}}
         return d
 
     @classmethod
@@ -94,10 +102,15 @@ class ModelConfig:
             raise ValueError(f"config.json has settings this version of melanoma-classifier does not know: "
                              f"{sorted(unknown)}; a newer version wrote it: upgrade the package")
         kwargs = {k: v for k, v in d.items() if k in known}
-        for key in ("mean", "std", "class_names"):
-            if key in kwargs:
+        for key in ("mean", "std", "class_names", "diagnoses", "class_bias"):
+            if kwargs.get(key) is not None:
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)
+
+    @property
+    def num_outputs(self) -> int:
+        """The network's outputs: one logit, or one per diagnosis."""
+        return len(self.diagnoses) if self.diagnoses else 1
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")

@@ -6,6 +6,9 @@ Layouts (label 1 = malignant, i.e. melanoma):
   * ISIC ground-truth CSVs (``image_id,melanoma,...``) with images ``<image_id>.jpg`` under ROOT; ROOT may
     be the CSV itself. The split is taken from the CSV's name (``Training`` -> train, ``Validation`` -> val,
     ``Test`` -> test), e.g. ISIC 2017 and the ISIC 2018 Task 3 test set.
+  * one-hot ground truth (``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``, the ISIC 2018 Task 3 layout): every image
+    names its diagnosis; label 1 = melanoma. A folder holding it and a melanoma-only CSV of the same images reads
+    each image once, with its diagnosis.
   * HAM10000: a metadata CSV (``lesion_id,image_id,dx,...``) with images under ROOT; one split ``all``. The
     diagnosis decides the label by :data:`DX_LABELS`; see :func:`dx_label` for ``bcc`` and ``akiec``.
 
@@ -23,6 +26,7 @@ from pathlib import Path
 from PIL import Image
 
 from .config import CLASS_NAMES, atomic_write_text
+from .diagnoses import DIAGNOSES
 from .imaging import Sample, find_images, open_rgb
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
@@ -34,9 +38,7 @@ SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "
 DX_LABELS = {"mel": 1, "nv": 0, "bkl": 0, "df": 0, "vasc": 0}
 OTHER_DX = ("bcc", "akiec")
 OTHER_DX_RULES = ("exclude", "benign", "malignant")
-# Every diagnosis an image's data can name (HAM10000's seven; ISIC 2017 names mel, bkl for seborrheic keratosis,
-# and nv for the rest): what an auxiliary diagnosis head learns (recipe.diagnosis_loss).
-DIAGNOSES = ("mel", "nv", "bkl", "df", "vasc", "bcc", "akiec")
+ONE_HOT_ID = "image"  # the one-hot layout's image column; its diagnosis columns are DIAGNOSES in capitals
 
 
 class DatasetError(ValueError):
@@ -90,9 +92,10 @@ def _csv_rows(csv_path: Path, image_root: Path, label_of, source: str) -> list[S
             label, group, dx = label_of(row)
             if label is None:
                 continue
-            path = index.get(row["image_id"])
+            image_id = row.get("image_id") or row[ONE_HOT_ID]
+            path = index.get(image_id)
             if path is None:
-                missing.append(row["image_id"])
+                missing.append(image_id)
                 continue
             samples.append(Sample(path, label, source, group, dx))
     if missing:
@@ -106,9 +109,11 @@ def _samples_from_csv(csv_path: Path, image_root: Path, source: str, other_dx: s
     if _is_ham_csv(header):
         return _csv_rows(csv_path, image_root,
                          lambda r: (dx_label(r["dx"], other_dx), r["lesion_id"], r["dx"]), source)
+    if _is_one_hot_csv(header):
+        return _csv_rows(csv_path, image_root, _one_hot_label, source)
     if not {"image_id", "melanoma"} <= header:
-        raise DatasetError(f"{csv_path}: expected columns image_id,melanoma or lesion_id,image_id,dx "
-                           f"(got {sorted(header)})")
+        raise DatasetError(f"{csv_path}: expected columns image_id,melanoma, lesion_id,image_id,dx or "
+                           f"image,{','.join(d.upper() for d in DIAGNOSES)} (got {sorted(header)})")
     return _csv_rows(csv_path, image_root, lambda r: _isic_label(r, header), source)
 
 
@@ -123,6 +128,17 @@ def _isic_label(row: dict, header: set[str]) -> tuple[int, str, str]:
     return 0, "", ""
 
 
+def _one_hot_label(row: dict) -> tuple[int, str, str]:
+    named = [d for d in DIAGNOSES if float(row[d.upper()]) >= 0.5]
+    if len(named) != 1:
+        raise DatasetError(f"image {row[ONE_HOT_ID]}: a one-hot row names {len(named)} diagnoses, not one")
+    return int(named[0] == "mel"), "", named[0]
+
+
+def _is_one_hot_csv(header: set[str]) -> bool:
+    return {ONE_HOT_ID, *(d.upper() for d in DIAGNOSES)} <= header
+
+
 def _csv_header(path: Path) -> set[str]:
     with path.open(newline="") as f:
         return set(next(csv.reader(f), []))
@@ -134,7 +150,7 @@ def _is_ham_csv(header: set[str]) -> bool:
 
 def _is_label_csv(path: Path) -> bool:
     header = _csv_header(path)
-    return {"image_id", "melanoma"} <= header or _is_ham_csv(header)
+    return {"image_id", "melanoma"} <= header or _is_ham_csv(header) or _is_one_hot_csv(header)
 
 
 def discover(root: str | Path, other_dx: str = "exclude") -> dict[str, list[Sample]]:
@@ -167,6 +183,7 @@ def discover(root: str | Path, other_dx: str = "exclude") -> dict[str, list[Samp
             if _is_label_csv(csv_path):
                 split = "all" if _is_ham_csv(_csv_header(csv_path)) else _split_from_name(csv_path.stem)
                 splits[split] = splits.get(split, []) + _samples_from_csv(csv_path, root, source, other_dx)
+        splits = {name: _one_per_image(samples) for name, samples in splits.items()}
     if not splits:
         entries = ", ".join(sorted(p.name for p in root.iterdir())[:10]) or "nothing"
         raise DatasetError(
@@ -177,6 +194,19 @@ def discover(root: str | Path, other_dx: str = "exclude") -> dict[str, list[Samp
         if not samples:
             raise DatasetError(f"{root}: split '{split}' has no images")
     return splits
+
+
+def _one_per_image(samples: list[Sample]) -> list[Sample]:
+    """Each image once, the row naming its diagnosis first (two CSVs may label the same images: the ISIC 2018 test's
+    melanoma-only and one-hot files). Rows that disagree on the label are an error, not a silent choice."""
+    by_path: dict[Path, Sample] = {}
+    for s in samples:
+        seen = by_path.get(s.path)
+        if seen is not None and seen.label != s.label:
+            raise DatasetError(f"{s.path.name}: labelled {seen.label} and {s.label} by two ground-truth files")
+        if seen is None or (s.dx and not seen.dx):
+            by_path[s.path] = s
+    return list(by_path.values())
 
 
 def select_split(splits: dict[str, list[Sample]], split: str) -> list[Sample]:
@@ -217,29 +247,30 @@ def make_train_val(splits: dict[str, list[Sample]], val_fraction: float = 0.1, s
     return sorted(train, key=lambda s: str(s.path)), sorted(val, key=lambda s: str(s.path))
 
 
-SPLIT_COLUMNS = ("split", "label", "path", "source", "group")
+SPLIT_COLUMNS = ("split", "label", "path", "source", "group", "dx")
 
 
 def write_split(path: Path, parts: dict[str, list[Sample]]) -> str:
-    """Write ``split,label,path,source,group`` rows to ``path``; returns the sha256 of that file's content."""
+    """Write ``split,label,path,source,group,dx`` rows to ``path``; returns the sha256 of that file's content."""
     import io
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(SPLIT_COLUMNS)
-    w.writerows([name, s.label, s.path, s.source, s.group] for name, samples in parts.items() for s in samples)
+    w.writerows([name, s.label, s.path, s.source, s.group, s.dx] for name, samples in parts.items() for s in samples)
     text = buf.getvalue()
     atomic_write_text(path, text)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def read_split(path: str | Path) -> dict[str, list[Sample]]:
-    """The file written by :func:`write_split`, back as ``{split: samples}`` (older files lack source/group)."""
+    """The file written by :func:`write_split`, back as ``{split: samples}`` (older files lack source/group/dx)."""
     out: dict[str, list[Sample]] = {}
     with Path(path).open(newline="") as f:
         for row in csv.DictReader(f):
             out.setdefault(row["split"], []).append(
-                Sample(Path(row["path"]), int(row["label"]), row.get("source") or "", row.get("group") or ""))
+                Sample(Path(row["path"]), int(row["label"]), row.get("source") or "", row.get("group") or "",
+                       row.get("dx") or ""))
     return out
 
 

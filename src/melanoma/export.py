@@ -11,6 +11,7 @@ import torch
 from .card import HUB_GITATTRIBUTES, model_card, public_name
 from .config import DEFAULT_MODEL_DIR, atomic_write_bytes, atomic_write_text, write_checksums
 from .datasets import source_name
+from .engines.base import cam_weights
 from .models import load_model_folder
 from .ood import GATE_BLOCKS
 
@@ -19,12 +20,14 @@ class WithGateFeatures(torch.nn.Module):
     """An EfficientNet that also returns the "cannot assess" gate's features (the spatial means of the
     GATE_BLOCKS, concatenated, as :class:`melanoma.engines.torch_engine.TorchPredictor` hooks them) and the class
     activation map ``cam`` = sum_c w_c A_c of the last conv stage A (N, C, h, w) and the classifier's
-    weights w: with a global-average-pool + linear head this is Grad-CAM before its ReLU (see explain.py),
-    so ONNX Runtime draws heatmaps without gradients. Its spatial mean plus the bias is the logit."""
+    weights w (:func:`cam_weights`: a seven-class model's cancer-against-benign direction): with a global-average-pool
+    + linear head this is Grad-CAM before its ReLU, so ONNX Runtime draws heatmaps without gradients."""
 
     def __init__(self, net: torch.nn.Module):
         super().__init__()
         self.net = net
+        weight = net.get_classifier().weight.detach()
+        self.register_buffer("cam_weight", torch.as_tensor(cam_weights(weight.numpy()), dtype=weight.dtype))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         net, stages = self.net, []
@@ -34,7 +37,7 @@ class WithGateFeatures(torch.nn.Module):
             if i in GATE_BLOCKS:
                 stages.append(x.mean(dim=(2, 3)))
         maps = net.bn2(net.conv_head(x))
-        cam = torch.einsum("nchw,c->nhw", maps, net.get_classifier().weight[0])
+        cam = torch.einsum("nchw,c->nhw", maps, self.cam_weight)
         return net.forward_head(maps).squeeze(1), torch.cat(stages, 1), cam
 
 
@@ -87,7 +90,8 @@ def static_same_padding(model: torch.nn.Module, img_size: int) -> torch.nn.Modul
 
 def export_onnx(model_dir: str | Path | None, out: str | Path, opset: int = 17,
                 static_padding: bool = True) -> Path:
-    """ONNX graph of the network: input ``image`` (N, 3, S, S) normalised; outputs ``logit`` (N,) and,
+    """ONNX graph of the network: input ``image`` (N, 3, S, S) normalised; outputs ``logit`` (N,) (a seven-class
+    model: ``diagnosis_logits`` (N, 7), calibrated by config.json's temperature and class_bias) and,
     for EfficientNets, ``gate_features`` (N, D) and ``cam`` (N, S/32, S/32). Read by
     :class:`melanoma.engines.onnx_engine.OnnxPredictor`. ``static_padding=False`` keeps timm's run-time padding
     (slower; kept for benchmarks/inference_speed.py's side-by-side comparison)."""
@@ -98,7 +102,8 @@ def export_onnx(model_dir: str | Path | None, out: str | Path, opset: int = 17,
         model = static_same_padding(model.eval(), cfg.img_size)
     gated = len(getattr(model, "blocks", [])) > max(GATE_BLOCKS)
     wrapper = (WithGateFeatures if gated else LogitOnly)(model).eval()
-    names = ["logit", "gate_features", "cam"] if gated else ["logit"]
+    first = "diagnosis_logits" if cfg.diagnoses else "logit"
+    names = [first, "gate_features", "cam"] if gated else [first]
     x = torch.zeros(1, 3, cfg.img_size, cfg.img_size)
     buf = io.BytesIO()
     # The TorchScript exporter: the torch.export-based one needs onnxscript, which is not a dependency.

@@ -22,6 +22,7 @@ from .calibrate import (
     sigmoid,
 )
 from .config import CHECKSUMS, ModelConfig, atomic_write_bytes, write_checksums
+from .diagnoses import allowed_matrix, calibrated, fit_calibration, p_cancer, softmax
 from .engines.torch_engine import TorchPredictor
 from .ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, OODDetector, gate_threshold, gate_views
 from .sources import balanced_by_source
@@ -70,8 +71,14 @@ def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | N
     y = np.array([s.label for _, s in kept])
     src = np.array([s.source for _, s in kept], object)
     rule_src = pooled_sources(src, threshold_groups)
-    temperature = fit_temperature(z, y)
-    probs = sigmoid(z / temperature)
+    bias = None
+    if predictor.cfg.diagnoses:  # seven classes: temperature and bias on the diagnoses, threshold on p(skin cancer)
+        means = (predictor.cfg.training.get("recipe") or {}).get("malignant_means", "cancer")
+        temperature, bias = fit_calibration(z, allowed_matrix([s for _, s in kept], means))
+        uncalibrated, probs = p_cancer(softmax(z)), p_cancer(calibrated(z, temperature, bias))
+    else:
+        temperature = fit_temperature(z, y)
+        uncalibrated, probs = sigmoid(z), sigmoid(z / temperature)
     rule = "youden" if target_sensitivity is None else f"sensitivity>={target_sensitivity}"
     per_source: dict[str, float] = {}
     if len(set(rule_src.tolist())) > 1:
@@ -92,7 +99,7 @@ def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | N
     result = {
         "temperature": temperature, "threshold": threshold, "threshold_rule": rule,
         "val_n": int(len(y)), "val_n_malignant": int(y.sum()),
-        "val_ece_before": expected_calibration_error(sigmoid(z), y),
+        "val_ece_before": expected_calibration_error(uncalibrated, y),
         "val_ece_after": expected_calibration_error(probs, y),
         "val_sensitivity": float((probs[y == 1] >= threshold).mean()) if y.any() else None,
         "val_specificity": float((probs[y == 0] < threshold).mean()) if (y == 0).any() else None,
@@ -102,6 +109,9 @@ def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | N
     cfg_path = Path(model_dir) / "config.json"
     cfg = ModelConfig.load(cfg_path)
     cfg.temperature, cfg.threshold = temperature, threshold
+    if bias is not None:
+        cfg.class_bias = tuple(bias)
+        result["class_bias"] = dict(zip(cfg.diagnoses, bias))
     cfg.training["calibration"] = result
     cfg.save(cfg_path)
     write_checksums(cfg_path.parent)

@@ -89,8 +89,9 @@ def create_model(arch: str = "tf_efficientnet_lite0", pretrained: str = "imagene
     "imagenet", "none", or a model folder to start from (its weights, checksums verified)."""
     if Path(pretrained).is_dir():  # a trained model folder: fine-tune it further (a second training stage)
         model, cfg = load_model_folder(pretrained)
-        if cfg.arch != arch or num_classes != 1:
-            raise ModelError(f"{pretrained} holds a one-logit {cfg.arch}; asked for {arch} with {num_classes} outputs")
+        if cfg.arch != arch or num_classes != cfg.num_outputs:
+            raise ModelError(f"{pretrained} holds a {cfg.arch} with {cfg.num_outputs} outputs; asked for {arch} "
+                             f"with {num_classes}")
         return model.train()
     if arch == "small_cnn":
         if pretrained != "none":
@@ -150,7 +151,7 @@ def load_model_folder(model_dir: str | Path | None = None) -> tuple[nn.Module, M
         state = load_file(model_dir / "model.safetensors")
     except (SafetensorError, OSError) as e:
         raise ModelError(f"{model_dir}/model.safetensors is corrupt: {e}") from e
-    model = create_model(cfg.arch, pretrained="none")
+    model = create_model(cfg.arch, pretrained="none", num_classes=cfg.num_outputs)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -1,5 +1,6 @@
-"""The LightningModule: one logit, BCE (and optionally an auxiliary diagnosis head), the optimiser and its
-schedule; and the linear probe of LP-FT."""
+"""The LightningModule: one logit and BCE (optionally with an auxiliary diagnosis head), or one logit per diagnosis
+and the likelihood of each image's allowed diagnoses; the optimiser and its schedule; and the linear probe of
+LP-FT."""
 
 from __future__ import annotations
 
@@ -14,21 +15,28 @@ from .models import create_model
 
 
 class LesionClassifier(L.LightningModule):
-    """Wraps a network with one output logit. ``forward``: (N, 3, H, W) -> logits (N,)."""
+    """Wraps a network with one output logit (``forward``: (N, 3, H, W) -> logits (N,)) or, with ``num_classes``
+    > 1, one per diagnosis (-> (N, num_classes), in the order of ``diagnoses.DIAGNOSES``)."""
 
     def __init__(self, arch: str, pretrained: str, lr: float, weight_decay: float, optimizer: str,
                  warmup_epochs: float, freeze_blocks: int = 0, diagnosis_loss: float = 0.0,
-                 n_diagnoses: int = 0):
+                 n_diagnoses: int = 0, num_classes: int = 1):
         super().__init__()
         self.save_hyperparameters()
-        self.net = create_model(arch, pretrained=pretrained).to(memory_format=torch.channels_last)
+        self.net = create_model(arch, pretrained=pretrained, num_classes=num_classes).to(
+            memory_format=torch.channels_last)
+        # Seven-class task: per training image, the diagnoses its labels allow ((n, C) bool), and per validation
+        # batch item p(skin cancer) is what val_auc ranks (diagnoses.IS_CANCER marks the cancers' columns).
+        self.train_allowed: torch.Tensor | None = None
+        self.register_buffer("is_cancer", torch.zeros(num_classes, dtype=torch.bool), persistent=False)
         self.val_auc, self.val_acc = BinaryAUROC(), BinaryAccuracy()
         # The high-resolution early layers cost most of the backward pass and learn generic edges;
         # freezing them trains ~1.3x (2 blocks) to ~1.6x (3 blocks) faster on CPU at 224 px.
         self.frozen = self._frozen_modules(freeze_blocks)  # a plain list: not registered twice
         for m in self.frozen:
             m.requires_grad_(False)
-        self.train_offsets: torch.Tensor | None = None  # per training image, added to its logit in the loss
+        # per training image, added to its logit (or logits: (n, C)) in the loss
+        self.train_offsets: torch.Tensor | None = None
         # Auxiliary diagnosis head (recipe.diagnosis_loss): trained beside the melanoma logit, never saved with the
         # network. train_dx: per training image, its diagnosis index, or -1 where the data names none.
         if diagnosis_loss > 0 and not hasattr(self.net, "forward_head"):
@@ -63,6 +71,10 @@ class LesionClassifier(L.LightningModule):
             logits, dx_logits = self.net.get_classifier()(pooled).squeeze(1), self.dx_head(pooled)
         if self.train_offsets is not None:  # logit adjustment: the source's prior enters the loss, not the net
             logits = logits + self.train_offsets.to(logits.device)[idx]
+        if self.train_allowed is not None:
+            loss = set_nll(logits, self.train_allowed.to(logits.device)[idx])
+            self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
+            return loss
         loss = F.binary_cross_entropy_with_logits(logits, y)
         if dx_logits is not None:
             dx = self.train_dx.to(y.device)[idx]
@@ -79,11 +91,15 @@ class LesionClassifier(L.LightningModule):
             return
         x, y, _ = batch
         logits = self(x)
+        if logits.ndim == 2:  # seven classes: the malignant label against p(skin cancer), what the verdict uses
+            p = logits.float().softmax(1)[:, self.is_cancer].sum(1).clamp(1e-7, 1 - 1e-7)
+            loss = -(y * p.log() + (1 - y) * (1 - p).log()).mean()
+        else:
+            p, loss = logits.sigmoid(), F.binary_cross_entropy_with_logits(logits, y)
         # torchmetrics gathers predictions from every rank before computing ROC-AUC.
-        self.val_auc.update(logits.sigmoid(), y.int())
-        self.val_acc.update(logits.sigmoid(), y.int())
-        self.log("val_loss", F.binary_cross_entropy_with_logits(logits, y), prog_bar=True,
-                 on_epoch=True, batch_size=len(y), sync_dist=True)
+        self.val_auc.update(p, y.int())
+        self.val_acc.update(p, y.int())
+        self.log("val_loss", loss, prog_bar=True, on_epoch=True, batch_size=len(y), sync_dist=True)
 
     def on_validation_epoch_end(self):
         self.log("val_auc", self.val_auc.compute(), prog_bar=True)
@@ -105,6 +121,12 @@ class LesionClassifier(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def set_nll(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of -log p(the image's allowed diagnoses) under softmax(logits): cross-entropy where one
+    diagnosis is named, the likelihood of the set where the label is partial (benign, or malignant)."""
+    return (logits.logsumexp(1) - logits.masked_fill(~allowed, float("-inf")).logsumexp(1)).mean()
 
 
 @torch.no_grad()

@@ -73,6 +73,12 @@ class TrainConfig:
     # learn melanoma against nevi *and* keratoses, dermatofibromas and vascular lesions, not against "benign" alone.
     # The model folder keeps the one melanoma logit. 0 = off.
     diagnosis_loss: float = 0.0
+    # "melanoma": one logit, melanoma against benign. "diagnosis": one logit per diagnosis (diagnoses.DIAGNOSES),
+    # trained on every image with the labels its data has: a named diagnosis, or a set (benign: any of the four
+    # benign diagnoses; malignant: per ``malignant_means``) whose likelihood is the loss. Needs other_dx: malignant
+    # (HAM10000's BCC and AK/IEC are trained on as themselves). The verdict is then decided on p(skin cancer).
+    task: str = "melanoma"
+    malignant_means: str = "cancer"  # a plain "malignant" label in the diagnosis task: "cancer" or "melanoma"
     # Sources pooled for the per-source threshold rule, e.g. [[ham10000, isic2017]]: a small archive's few
     # validation melanomas then count with a like archive's, instead of setting the lowest threshold alone.
     threshold_groups: list[list[str]] = field(default_factory=list)
@@ -101,6 +107,8 @@ _RULES = [
     ("other_dx", lambda v: v in ("exclude", "benign", "malignant"), "exclude, benign or malignant"),
     ("balance", lambda v: v in ("none", "source_class"), "none or source_class"),
     ("diagnosis_loss", lambda v: v >= 0, ">= 0"),
+    ("task", lambda v: v in ("melanoma", "diagnosis"), "melanoma or diagnosis"),
+    ("malignant_means", lambda v: v in ("cancer", "melanoma"), "cancer or melanoma"),
     ("ema_decay", lambda v: v is None or 0 < v < 1, "strictly between 0 and 1"),
     ("target_sensitivity", lambda v: v is None or 0 < v <= 1, "in (0, 1], or null for Youden's J"),
     ("color_constancy", lambda v: v in (None, "shades_of_grey"), "shades_of_grey or null"),
@@ -135,6 +143,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ValueError("source_logit_adjustment needs several sources (extra_train)")
     if cfg.threshold_groups and not cfg.extra_train:
         raise ValueError("threshold_groups needs several sources (extra_train)")
+    if cfg.task == "diagnosis" and cfg.other_dx != "malignant":
+        raise ValueError("task: diagnosis trains BCC and AK/IEC as themselves, so other_dx must be malignant "
+                         f"(got {cfg.other_dx!r})")
+    if cfg.task == "diagnosis" and (cfg.diagnosis_loss or cfg.linear_probe or cfg.balance != "none"):
+        raise ValueError("task: diagnosis replaces diagnosis_loss and handles imbalance by source_logit_adjustment; "
+                         "linear_probe and balance are for the melanoma task")
     names = [n for g in cfg.threshold_groups for n in g]
     if any(not isinstance(g, list) or len(g) < 2 for g in cfg.threshold_groups) or len(names) != len(set(names)):
         raise ValueError(f"threshold_groups must be lists of two or more sources, each source in one group at most "

@@ -15,7 +15,8 @@ import torch
 from .calibrate import pooled_sources
 from .config import ModelConfig, atomic_write_text, sha256_file, write_checksums
 from .data import LesionDataModule, make_loader
-from .datasets import DIAGNOSES, discover, make_train_val, write_split
+from .datasets import discover, make_train_val, write_split
+from .diagnoses import DIAGNOSES, IS_CANCER, allowed_matrix, class_counts, source_log_priors
 from .engines import ONNX_FILE
 from .export import export_onnx
 from .fit import GATE_FIT_IMAGES, calibrate_model_folder, fit_ood_for_model, record_gate
@@ -156,14 +157,23 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     weights = source_class_weights(train_s) if cfg.balance == "source_class" else None
     dm = LesionDataModule(train_s, val_s, cfg.img_size, mean, std, cfg.aug, cfg.batch_size, cfg.num_workers,
                           cfg.color_constancy, seed=cfg.seed, weights=weights, downscale_to=cfg.downscale_to)
+    seven = cfg.task == "diagnosis"
     module = LesionClassifier(cfg.arch, cfg.pretrained, cfg.lr, cfg.weight_decay, cfg.optimizer,
-                              cfg.warmup_epochs, cfg.freeze_blocks, cfg.diagnosis_loss, len(DIAGNOSES))
+                              cfg.warmup_epochs, cfg.freeze_blocks, cfg.diagnosis_loss, len(DIAGNOSES),
+                              num_classes=len(DIAGNOSES) if seven else 1)
     diagnoses = None
     if cfg.diagnosis_loss:
         module.train_dx = torch.tensor([DIAGNOSES.index(s.dx) if s.dx in DIAGNOSES else -1 for s in train_s])
         diagnoses = {d: sum(s.dx == d for s in train_s) for d in DIAGNOSES}  # the card's record of what it learnt
     log_odds = None
-    if cfg.source_logit_adjustment:
+    if seven:
+        allow = allowed_matrix(train_s, cfg.malignant_means)
+        module.train_allowed, module.is_cancer = torch.as_tensor(allow), torch.as_tensor(IS_CANCER)
+        diagnoses = class_counts(train_s, allow)
+        if cfg.source_logit_adjustment:  # each source's diagnosis priors: the imbalance and the archive shortcut
+            log_odds = source_log_priors(train_s, allow)
+            module.train_offsets = torch.tensor([log_odds[s.source] for s in train_s], dtype=torch.float32)
+    elif cfg.source_logit_adjustment:
         log_odds = source_log_odds(train_s)
         module.train_offsets = torch.tensor([log_odds[s.source] for s in train_s])
 
@@ -205,7 +215,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         val_metrics["val_auc"] = round(float(ckpt.best_model_score), 6)
     model_cfg = ModelConfig(
         arch=cfg.arch, img_size=cfg.img_size, mean=mean, std=std, pretrained=provenance(cfg.pretrained),
-        color_constancy=cfg.color_constancy, downscale_to=cfg.downscale_to,
+        color_constancy=cfg.color_constancy, downscale_to=cfg.downscale_to, diagnoses=DIAGNOSES if seven else None,
         training={"recipe": {**asdict(cfg)}, "data": str(data), "n_train": len(train_s),
                   "n_val": len(val_s), "n_dropped_test_duplicates": len(dropped),
                   "sources": sources, "source_log_odds": log_odds, "train_diagnoses": diagnoses,

@@ -19,6 +19,7 @@ from PIL import Image
 
 from ..calibrate import log_odds, sigmoid
 from ..config import ModelConfig, ModelError, atomic_write_bytes
+from ..diagnoses import IS_CANCER, calibrated, differential, p_cancer
 from ..imaging import Sample, cap_shorter_side, open_rgb, shades_of_grey_levels
 from ..inputs import unreadable_reason
 from ..ood import OODDetector, is_flat
@@ -50,6 +51,19 @@ def preprocess(img: Image.Image, cfg: ModelConfig) -> np.ndarray:
     # table, then one lookup per pixel (the arithmetic of the eval transform, applied to 256 values).
     table = (levels / 255.0 - np.asarray(cfg.mean, np.float32)[:, None]) / np.asarray(cfg.std, np.float32)[:, None]
     return np.stack([table[c][rgb[..., c]] for c in range(3)])
+
+
+# What a label means to the person reading it: one threshold, two plain answers.
+VERDICTS = {"malignant": "see a dermatologist", "benign": "looks benign"}
+
+
+def cam_weights(weight: np.ndarray) -> np.ndarray:
+    """The classifier direction a heatmap shows, from the head's (outputs, D) weights: the malignancy logit's, or for
+    seven diagnoses the mean of the cancers' weights minus the mean of the benign ones' (linear, so Grad-CAM's map
+    of it is that of "cancer rather than benign")."""
+    if weight.shape[0] == 1:
+        return weight[0]
+    return weight[IS_CANCER].mean(0) - weight[~IS_CANCER].mean(0)
 
 
 def dihedral(x: np.ndarray) -> list[np.ndarray]:
@@ -89,8 +103,17 @@ class BasePredictor:
         return self
 
     def proba_from_logits(self, logits):
-        """Calibrated p(malignant) = sigmoid(logit / temperature [+ prior shift]); array in, array out."""
+        """Calibrated p(malignant) = sigmoid(logit / temperature [+ prior shift]); array in, array out. A seven-class
+        model's: p(skin cancer), the sum of :meth:`diagnosis_probs` over the cancers."""
+        if self.cfg.diagnoses:
+            return p_cancer(self.diagnosis_probs(logits))
         return sigmoid(np.asarray(logits, dtype=np.float64) / self.cfg.temperature + self.prior_shift)
+
+    def diagnosis_probs(self, logits) -> np.ndarray:
+        """A seven-class model's calibrated probabilities, (..., 7) from logits (..., 7); the prior shift moves the
+        cancers' share."""
+        bias = self.cfg.class_bias or (0.0,) * len(self.cfg.diagnoses)
+        return calibrated(logits, self.cfg.temperature, bias, self.prior_shift)
 
     @property
     def threshold(self) -> float:
@@ -128,8 +151,8 @@ class BasePredictor:
 
     def decide(self, r: dict | None, path: Path) -> dict:
         """The output row for one image from its :meth:`run` result (None = unreadable)."""
-        row = {"path": str(path), "status": "ok", "p_malignant": None, "label": None, "error": None,
-               "ood_score": None}
+        row = {"path": str(path), "status": "ok", "verdict": None, "p_malignant": None, "p_melanoma": None,
+               "p_skin_cancer": None, "diagnoses": None, "label": None, "error": None, "ood_score": None}
         if r is None:
             row.update(status="error", error=unreadable_reason(path) if path.exists() else "no such file")
         elif self.is_out_of_distribution(r):
@@ -138,15 +161,20 @@ class BasePredictor:
                        "cannot assess: does not look like a dermoscopic lesion image")
         else:
             prob = float(self.proba_from_logits(r["logit"]))
-            row.update(p_malignant=round(prob, 6), label=self.label(prob),
-                       ood_score=None if r["ood_score"] is None else round(r["ood_score"], 4))
+            row.update(p_malignant=round(prob, 6), label=self.label(prob), verdict=VERDICTS[self.label(prob)],
+                       p_melanoma=round(prob, 6), ood_score=None if r["ood_score"] is None else round(r["ood_score"], 4))
+            if self.cfg.diagnoses:  # p_malignant is p(skin cancer); melanoma and the differential beside it
+                probs = self.diagnosis_probs(r["logit"])
+                row.update(p_melanoma=round(float(probs[self.cfg.diagnoses.index("mel")]), 6),
+                           p_skin_cancer=round(prob, 6), diagnoses=differential(probs))
         return row
 
     def results_from_outputs(self, x: np.ndarray, logits: np.ndarray, feats: np.ndarray | None) -> list[dict]:
         """:meth:`run` results for a batch ``x`` (N, 3, S, S) and its network outputs."""
         flat = is_flat(x, self.cfg.mean, self.cfg.std)
         scores = self.ood.score(feats) if self.ood is not None and feats is not None else [None] * len(x)
-        return [{"logit": float(logits[k]), "flat": bool(flat[k]),
+        return [{"logit": np.array(logits[k], np.float64) if np.ndim(logits) == 2 else float(logits[k]),
+                 "flat": bool(flat[k]),
                  "ood_score": None if scores[k] is None else float(scores[k]),
                  "features": None if feats is None else feats[k]} for k in range(len(x))]
 

@@ -41,8 +41,8 @@ def session_options(threads: int | None = None):
 
 
 class OnnxPredictor(BasePredictor):
-    """A model folder's ``model.onnx`` under ONNX Runtime (CPU). Outputs of the graph: ``logit`` (N,)
-    and, for EfficientNets, ``gate_features`` (N, D) for the "cannot assess" gate and ``cam`` for
+    """A model folder's ``model.onnx`` under ONNX Runtime (CPU). Outputs of the graph: ``logit`` (N,) (a seven-class
+    model: ``diagnosis_logits`` (N, 7)) and, for EfficientNets, ``gate_features`` (N, D) for the "cannot assess" gate and ``cam`` for
     Grad-CAM (:class:`OnnxExplainer`).
 
     Images are decoded on ``num_workers`` threads while the previous batch runs (PIL and ONNX Runtime
@@ -75,7 +75,10 @@ class OnnxPredictor(BasePredictor):
         the (N, h, w) class activation maps."""
         views = dihedral(x) if self.tta else [x]
         outs = [dict(zip(self.outputs, self.session.run(None, {"image": v}))) for v in views]
-        logits = np.mean([o["logit"].reshape(len(x)) for o in outs], axis=0)
+        if self.cfg.diagnoses:
+            logits = np.mean([o["diagnosis_logits"] for o in outs], axis=0)
+        else:
+            logits = np.mean([o["logit"].reshape(len(x)) for o in outs], axis=0)
         feats = outs[0].get("gate_features")  # the gate (and the heatmap) judge the image as given
         return (logits, feats, outs[0]["cam"]) if cam else (logits, feats)
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from ..config import DEFAULT_MODEL_DIR
 from ..data import build_transform, make_loader
+from ..diagnoses import IS_CANCER
 from ..imaging import Sample
 from ..models import load_model_folder
 from ..ood import GATE_BLOCKS, OODDetector, stage_columns
@@ -101,7 +102,8 @@ class TorchPredictor(BasePredictor):
         """:meth:`run`'s result for a one-image batch ``x`` whose forward pass has just run (its logits
         given; the gate's stage features still held by the hooks), e.g. inside Grad-CAM."""
         feats = self._gate_features(None)
-        return self.results_from_outputs(x.detach().numpy(), logits.detach().reshape(-1).numpy(),
+        logits = logits.detach().reshape(len(x), -1)
+        return self.results_from_outputs(x.detach().numpy(), (logits if self.cfg.diagnoses else logits[:, 0]).numpy(),
                                          None if feats is None else feats.numpy())[0]
 
 
@@ -113,6 +115,11 @@ def target_layer(model):
     if hasattr(model, "features"):
         return model.features[-4]  # SmallCNN: the last conv's BatchNorm, before its pooling
     raise ValueError(f"no Grad-CAM target layer known for {type(model).__name__}")
+
+
+def _cancer_direction(output: torch.Tensor) -> torch.Tensor:
+    cancer = torch.as_tensor(IS_CANCER)
+    return output[..., cancer].mean(-1) - output[..., ~cancer].mean(-1)
 
 
 class TorchExplainer(BaseExplainer):
@@ -137,8 +144,10 @@ class TorchExplainer(BaseExplainer):
         from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
 
         x = self.predictor.transform(img)[None]
-        # Category 1: the gradient of the malignancy logit itself (its sign flips for category 0).
+        # Category 1: the gradient of the malignancy logit itself (its sign flips for category 0); seven classes:
+        # of the cancers' mean logit minus the benign ones' (base.cam_weights, as the ONNX graph's map).
+        target = BinaryClassifierOutputTarget(1) if not self.predictor.cfg.diagnoses else _cancer_direction
         with torch.enable_grad():
-            heat = self.cam(input_tensor=x, targets=[BinaryClassifierOutputTarget(1)])[0]
+            heat = self.cam(input_tensor=x, targets=[target])[0]
         # The gate's features and the logit are read off Grad-CAM's own forward pass.
         return self.predictor.result_from_outputs(x, self.cam.outputs), heat
