@@ -110,3 +110,25 @@ def write_ham_like(root: Path, rng, lesions: list[tuple[str, int]]) -> Path:
         w.writeheader()
         w.writerows(rows)
     return root
+
+
+def write_one_hot(root: Path, diagnoses: list[str], seed: int = 0, melanoma_csv: bool = True) -> Path:
+    """An ISIC 2018 Task 3-style folder: images/ISIC_*.jpg, the one-hot ground truth and (optionally) the
+    melanoma-only CSV of the same images."""
+    from melanoma.diagnoses import DIAGNOSES
+
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    ids = [f"ISIC_{k:07d}" for k in range(len(diagnoses))]
+    for image_id in ids:
+        textured_lesion(rng).save(root / "images" / f"{image_id}.jpg", quality=95)
+    with (root / "Task3_Test_GroundTruth.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", *(d.upper() for d in DIAGNOSES)])
+        w.writerows([i, *(float(d == dx) for d in DIAGNOSES)] for i, dx in zip(ids, diagnoses))
+    if melanoma_csv:
+        with (root / "Task3_Test_melanoma.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["image_id", "melanoma"])
+            w.writerows([i, float(dx == "mel")] for i, dx in zip(ids, diagnoses))
+    return root

@@ -214,3 +214,57 @@ def test_a_paired_difference_resolves_a_change_that_unpaired_intervals_cannot():
     assert all(v["difference"] == 0 and v["difference_ci"] == [0.0, 0.0] for v in same.values())
     with pytest.raises(ValueError, match="as long"):
         paired_difference(y, a, b[:10], 0.5)
+
+
+def test_metrics_by_diagnosis_on_a_hand_checked_example():
+    from sklearn.metrics import roc_auc_score
+
+    from melanoma.diagnoses import DIAGNOSES
+    from melanoma.evaluate import diagnosis_metrics
+
+    dx = ["mel", "mel", "nv", "nv", "nv", "nv", "bkl", "bkl", "bcc", "df"]
+    top = ["mel", "nv", "nv", "nv", "nv", "mel", "bkl", "mel", "bcc", "bkl"]  # the most probable diagnosis
+    probs = np.full((10, 7), 0.05)
+    for i, d in enumerate(top):
+        probs[i, DIAGNOSES.index(d)] = 0.7
+    p_verdict = np.array([0.9, 0.3, 0.1, 0.2, 0.05, 0.8, 0.6, 0.7, 0.95, 0.4])
+    p_mel = probs[:, 0]
+    m = diagnosis_metrics(dx, p_verdict, 0.5, p_mel, probs, n_boot=200)
+    # recalls: mel 1/2, nv 3/4, bkl 1/2, bcc 1/1, df 0/1 -> balanced accuracy their mean (absent classes left out)
+    assert m["balanced_accuracy"] == pytest.approx((0.5 + 0.75 + 0.5 + 1 + 0) / 5)
+    assert (m["recall_nv"], m["recall_df"]) == (0.75, 0.0) and "recall_vasc" not in m
+    assert m["n_per_diagnosis"] == {"mel": 2, "nv": 4, "bkl": 2, "df": 1, "bcc": 1}
+    # flagged at p >= 0.5: mel 1 of 2, nv 1 of 4 (0.8), bkl 2 of 2, bcc 1, df 0
+    assert (m["flagged_mel"], m["flagged_nv"], m["flagged_bkl"], m["flagged_bcc"], m["flagged_df"]) == \
+        (0.5, 0.25, 1.0, 1.0, 0.0)
+    cancer = np.isin(dx, ["mel", "bcc", "akiec"])
+    assert m["cancer_sensitivity"] == pytest.approx(2 / 3) and m["benign_specificity"] == pytest.approx(4 / 7)
+    assert m["cancer_vs_benign_roc_auc"] == pytest.approx(roc_auc_score(cancer, p_verdict))
+    assert m["melanoma_vs_rest_roc_auc"] == pytest.approx(roc_auc_score(np.array(dx) == "mel", p_mel))
+    assert m["roc_auc_nv"] == pytest.approx(roc_auc_score(np.array(dx) == "nv", probs[:, 1]))
+    counts = np.array(m["confusion_matrix"]["counts"])
+    assert counts.sum() == 10 and counts[DIAGNOSES.index("df"), DIAGNOSES.index("bkl")] == 1
+    assert counts[1, 0] == 1 and counts[1, 1] == 3  # one nevus called melanoma, three nevi right
+    lo, hi = m["balanced_accuracy_ci"]
+    assert lo <= m["balanced_accuracy"] <= hi and lo < hi
+    one_logit = diagnosis_metrics(dx, p_verdict, 0.5, p_verdict)  # a one-logit model: no differential to score
+    assert "balanced_accuracy" not in one_logit and one_logit["flagged_bkl"] == 1.0
+    with pytest.raises(ValueError, match="unknown diagnosis 'sk'"):
+        diagnosis_metrics(["sk"], [0.5], 0.5, [0.5])
+
+
+def test_a_one_hot_ground_truth_is_evaluated_by_diagnosis(tmp_path: Path, tiny_model_dir: Path):
+    from conftest import write_one_hot
+
+    data = write_one_hot(tmp_path / "isic", ["mel", "nv", "nv", "bkl", "df", "vasc", "bcc", "akiec", "mel", "nv"])
+    m = evaluate(data, tmp_path / "eval", tiny_model_dir, n_boot=50)
+    d = m["diagnosis"]
+    assert m["n"] == 10 and d["n_per_diagnosis"] == {"mel": 2, "nv": 3, "bkl": 1, "df": 1, "vasc": 1, "bcc": 1,
+                                                     "akiec": 1}
+    assert "balanced_accuracy" not in d  # the tiny model has one logit: flagged shares and the two ROC-AUCs only
+    with (tmp_path / "eval" / "predictions.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["dx"] for r in rows) == sorted(["mel", "nv", "nv", "bkl", "df", "vasc", "bcc", "akiec", "mel",
+                                                     "nv"])
+    flagged = [float(r["p_malignant"]) >= m["threshold"] for r in rows if r["dx"] == "nv"]
+    assert d["flagged_nv"] == pytest.approx(np.mean(flagged))

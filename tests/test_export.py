@@ -22,7 +22,7 @@ def test_exported_repository_predicts_exactly_like_the_original(tmp_path: Path):
     assert config["pretrained_cfg"]["input_size"] == [3, config["img_size"], config["img_size"]]
     assert files_git_would_refuse(repo) == [] and (repo / "model.onnx").stat().st_size > 10 * 2**20
     card = (repo / "README.md").read_text()
-    assert card.startswith("---\n") and "license: apache-2.0" in card and "Not a diagnosis" in card
+    assert card.startswith("---\n") and "license: cc-by-nc-4.0" in card and "Not a diagnosis" in card
     paths = expand_paths([SAMPLES])[::3]
     assert TorchPredictor(repo).predict_paths(paths) == TorchPredictor().predict_paths(paths)
 

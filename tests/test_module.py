@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -103,3 +104,27 @@ def test_diagnosis_head_needs_pooled_features():
 
     with pytest.raises(ValueError, match="diagnosis_loss needs"):
         LesionClassifier("small_cnn", "none", 1e-3, 0.0, "adamw", 0.0, diagnosis_loss=0.5, n_diagnoses=7)
+
+
+def test_the_diagnosis_task_trains_on_each_images_allowed_set_with_its_sources_priors():
+    import torch.nn.functional as F
+
+    from melanoma.diagnoses import IS_CANCER, allowed
+    from melanoma.module import LesionClassifier, set_nll
+
+    module = LesionClassifier("small_cnn", "none", 1e-3, 0.0, "adamw", 0.0, num_classes=7).eval()
+    module.log = lambda *a, **k: None
+    x, y, idx = torch.randn(3, 3, 32, 32), torch.tensor([0.0, 1.0, 0.0]), torch.tensor([2, 0, 1])
+    allow = torch.as_tensor(np.stack([allowed("", 1, "melanoma"), allowed("", 0), allowed("df", 0)]))
+    module.train_allowed = allow  # dataset index 0: Kaggle melanoma, 1: Kaggle benign, 2: a named dermatofibroma
+    offsets = torch.randn(3, 7)
+    module.train_offsets = offsets
+    loss = module.training_step((x, y, idx), 0)
+    with torch.no_grad():
+        z = module(x) + offsets[idx]
+    log_p = z.log_softmax(1)
+    expected = -(log_p[0, 3] + log_p[1, 0] + log_p[2, torch.as_tensor(~IS_CANCER)].logsumexp(0)) / 3
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    one_hot = torch.zeros(2, 7, dtype=torch.bool)
+    one_hot[0, 1] = one_hot[1, 4] = True  # a named diagnosis: plain cross-entropy
+    assert set_nll(z[:2], one_hot).item() == pytest.approx(F.cross_entropy(z[:2], torch.tensor([1, 4])).item())

@@ -218,3 +218,92 @@ def test_a_resumed_run_sees_the_data_an_unbroken_run_sees(tmp_path: Path, monkey
     assert [s for s in seen if s[0] > 0] == [s for s in unbroken if s[0] > 0]
     orders = [[i for e, idx, _ in unbroken if e == epoch for i in idx] for epoch in range(3)]
     assert orders[0] != orders[1] != orders[2]  # and every epoch is a fresh shuffle
+
+
+@pytest.fixture(scope="module")
+def seven_class_run(tmp_path_factory) -> Path:
+    """A tiny two-source seven-class run: a Kaggle-like folder (benign / melanoma, partial labels) and a
+    HAM10000-like one naming all seven diagnoses."""
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("seven")
+    kaggle = write_class_folders(root / "kaggle", 8)
+    ham = write_ham_like(root / "ham", np.random.default_rng(1),
+                         [(d, 1) for d in ("mel", "nv", "bkl", "df", "vasc", "bcc", "akiec") * 3])
+    cfg = tiny_config(arch="tf_efficientnet_lite0", extra_train=[str(ham)], task="diagnosis", other_dx="malignant",
+                      malignant_means="melanoma", source_logit_adjustment=True, gate_blocks=[4])
+    return train(kaggle, root / "run", cfg)
+
+
+def test_a_seven_class_run_learns_every_sources_labels_and_calibrates_the_diagnoses(seven_class_run: Path):
+    from melanoma.diagnoses import DIAGNOSES
+
+    _, cfg = load_model_folder(seven_class_run)
+    assert cfg.diagnoses == DIAGNOSES and len(cfg.class_bias) == 7 and cfg.num_outputs == 7
+    with open(seven_class_run.parent / "split.csv") as f:
+        trained = [r for r in csv.DictReader(f) if r["split"] == "train"]
+    counts = cfg.training["train_diagnoses"]
+    kaggle = [int(r["label"]) for r in trained if r["source"] == "kaggle"]
+    assert counts["partial"] == kaggle.count(0)  # Kaggle's benign images: any of the four benign diagnoses
+    named = {d: sum(r["dx"] == d for r in trained) for d in DIAGNOSES}
+    assert {d: counts[d] for d in DIAGNOSES} == named | {"mel": named["mel"] + kaggle.count(1)}  # its melanomas
+    assert counts["bcc"] > 0 and counts["akiec"] > 0  # trained on as themselves, not left out
+    priors = cfg.training["source_log_odds"]
+    assert set(priors) == {"kaggle", "ham"} and all(len(v) == 7 for v in priors.values())
+    cal = cfg.training["calibration"]
+    assert cal["class_bias"] == dict(zip(DIAGNOSES, cfg.class_bias)) and cal["threshold"] == cfg.threshold
+    assert "gate" in cfg.training
+
+
+def test_a_seven_class_model_answers_the_same_through_onnx_torch_the_api_and_the_cli(seven_class_run: Path,
+                                                                                    tmp_path: Path):
+    import json
+
+    import numpy as np
+    import onnxruntime as ort
+    from typer.testing import CliRunner
+
+    from melanoma import Classifier
+    from melanoma.cli import app
+
+    images = sorted((seven_class_run.parents[1] / "ham" / "images").glob("*.jpg"))[:4]
+    graph = ort.InferenceSession(str(seven_class_run / "model.onnx"))
+    assert [o.name for o in graph.get_outputs()] == ["diagnosis_logits", "gate_features", "cam"]
+    by_engine = {}
+    for engine in ("onnx", "torch"):
+        clf = Classifier.from_pretrained(seven_class_run, engine=engine)
+        clf.predictor.ood = None  # a tiny model's gate refuses anything; the probabilities are what is compared
+        by_engine[engine] = clf.predict(images)
+    for onnx_row, torch_row in zip(by_engine["onnx"], by_engine["torch"]):
+        assert onnx_row["p_skin_cancer"] == pytest.approx(torch_row["p_skin_cancer"], abs=1e-4)
+        probs = {d["dx"]: d["p"] for d in onnx_row["diagnoses"]}
+        values = list(probs.values())  # most probable first, all seven, summing to 1 (each rounded to 6 digits)
+        assert values == sorted(values, reverse=True) and len(values) == 7 and sum(values) == pytest.approx(1, abs=1e-5)
+        assert onnx_row["p_skin_cancer"] == pytest.approx(probs["mel"] + probs["bcc"] + probs["akiec"], abs=2e-6)
+        assert onnx_row["p_melanoma"] == pytest.approx(probs["mel"]) and onnx_row["p_malignant"] == \
+            onnx_row["p_skin_cancer"]
+        assert onnx_row["verdict"] == ("see a dermatologist" if onnx_row["p_skin_cancer"] >= clf.threshold
+                                       else "looks benign")
+    heat = Classifier.from_pretrained(seven_class_run).explain(images[:1])[0]
+    assert heat[0]["status"] in ("ok", "out_of_distribution")
+    result = CliRunner().invoke(app, ["predict", *map(str, images), "--model", str(seven_class_run), "--json"])
+    rows = json.loads(result.stdout)
+    assert {r["status"] for r in rows} <= {"ok", "out_of_distribution"} and len(rows) == 4
+    csv_out = CliRunner().invoke(app, ["predict", str(images[0]), "--model", str(seven_class_run), "--format", "csv"])
+    assert "p_skin_cancer" in csv_out.stdout.splitlines()[0]
+    metrics = CliRunner().invoke(app, ["evaluate", str(seven_class_run.parent / "split.csv"), "--split", "val",
+                                       "--model", str(seven_class_run), "--out", str(tmp_path / "ev")])
+    assert metrics.exit_code == 0, metrics.output
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert "balanced_accuracy" in m["per_source"]["ham"]["diagnosis"]
+    assert "diagnosis" not in m["per_source"]["kaggle"]  # Kaggle's images name no diagnosis
+    assert np.array(m["diagnosis"]["confusion_matrix"]["counts"]).sum() == m["per_source"]["ham"]["n"]
+
+
+def test_the_diagnosis_task_needs_bcc_and_ak_trained_as_themselves():
+    from melanoma.recipe import validate
+
+    with pytest.raises(ValueError, match="other_dx must be malignant"):
+        validate(tiny_config(task="diagnosis", extra_train=["x"]))
+    with pytest.raises(ValueError, match="task must be melanoma or diagnosis"):
+        validate(tiny_config(task="cancer"))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .imaging import ImageError, InMemory, to_rgb
+from .inputs import row as output_row
 
 
 def _as_list(inputs) -> list:
@@ -79,8 +80,7 @@ class Classifier:
             if isinstance(x, Path):
                 out.append(rows[x])
             elif x.path in errors:
-                out.append({"path": x.path, "status": "error", "p_malignant": None, "label": None,
-                            "error": errors[x.path], "ood_score": None})
+                out.append(output_row(x.path, "error", errors[x.path]))
             else:
                 out.append(self.predictor.decide(results[x.path], Path(x.path)) | {"path": x.path})
         return out
@@ -104,8 +104,7 @@ class Classifier:
             try:
                 img = to_rgb(x.image) if isinstance(x, InMemory) else open_rgb(x, draft_size(self.predictor.cfg))
             except ImageError as e:
-                out.append(({"path": name, "status": "error", "p_malignant": None, "label": None,
-                             "error": str(e), "ood_score": None}, None))
+                out.append((output_row(name, "error", str(e)), None))
                 continue
             result, heat = self._explainer.explain(img)
             row = self.predictor.decide(result, Path(name)) | {"path": name}

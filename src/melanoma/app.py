@@ -27,6 +27,10 @@ def _model_card_numbers(cfg) -> str:
     count = lambda key: f"{t[key]:,}" if isinstance(t.get(key), int) else "?"  # noqa: E731
     lines = [f"- Architecture: `{cfg.arch}` at {cfg.img_size} px, trained on {count('n_train')} images"
              + (f" ({sources})" if sources else "")]
+    if cfg.diagnoses:
+        from .diagnoses import NAMES
+
+        lines.append("- Answers with seven diagnoses: " + ", ".join(NAMES[d] for d in cfg.diagnoses))
     if best:
         lines.append(f"- Validation (n = {count('n_val')}): ROC-AUC {best.get('val_auc', float('nan')):.3f}")
     if cal:
@@ -34,10 +38,46 @@ def _model_card_numbers(cfg) -> str:
         for source in t.get("sources") or {}:  # the record names sources by id (ham10000+isic2017 pooled)
             rule = rule.replace(source, public_name(source))
         rule = rule.replace("+", " + ")
-        lines.append(f"- Decision threshold {cfg.threshold:.3f}, chosen on validation data"
+        lines.append(f"- Decision threshold {cfg.threshold:.3f}"
+                     + (" on p(skin cancer) = p(melanoma) + p(basal cell carcinoma) + p(actinic keratosis / "
+                        "intraepithelial carcinoma)" if cfg.diagnoses else " on p(melanoma)")
+                     + ", chosen on validation data"
                      + (f" by the rule: {rule}" if rule else "") + f". Validation sensitivity "
                      f"{cal['val_sensitivity']:.3f}, specificity {cal['val_specificity']:.3f}")
     return "\n".join(lines)
+
+
+BATCH_HEADERS = ["file", "status", "verdict", "p_malignant", "p_melanoma", "likeliest diagnoses", "reason"]
+
+
+def verdict_text(row: dict, threshold: float) -> str:
+    """The answer to one assessed image, in the words a patient reads: what to do, then the numbers behind it."""
+    seven = row["p_skin_cancer"] is not None
+    head = ("## See a dermatologist: this looks like it could be skin cancer" if row["label"] == "malignant"
+            else "## Looks benign")
+    if seven:
+        return (f"{head}\n\np(skin cancer) = **{row['p_skin_cancer']:.3f}** (melanoma {row['p_melanoma']:.3f}); "
+                f"at or above {threshold:.3f} the tool says see a dermatologist. Skin cancer here means melanoma, "
+                "basal cell carcinoma or actinic keratosis / intraepithelial carcinoma.")
+    return (f"{head}\n\np(melanoma) = **{row['p_malignant']:.3f}**; at or above {threshold:.3f} the tool says see a "
+            "dermatologist. This model knows melanoma and benign lesions only.")
+
+
+def label_probabilities(row: dict) -> dict[str, float]:
+    """What the probability bars show: the differential of a seven-class model, melanoma or not for a one-logit one
+    (whose number is p(melanoma), not p(any skin cancer))."""
+    if row["diagnoses"]:
+        return {d["name"]: d["p"] for d in row["diagnoses"]}
+    return {"melanoma": row["p_malignant"], "not melanoma": 1 - row["p_malignant"]}
+
+
+def batch_row(r: dict) -> list[str]:
+    from .diagnoses import short_differential
+
+    return [Path(r["path"]).name, r["status"], r["verdict"] or "",
+            "" if r["p_malignant"] is None else f"{r['p_malignant']:.3f}",
+            "" if r["p_melanoma"] is None else f"{r['p_melanoma']:.3f}", short_differential(r["diagnoses"]),
+            r["error"] or ""]
 
 
 def build_app(model_dir: str | Path | None = None):
@@ -92,12 +132,7 @@ def build_app(model_dir: str | Path | None = None):
         if row["status"] == "out_of_distribution":
             return (f"## Cannot assess\n{row['error'].removeprefix('cannot assess: ').capitalize()}. "
                     "Please upload a dermoscopic image of a single skin lesion.", None, None)
-        p, label = row["p_malignant"], row["label"]
-        verdict = ("## Looks malignant — please see a dermatologist" if label == "malignant"
-                   else "## Looks benign")
-        text = (f"{verdict}\n\np(malignant) = **{p:.3f}** (decision threshold {predictor.threshold:.3f}; "
-                f"above it the tool says malignant).")
-        return text, {"malignant": p, "benign": 1 - p}, png_file(heatmap)
+        return verdict_text(row, predictor.threshold), label_probabilities(row), png_file(heatmap)
 
     def assess_batch(files: list | None):
         if not files:
@@ -105,23 +140,23 @@ def build_app(model_dir: str | Path | None = None):
         paths = [Path(getattr(f, "name", f)) for f in files]
         with contextlib.nullcontext() if isinstance(predictor, OnnxPredictor) else model_lock:
             rows = predictor.predict_paths(paths)
-        table = [[Path(r["path"]).name, r["status"], "" if r["p_malignant"] is None else f"{r['p_malignant']:.3f}",
-                  r["label"] or "", r["error"] or ""] for r in rows]
+        table = [batch_row(r) for r in rows]
         out = Path(tempfile.mkdtemp()) / "predictions.csv"
         with out.open("w", newline="") as f:
-            csv.writer(f).writerows([["file", "status", "p_malignant", "label", "reason"], *table])
+            csv.writer(f).writerows([BATCH_HEADERS, *table])
         return table, str(out)
 
     examples = sorted(str(p) for p in SAMPLES.glob("*/*.jpg"))[::4] if SAMPLES.is_dir() else []
     with gr.Blocks(title="melanoma-classifier") as demo:
-        gr.Markdown("# melanoma-classifier\nBenign or malignant? A second opinion for dermoscopic images.")
+        gr.Markdown("# melanoma-classifier\nSkin cancer or a benign look-alike? A second opinion for dermoscopic "
+                    "images.")
         gr.Markdown(DISCLAIMER)
         with gr.Tab("One image"):
             with gr.Row():
                 image = gr.Image(type="filepath", sources=["upload", "clipboard", "webcam"], label="Dermoscopic image")
                 with gr.Column():
                     verdict = gr.Markdown(elem_id="verdict")
-                    probs = gr.Label(num_top_classes=2, label="Probability")
+                    probs = gr.Label(num_top_classes=4, label="Probabilities (calibrated)")
                     heat = gr.Image(label="Where the score comes from (Grad-CAM)", elem_id="heatmap")
             button = gr.Button("Assess", variant="primary")
             button.click(assess, inputs=image, outputs=[verdict, probs, heat], api_name="predict")
@@ -130,7 +165,7 @@ def build_app(model_dir: str | Path | None = None):
         with gr.Tab("Many images"):
             files = gr.File(file_count="multiple", label="Images")
             run = gr.Button("Assess all", variant="primary")
-            table = gr.Dataframe(headers=["file", "status", "p_malignant", "label", "reason"], label="Results")
+            table = gr.Dataframe(headers=BATCH_HEADERS, label="Results")
             download = gr.File(label="CSV")
             run.click(assess_batch, inputs=files, outputs=[table, download], api_name="predict_batch")
         with gr.Accordion("About the model", open=True):

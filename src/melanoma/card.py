@@ -96,10 +96,20 @@ def _card_data(cfg: ModelConfig, evaluations: dict[str, dict]):
                for metric, key in (("roc_auc", "roc_auc"), ("recall", "recall"), ("specificity", "specificity"))
                if m.get(key) is not None]
     return ModelCardData(
-        license="apache-2.0", library_name="timm", pipeline_tag="image-classification",
+        # the weights learnt from CC BY-NC 4.0 images (HAM10000, ISIC): the code's Apache-2.0 does not cover them
+        license="cc-by-nc-4.0", library_name="timm", pipeline_tag="image-classification",
         tags=["dermatology", "dermoscopy", "melanoma", "medical-imaging", "image-classification", "onnx"],
         base_model=BASE_MODELS.get(cfg.arch), datasets=[HUB_DATASETS[s] for s in sources if s in HUB_DATASETS] or None,
         model_name="melanoma-classifier", eval_results=results or None)
+
+
+SEVEN_CLASS_INTRO = (
+    "Differential diagnosis for **dermoscopic** skin-lesion images: seven diagnoses (melanoma, melanocytic nevus, "
+    "basal cell carcinoma, actinic keratosis / intraepithelial carcinoma, benign keratosis, dermatofibroma, vascular "
+    "lesion), one logit each; calibrated probabilities `softmax(logits / temperature + class_bias)`. The verdict, "
+    "\"see a dermatologist\", is `p(skin cancer) = p(melanoma) + p(basal cell carcinoma) + p(actinic keratosis / "
+    "intraepithelial carcinoma) >= threshold`: a benign look-alike of melanoma (a keratosis, a dermatofibroma) should "
+    "not send a patient on, and a basal cell carcinoma should.")
 
 
 def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, limitations: list[str] | None = None,
@@ -115,8 +125,9 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
                                                    f"--epochs {recipe.get('epochs', '?')}")
     lines = ["---", _card_data(cfg, evaluations).to_yaml(), "---", "",
              "# melanoma-classifier", "",
-             "Benign-vs-malignant classifier for **dermoscopic** skin-lesion images (one output logit; "
-             "`p_malignant = sigmoid(logit / temperature)`, malignant when `p_malignant >= threshold`).", "",
+             (SEVEN_CLASS_INTRO if cfg.diagnoses else
+              "Benign-vs-malignant classifier for **dermoscopic** skin-lesion images (one output logit; "
+              "`p_malignant = sigmoid(logit / temperature)`, malignant when `p_malignant >= threshold`)."), "",
              "> **Not a diagnosis.** A research tool, not validated clinically. It must not be used to decide about "
              "anyone's care. Anyone worried about a skin lesion should see a dermatologist.", "",
              "## Intended use", "",
@@ -129,9 +140,11 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
              f"bilinear{downscale_note(cfg)}), colour constancy: {cfg.color_constancy or 'none'}, "
              f"normalised with mean {list(cfg.mean)}, "
              f"std {list(cfg.std)}; initial weights: {cfg.pretrained}",
-             f"- Decision threshold {cfg.threshold:.4f} and temperature {cfg.temperature:.4f}, both fitted on the "
-             "validation images" + (f" (rule: {cal['threshold_rule']})" if cal else ""),
-             "- Files: `model.safetensors` (PyTorch/timm), `model.onnx` (ONNX Runtime; outputs `logit`, the "
+             f"- Decision threshold {cfg.threshold:.4f}" + (" on p(skin cancer)" if cfg.diagnoses else "")
+             + f" and temperature {cfg.temperature:.4f}" + (" with a bias per diagnosis" if cfg.diagnoses else "")
+             + ", all fitted on the validation images" + (f" (rule: {cal['threshold_rule']})" if cal else ""),
+             "- Files: `model.safetensors` (PyTorch/timm), `model.onnx` (ONNX Runtime; outputs "
+             + ("`diagnosis_logits`" if cfg.diagnoses else "`logit`") + ", the "
              "gate's `gate_features` and the Grad-CAM map `cam`), `config.json`, `ood.safetensors`, "
              "`SHA256SUMS` (checked at load)", ""]
     lines += ["## Training data", ""]
@@ -144,13 +157,28 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
         other = recipe.get("other_dx", "exclude")
         lines += ["", "One near-duplicate graph over every image of every source (thumbnail correlation, plus "
                   "HAM10000's lesion ids): no image with a copy among any source's validation or test images was "
-                  "trained on. Melanoma is the positive class; HAM10000's nevi, benign keratoses, dermatofibromas "
-                  "and vascular lesions are benign; its basal cell carcinomas and actinic keratoses were "
-                  + ("left out." if other == "exclude" else f"counted as {other}.") + " Validation: each source's "
+                  "trained on. "
+                  + ("Each image was trained on with the labels its data has (below). " if cfg.diagnoses else
+                     "Melanoma is the positive class; HAM10000's nevi, benign keratoses, dermatofibromas "
+                     "and vascular lesions are benign; its basal cell carcinomas and actinic keratoses were "
+                     + ("left out. " if other == "exclude" else f"counted as {other}. "))
+                  + "Validation: each source's "
                   "own split (ISIC 2017) or 10% of its images, drawn by whole duplicate groups.", ""]
     else:
         lines += [f"{t.get('n_train', '?')} training and {t.get('n_val', '?')} validation images.", ""]
-    if t.get("train_diagnoses"):
+    if cfg.diagnoses and t.get("train_diagnoses"):
+        from .diagnoses import NAMES
+
+        counts = t["train_diagnoses"]
+        named = ", ".join(f"{counts[d]:,} {NAMES[d]}" for d in cfg.diagnoses if counts.get(d))
+        kind = ("melanoma alone" if recipe.get("malignant_means") == "melanoma"
+                else "one of melanoma, basal cell carcinoma, actinic keratosis / intraepithelial carcinoma")
+        lines += [f"Diagnoses trained on: {named}; and {counts.get('partial', 0):,} images labelled only benign "
+                  f"(one of the four benign diagnoses) or malignant ({kind}), trained on as the likelihood of that "
+                  "set. Each source's diagnosis priors were added to the logits in the loss (logit adjustment), so "
+                  "rare diagnoses and the archives' different mixes are learnt at equal priors; calibration restores "
+                  "the validation images' mix.", ""]
+    elif t.get("train_diagnoses"):
         named = ", ".join(f"{n} {d}" for d, n in t["train_diagnoses"].items() if n)
         lines += [f"A second head on the pooled features, used in training only (weight "
                   f"{recipe.get('diagnosis_loss')}), also learnt the diagnosis of the training images whose data "
@@ -176,7 +204,9 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
         "The Kaggle set's classes partly come from different sources (dermatoscope vignettes, black frames, "
         "rulers): a model can lean on such artefacts. HAM10000 (both classes from the same devices), vignette "
         "augmentation and colour constancy reduce, but do not remove, that risk.",
-        "Basal cell carcinoma and actinic keratosis were not trained on: the model says nothing reliable about them.",
+        *([] if cfg.diagnoses else
+          ["Basal cell carcinoma and actinic keratosis were not trained on: the model says nothing reliable about "
+           "them."]),
         "Not for non-dermoscopic (clinical or phone) photos; the gate rejects many but not all of them.",
         f"{cfg.img_size} px input: fine structure of larger dermoscopic images is lost in the resize."]
     given = list(limitations or [])
@@ -186,7 +216,8 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
               "melanoma predict lesion.jpg --model path/to/this/folder", "```", "",
               "```python", "from melanoma import Classifier", "",
               "clf = Classifier.from_pretrained(\"path/to/this/folder\")",
-              "clf.predict([\"lesion.jpg\"])  # rows: status, p_malignant, label, ood_score, error", "```", ""]
+              "clf.predict([\"lesion.jpg\"])  # rows: status, verdict, p_malignant, p_melanoma, p_skin_cancer, "
+              "diagnoses, label, error, ood_score", "```", ""]
     if timm_snippet:
         lines += ["With timm alone (this folder's `config.json` carries timm's `architecture` and `pretrained_cfg`):",
                   "", "```python", "import timm, torch", "",

@@ -301,6 +301,32 @@ def _metrics_table(m: dict, title: str):
     return table
 
 
+def _diagnosis_table(d: dict, title: str):
+    """evaluate's table by diagnosis (evaluate.diagnosis_metrics): the summary rows, then one row per diagnosis."""
+    from rich.table import Table
+
+    from .diagnoses import NAMES
+
+    def cell(key: str) -> str:
+        ci = d.get(f"{key}_ci")
+        return _fmt(d.get(key)) + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+
+    table = Table(title=f"{title} by diagnosis: n={d['n']}, flagged at p >= {d['threshold']:.3f}")
+    table.add_column("metric", justify="left")
+    table.add_column("value (95% CI)", justify="right")
+    for key in ("balanced_accuracy", "balanced_accuracy_equal_priors", "melanoma_vs_rest_roc_auc",
+                "cancer_vs_benign_roc_auc", "cancer_sensitivity", "benign_specificity"):
+        if key in d:
+            table.add_row(key, cell(key))
+    per = Table(show_header=True)
+    for col in ("diagnosis", "n", "flagged", "recall", "ROC-AUC (one vs rest)"):
+        per.add_column(col, justify="left" if col == "diagnosis" else "right")
+    for dx, n in d["n_per_diagnosis"].items():
+        per.add_row(NAMES[dx], str(n), cell(f"flagged_{dx}"), cell(f"recall_{dx}") if f"recall_{dx}" in d else "",
+                    cell(f"roc_auc_{dx}") if f"roc_auc_{dx}" in d else "")
+    return table, per
+
+
 @app.command()
 def evaluate(
     data: Path = typer.Argument(..., help="Labelled dataset (any supported layout), or a run's split.csv."),
@@ -337,6 +363,8 @@ def evaluate(
     except (DatasetError, ModelError, ValueError) as e:
         fail(str(e))
     out.print(_metrics_table(m, f"{m['split']} split of {data}"))
+    if "diagnosis" in m:
+        out.print(*_diagnosis_table(m["diagnosis"], f"{m['split']} split"))
     if "clean" in m:
         out.print(_metrics_table(m["clean"], f"clean {m['split']} (no near-duplicate in train; "
                                              f"{m['clean']['n_excluded']} excluded)"))
@@ -388,15 +416,17 @@ def predict(
     if explain_dir:
         _write_explanations(predictor, [Path(r["path"]) for r in rows if r["status"] == "ok"], explain_dir)
     if fmt == "table":
-        out.print(_predict_table(rows, predictor.threshold))
+        out.print(_predict_table(rows, predictor.threshold, bool(predictor.cfg.diagnoses)))
     else:
         if fmt == "json":
             text = json.dumps(rows, indent=2) + "\n"
         else:
+            from .diagnoses import short_differential
+
             buf = io.StringIO()
             writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
+            writer.writeheader()  # one cell for the differential: every diagnosis with its probability
+            writer.writerows([r | {"diagnoses": short_differential(r["diagnoses"], None) or None} for r in rows])
             text = buf.getvalue()
         if output:
             from .config import atomic_write_text
@@ -408,27 +438,36 @@ def predict(
         raise typer.Exit(1)
 
 
-def _predict_table(rows: list[dict], threshold: float):
-    """predict's table; paths relative to their common folder, so rows differ at any terminal width."""
+def _predict_table(rows: list[dict], threshold: float, seven: bool = False):
+    """predict's table; paths relative to their common folder, so rows differ at any terminal width. A seven-class
+    model's: the verdict, p(skin cancer) (what it is decided on), p(melanoma) and the three likeliest diagnoses."""
     from rich.table import Table
+
+    from .diagnoses import short_differential
 
     try:
         common = os.path.commonpath([os.path.dirname(os.path.abspath(r["path"])) for r in rows])
     except ValueError:  # paths on different drives
         common = ""
     common = "" if common == os.path.sep else common
-    title = f"threshold {threshold:.3f}" + (f"; files under {common}" if common and len(rows) > 1 else "")
+    title = (f"{'p(skin cancer) ' if seven else ''}threshold {threshold:.3f}"
+             + (f"; files under {common}" if common and len(rows) > 1 else ""))
     table = Table(title=title)
     table.add_column("file", justify="left", overflow="fold")
-    table.add_column("p(malignant)", justify="right")
-    table.add_column("label", justify="left")
+    for name in (("verdict", "p(skin cancer)", "p(melanoma)", "likeliest diagnoses") if seven
+                 else ("p(malignant)", "label")):
+        table.add_column(name, justify="right" if name.startswith("p(") else "left", overflow="fold")
     for r in rows:
         name = os.path.relpath(os.path.abspath(r["path"]), common) if common and len(rows) > 1 else r["path"]
         if r["status"] == "ok":
             style = "red" if r["label"] == "malignant" else "green"
-            table.add_row(name, f"{r['p_malignant']:.3f}", f"[{style}]{r['label']}[/]")
+            if seven:
+                table.add_row(name, f"[{style}]{r['verdict']}[/]", f"{r['p_skin_cancer']:.3f}",
+                              f"{r['p_melanoma']:.3f}", short_differential(r["diagnoses"]))
+            else:
+                table.add_row(name, f"{r['p_malignant']:.3f}", f"[{style}]{r['label']}[/]")
         else:
-            table.add_row(name, "-", f"[yellow]{r['status']}: {r['error']}[/]")
+            table.add_row(name, "-", f"[yellow]{r['status']}: {r['error']}[/]", *([""] * 2 * seven))
     return table
 
 

@@ -115,8 +115,13 @@ def fit_calibration(logits, allow) -> tuple[float, list[float]]:
     return float(np.exp(res.x[0])), [0.0, *(round(float(b), 6) for b in res.x[1:])]
 
 
-def differential(probs, top: int = 3) -> list[dict]:
-    """The ``top`` most probable diagnoses of one image: ``[{"dx", "name", "p"}, ...]``, most probable first."""
+def differential(probs, top: int | None = None) -> list[dict]:
+    """The diagnoses of one image, most probable first (the ``top`` first only): ``[{"dx", "name", "p"}, ...]``."""
     probs = np.asarray(probs, np.float64)
     order = np.argsort(-probs, kind="stable")[:top]
     return [{"dx": DIAGNOSES[i], "name": NAMES[DIAGNOSES[i]], "p": round(float(probs[i]), 6)} for i in order]
+
+
+def short_differential(row_diagnoses: list[dict] | None, top: int = 3) -> str:
+    """A row's ``diagnoses`` in one line, e.g. "melanocytic nevus 0.71, melanoma 0.18, benign keratosis 0.06"."""
+    return ", ".join(f"{d['name']} {d['p']:.2f}" for d in (row_diagnoses or [])[:top])

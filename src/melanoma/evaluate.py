@@ -214,6 +214,77 @@ def metrics_with_ci(labels, probs, threshold: float, n_boot: int = 1000, seed: i
     return out
 
 
+def diagnosis_metrics(dx, p_verdict, threshold: float, p_melanoma, probs=None, probs_equal_priors=None,
+                      n_boot: int = 1000, seed: int = 0) -> dict:
+    """Metrics by diagnosis for images whose data name one (``dx``: one of diagnoses.DIAGNOSES each), each with a
+    95% bootstrap interval (``<key>_ci``) over the same resamples of images:
+
+    * any model: melanoma vs rest ROC-AUC of ``p_melanoma``; cancer (melanoma, BCC, AK/IEC) vs benign ROC-AUC of
+      ``p_verdict``, and at ``threshold`` the cancers' sensitivity and the benign lesions' specificity; per
+      diagnosis, its count and the share flagged (``p_verdict >= threshold``);
+    * a seven-class model (``probs`` (n, 7), calibrated): balanced multi-class accuracy (the ISIC 2018 ranking
+      metric: the mean of the seven recalls of the most probable diagnosis), per-diagnosis recall and one-vs-rest
+      ROC-AUC, and the 7 x 7 confusion matrix (rows: true, columns: predicted). With ``probs_equal_priors`` (the
+      probabilities at equal priors, before the calibration's bias) the balanced accuracy of their top diagnosis too.
+    """
+    from .diagnoses import CANCERS, DIAGNOSES
+
+    dx = np.asarray(dx, object)
+    if unknown := sorted(set(dx.tolist()) - set(DIAGNOSES)):
+        raise ValueError(f"unknown diagnosis {unknown[0]!r}")
+    p_v, p_m = np.asarray(p_verdict, float), np.asarray(p_melanoma, float)
+    is_mel, is_cancer = (dx == "mel").astype(int), np.isin(dx, CANCERS).astype(int)
+    flagged = p_v >= threshold
+    present = [d for d in DIAGNOSES if (dx == d).any()]
+    truth = np.array([DIAGNOSES.index(d) for d in dx])
+    tops = {}
+    if probs is not None:
+        tops["balanced_accuracy"] = np.asarray(probs, float).argmax(1)
+    if probs_equal_priors is not None:
+        tops["balanced_accuracy_equal_priors"] = np.asarray(probs_equal_priors, float).argmax(1)
+
+    def draw(idx: np.ndarray) -> dict[str, np.ndarray]:
+        b, n = idx.shape
+        w = np.bincount((idx + n * np.arange(b)[:, None]).ravel(), minlength=b * n).reshape(b, n).astype(float)
+
+        def share(mask_num, mask_den):
+            den = w[:, mask_den].sum(1)
+            return np.divide(w[:, mask_num].sum(1), den, out=np.full(b, np.nan), where=den > 0)
+
+        mel = _resampled_metrics(is_mel, p_m, threshold, idx)
+        cancer = _resampled_metrics(is_cancer, p_v, threshold, idx)
+        out = {"melanoma_vs_rest_roc_auc": mel["roc_auc"], "cancer_vs_benign_roc_auc": cancer["roc_auc"],
+               "cancer_sensitivity": cancer["recall"], "benign_specificity": cancer["specificity"],
+               **{f"flagged_{d}": share((dx == d) & flagged, dx == d) for d in present}}
+        for key, top in tops.items():
+            recalls = np.stack([share((truth == k) & (top == k), truth == k) for k, d in enumerate(DIAGNOSES)
+                                if d in present])
+            out[key] = np.nanmean(recalls, 0)
+            if key == "balanced_accuracy":
+                out |= {f"recall_{d}": r for d, r in zip(present, recalls)}
+        if probs is not None:
+            for k, d in enumerate(DIAGNOSES):
+                if d in present and len(present) > 1:
+                    out[f"roc_auc_{d}"] = _resampled_metrics((truth == k).astype(int), np.asarray(probs)[:, k],
+                                                             0.5, idx)["roc_auc"]
+        return out
+
+    n = len(dx)
+    full = {k: float(v[0]) for k, v in draw(np.arange(n)[None]).items() if not np.isnan(v[0])}
+    cis = _percentile_intervals(n, draw, n_boot, seed, 0.95, chunk_cells=500_000) if n else {}
+    out = {"n": n, "n_per_diagnosis": {d: int((dx == d).sum()) for d in present}, "threshold": float(threshold)}
+    for key, value in full.items():
+        out[key] = value
+        if key in cis:
+            out[f"{key}_ci"] = cis[key]
+    if probs is not None:
+        top = tops["balanced_accuracy"]
+        out["confusion_matrix"] = {"labels": list(DIAGNOSES),
+                                   "counts": [[int(((truth == i) & (top == j)).sum()) for j in range(len(DIAGNOSES))]
+                                              for i in range(len(DIAGNOSES))]}
+    return out
+
+
 def _figure(draw: Callable, size=(4.4, 4.0)) -> bytes:
     """A PNG drawn with ``draw(ax)``. A bare Figure, not pyplot: no GUI backend, no global state, and a faster
     start for four plots."""
@@ -317,12 +388,16 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     from .calibrate import expected_calibration_error, sigmoid
     from .config import sha256_file
     from .datasets import discover, select_split
+    from .diagnoses import p_cancer, softmax
     from .engines import load_predictor
 
     splits = discover(data)
     samples = select_split(splits, split)
     predictor = load_predictor(model_dir, engine, batch_size=batch_size,
                                num_workers=1 if len(samples) > 256 else 0, tta=tta).with_prevalence(prevalence)
+    if predictor.cfg.diagnoses:  # a seven-class model judges HAM10000's BCC and AK/IEC too, as the cancers they are
+        splits = discover(data, other_dx="malignant")
+        samples = select_split(splits, split)
     if on_start:
         on_start(len(samples))
     logits = predictor.predict_logits(samples, on_batch)
@@ -330,13 +405,27 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     probs = [None if z is None else float(predictor.proba_from_logits(z)) for z in logits]
     ok = [(s, p, z) for s, p, z in zip(samples, probs, logits) if p is not None]
     labels, scores = [s.label for s, _, _ in ok], [p for _, p, _ in ok]
-    raw = [float(sigmoid(np.float64(z))) for _, _, z in ok]  # before temperature scaling
     threshold = predictor.threshold
+    seven = predictor.cfg.diagnoses
+    if seven:  # p_malignant is p(skin cancer); the seven probabilities beside it
+        z7 = np.array([z for _, _, z in ok]).reshape(-1, len(seven))
+        probs7, equal7 = predictor.diagnosis_probs(z7), softmax(z7 / temperature)
+        raw = p_cancer(softmax(z7)).tolist()  # before calibration
+        p_mel = probs7[:, seven.index("mel")]
+    else:
+        raw = [float(sigmoid(np.float64(z))) for _, _, z in ok]  # before temperature scaling
+        probs7 = equal7 = None
+        p_mel = np.array(scores)
 
     def summary(idx: list[int]) -> dict:
         y, p = [labels[i] for i in idx], [scores[i] for i in idx]
+        named = [i for i in idx if ok[i][0].dx]
+        by_dx = None if not named else diagnosis_metrics(
+            [ok[i][0].dx for i in named], [scores[i] for i in named], threshold, p_mel[named],
+            None if probs7 is None else probs7[named], None if equal7 is None else equal7[named], n_boot)
         return {**metrics_with_ci(y, p, threshold, n_boot),
-                "ece_before_temperature": expected_calibration_error([raw[i] for i in idx], y) if y else None}
+                "ece_before_temperature": expected_calibration_error([raw[i] for i in idx], y) if y else None,
+                **({"diagnosis": by_dx} if by_dx else {})}
 
     split_name = split if split in splits else "all"
     metrics = {"data": str(data), "split": split_name, **summary(list(range(len(ok)))),
@@ -357,8 +446,9 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "label", "p_malignant", "source"])
-    writer.writerows([str(s.path), s.label, f"{p:.6f}", s.source] for s, p, _ in ok)
+    writer.writerow(["path", "label", "p_malignant", "source", "dx", *(f"p_{d}" for d in seven or ())])
+    writer.writerows([str(s.path), s.label, f"{p:.6f}", s.source, s.dx,
+                      *(f"{q:.6f}" for q in (probs7[k] if seven else ()))] for k, (s, p, _) in enumerate(ok))
     atomic_write_text(out / "predictions.csv", buf.getvalue())
     if plots:
         for name, png in plot_pngs(labels, scores, metrics, plot_title(metrics)).items():

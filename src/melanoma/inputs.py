@@ -35,11 +35,19 @@ def expand_paths(inputs: Iterable[str | Path], skipped: list[dict] | None = None
     return list(dict.fromkeys(found))
 
 
+def row(path, status: str = "ok", error: str | None = None) -> dict:
+    """The one output row of ``predict`` (table, JSON, CSV), the Python API and the app, before a verdict is filled
+    in. ``verdict`` ("see a dermatologist" / "looks benign") and ``label`` (malignant / benign) follow
+    ``p_malignant >= threshold``; ``p_malignant`` is p(skin cancer) for a seven-class model, p(melanoma) for a
+    one-logit one; ``diagnoses``: a seven-class model's most probable diagnoses. None where not given."""
+    return {"path": str(path), "status": status, "verdict": None, "p_malignant": None, "p_melanoma": None,
+            "p_skin_cancer": None, "diagnoses": None, "label": None, "error": error, "ood_score": None}
+
+
 def skipped_row(path: Path) -> dict:
     """The output row of a file in a folder that was not looked at, and why."""
     reason = "hidden file" if path.name.startswith(".") else f"not an image file ({path.suffix or 'no extension'})"
-    return {"path": str(path), "status": "skipped", "p_malignant": None, "label": None, "error": reason,
-            "ood_score": None}
+    return row(path, "skipped", reason)
 
 
 def unreadable_reason(path: Path) -> str:

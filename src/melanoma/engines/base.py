@@ -21,6 +21,7 @@ from ..calibrate import log_odds, sigmoid
 from ..config import ModelConfig, ModelError, atomic_write_bytes
 from ..diagnoses import IS_CANCER, calibrated, differential, p_cancer
 from ..imaging import Sample, cap_shorter_side, open_rgb, shades_of_grey_levels
+from ..inputs import row as output_row
 from ..inputs import unreadable_reason
 from ..ood import OODDetector, is_flat
 
@@ -151,8 +152,7 @@ class BasePredictor:
 
     def decide(self, r: dict | None, path: Path) -> dict:
         """The output row for one image from its :meth:`run` result (None = unreadable)."""
-        row = {"path": str(path), "status": "ok", "verdict": None, "p_malignant": None, "p_melanoma": None,
-               "p_skin_cancer": None, "diagnoses": None, "label": None, "error": None, "ood_score": None}
+        row = output_row(path)
         if r is None:
             row.update(status="error", error=unreadable_reason(path) if path.exists() else "no such file")
         elif self.is_out_of_distribution(r):
@@ -161,8 +161,9 @@ class BasePredictor:
                        "cannot assess: does not look like a dermoscopic lesion image")
         else:
             prob = float(self.proba_from_logits(r["logit"]))
-            row.update(p_malignant=round(prob, 6), label=self.label(prob), verdict=VERDICTS[self.label(prob)],
-                       p_melanoma=round(prob, 6), ood_score=None if r["ood_score"] is None else round(r["ood_score"], 4))
+            label = self.label(prob)
+            row.update(p_malignant=round(prob, 6), label=label, verdict=VERDICTS[label], p_melanoma=round(prob, 6),
+                       ood_score=None if r["ood_score"] is None else round(r["ood_score"], 4))
             if self.cfg.diagnoses:  # p_malignant is p(skin cancer); melanoma and the differential beside it
                 probs = self.diagnosis_probs(r["logit"])
                 row.update(p_melanoma=round(float(probs[self.cfg.diagnoses.index("mel")]), 6),

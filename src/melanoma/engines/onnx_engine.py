@@ -41,9 +41,9 @@ def session_options(threads: int | None = None):
 
 
 class OnnxPredictor(BasePredictor):
-    """A model folder's ``model.onnx`` under ONNX Runtime (CPU). Outputs of the graph: ``logit`` (N,) (a seven-class
-    model: ``diagnosis_logits`` (N, 7)) and, for EfficientNets, ``gate_features`` (N, D) for the "cannot assess" gate and ``cam`` for
-    Grad-CAM (:class:`OnnxExplainer`).
+    """A model folder's ``model.onnx`` under ONNX Runtime (CPU). Outputs of the graph: ``logit`` (N,) (a
+    seven-class model: ``diagnosis_logits`` (N, 7)) and, for EfficientNets, ``gate_features`` (N, D) for the
+    "cannot assess" gate and ``cam`` for Grad-CAM (:class:`OnnxExplainer`).
 
     Images are decoded on ``num_workers`` threads while the previous batch runs (PIL and ONNX Runtime
     both release the GIL). ``tta`` averages the logits of the 8 flips/rotations of each image.
