@@ -38,3 +38,20 @@ def test_audit_cli_writes_its_files(kaggle_like: Path, tmp_path: Path):
     summary = json.loads((tmp_path / "a" / "audit.json").read_text())
     assert summary["n_images"] == 36
     assert (tmp_path / "a" / "clusters.csv").read_text().startswith("path,split,label,cluster_id")
+
+
+def test_a_report_shows_the_evaluation_by_diagnosis_with_its_confusion_picture(tmp_path: Path):
+    import numpy as np
+
+    from melanoma.evaluate import diagnosis_metrics
+    from melanoma.report import diagnosis_section
+
+    rng = np.random.default_rng(0)
+    dx = ["mel", "nv", "bkl", "df", "vasc", "bcc", "akiec"] * 4
+    probs = rng.dirichlet(np.ones(7), len(dx))
+    d = diagnosis_metrics(dx, probs[:, [0, 5, 6]].sum(1), 0.4, probs[:, 0], probs, n_boot=20)
+    html = diagnosis_section(d, "test split")
+    assert "dermatofibroma" in html and f"<td>balanced_accuracy</td><td>{d['balanced_accuracy']:.3f}" in html
+    assert '<img alt="confusion by diagnosis" src="data:image/png;base64,' in html
+    one_logit = diagnosis_section(diagnosis_metrics(dx, probs[:, 0], 0.4, probs[:, 0]), "test split")
+    assert "<img" not in one_logit and "flagged" in one_logit  # no differential, no confusion picture

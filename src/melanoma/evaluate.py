@@ -348,6 +348,27 @@ def plot_pngs(labels, probs, metrics: dict, title: str) -> dict[str, bytes]:
     return {**pngs, "roc.png": _figure(roc), "pr.png": _figure(pr), "reliability.png": _figure(reliability)}
 
 
+def diagnosis_confusion_png(diagnosis: dict, title: str) -> bytes:
+    """The 7 x 7 confusion matrix of :func:`diagnosis_metrics` (true rows, most probable diagnosis columns), each
+    row also as a share of its diagnosis so a rare one's recall reads as plainly as a common one's."""
+    cm = np.array(diagnosis["confusion_matrix"]["counts"])
+    names = diagnosis["confusion_matrix"]["labels"]
+    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+
+    def draw(ax):
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, f"{v:d}", ha="center", va="center", fontsize=8,
+                    color="white" if share[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(names)), names)
+        ax.set_yticks(range(len(names)), [f"{d} ({n})" for d, n in zip(names, cm.sum(1))])
+        ax.set_xlabel("most probable diagnosis")
+        ax.set_ylabel("true diagnosis (n)")
+        bacc = diagnosis.get("balanced_accuracy")
+        ax.set_title(f"{title}" + (f"\nbalanced accuracy {bacc:.3f}" if bacc is not None else ""), fontsize=9)
+    return _figure(draw, size=(5.2, 4.6))
+
+
 def plot_title(metrics: dict) -> str:
     return f"{metrics['split']} split, n={metrics['n']}"
 

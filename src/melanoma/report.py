@@ -121,6 +121,29 @@ def curve_pngs(run_dir: Path, m: dict) -> dict[str, bytes]:
     return {f: drawn[f] for f in names if f in drawn}
 
 
+def diagnosis_section(d: dict, title: str) -> str:
+    """Metrics by diagnosis (:func:`melanoma.evaluate.diagnosis_metrics`): the summary, one row per diagnosis and,
+    for a seven-class model, the confusion matrix as a picture."""
+    from .diagnoses import NAMES
+    from .evaluate import diagnosis_confusion_png
+
+    def cell(key: str) -> str:
+        ci = d.get(f"{key}_ci")
+        return f"{_fmt(d.get(key))}" + (f" <span class=ci>({ci[0]:.3f}-{ci[1]:.3f})</span>" if ci else "")
+
+    summary = "".join(f"<tr><td>{k}</td><td>{cell(k)}</td></tr>" for k in (
+        "balanced_accuracy", "balanced_accuracy_equal_priors", "melanoma_vs_rest_roc_auc", "cancer_vs_benign_roc_auc",
+        "cancer_sensitivity", "benign_specificity") if k in d)
+    per = "".join(f"<tr><td>{html.escape(NAMES[dx])}</td><td>{n}</td><td>{cell(f'flagged_{dx}')}</td>"
+                  f"<td>{cell(f'recall_{dx}') if f'recall_{dx}' in d else ''}</td>"
+                  f"<td>{cell(f'roc_auc_{dx}') if f'roc_auc_{dx}' in d else ''}</td></tr>"
+                  for dx, n in d["n_per_diagnosis"].items())
+    picture = _img_tag(diagnosis_confusion_png(d, title), "confusion by diagnosis") if "confusion_matrix" in d else ""
+    return (f"<section><h2>By diagnosis ({d['n']} images that name one; flagged at p &ge; {d['threshold']:.3f})</h2>"
+            f"<table>{summary}</table><table><tr><th>diagnosis</th><th>n</th><th>flagged</th><th>recall</th>"
+            f"<th>ROC-AUC, one vs rest</th></tr>{per}</table>{picture}</section>")
+
+
 def build_report(run_dir: str | Path, out: str | Path | None = None, n_gallery: int = 8) -> Path:
     """Write ``report.html`` for the evaluation folder ``run_dir``; returns its path."""
     run_dir = Path(run_dir)
@@ -138,6 +161,8 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, n_gallery: 
     if "clean" in m:
         parts.append(f"<section><h2>Metrics, clean {html.escape(m['split'])} split (images with no near-duplicate in "
                      f"train; {m['clean']['n_excluded']} excluded)</h2>{metrics_table(m['clean'])}</section>")
+    if "diagnosis" in m:
+        parts.append(diagnosis_section(m["diagnosis"], f"{m['split']} split"))
     plots = [_img_tag(png, name) for name, png in curve_pngs(run_dir, m).items()]
     parts.append(f"<section><h2>Curves</h2><div class=plots>{''.join(plots)}</div>"
                  f"<p class=note>Temperature {m.get('temperature', 1.0):.3f} and threshold {m['threshold']:.3f} "
