@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from melanoma.bench.nonlesion import nonlesion_images
 from melanoma.card import public_name
 from melanoma.datasets import discover, read_split
 from melanoma.engines import load_predictor
@@ -32,8 +32,6 @@ from melanoma.imaging import InMemory
 from melanoma.ood import FIELD_SHARE, GATE_VIEWS, OODDetector, gate_threshold, gate_views
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-from nonlesion import nonlesion_images  # noqa: E402  (test-only generator: needs scikit-image)
 
 EXTERNAL = REPO.parent / "shared" / "data" / "isic2018_test"
 

@@ -2,7 +2,7 @@
 
     python benchmarks/ood_gate.py [--model DIR] --lesions ../shared/data/melanoma_cancer_dataset ../shared/data/isic2017
 
-Rejection rate on the generated non-lesion set (tests/nonlesion.py) and false rejection rate on real
+Rejection rate on the generated non-lesion set (melanoma.bench.nonlesion) and false rejection rate on real
 lesion images (the test split of each dataset given, or all of it when it has no test split; for ISIC 2017,
 train and validation). Writes a grid of non-lesion images that got through, if any.
 """
@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from melanoma.bench.nonlesion import nonlesion_images
 from melanoma.datasets import discover
 from melanoma.engines import load_predictor
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from nonlesion import nonlesion_images  # noqa: E402  (a test-only generator: needs scikit-image)
 
 
 def main() -> None:

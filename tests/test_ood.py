@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from melanoma.bench.nonlesion import nonlesion_images
 from melanoma.config import ModelConfig
 from melanoma.engines.torch_engine import TorchPredictor
 from melanoma.fit import fit_ood_for_model
@@ -12,7 +13,6 @@ from melanoma.models import create_model, save_model_folder
 from melanoma.ood import OODDetector
 
 from conftest import SAMPLES, textured_lesion
-from nonlesion import nonlesion_images
 
 
 def test_detector_scores_far_points_higher_and_round_trips(tmp_path: Path):

@@ -307,3 +307,17 @@ def test_the_diagnosis_task_needs_bcc_and_ak_trained_as_themselves():
         validate(tiny_config(task="diagnosis", extra_train=["x"]))
     with pytest.raises(ValueError, match="task must be melanoma or diagnosis"):
         validate(tiny_config(task="cancer"))
+
+
+def test_a_seven_class_model_exports_to_the_hub_with_its_diagnoses(seven_class_run: Path, tmp_path: Path):
+    import json
+
+    from melanoma.export import export_hub
+
+    out = export_hub(seven_class_run, tmp_path / "hub")
+    config = json.loads((out / "config.json").read_text())
+    assert config["num_classes"] == 7 and config["label_names"] == list(config["diagnoses"])
+    assert config["pretrained_cfg"]["num_classes"] == 7 and len(config["class_bias"]) == 7
+    card = (out / "README.md").read_text()
+    assert "seven diagnoses" in card and "p(skin cancer)" in card and "diagnosis_logits" in card
+    assert "license: cc-by-nc-4.0" in card

@@ -1,6 +1,7 @@
 """Run from the repository root: python experiments/021-gate-block/cache.py MODEL SPLIT OUT.npz.
 Cache gate features of one model: training draws (1000/source) + field views, validation, external, the test
-suite's 148 non-lesions, and a dev set of non-lesion photos from installed packages (not in tests/nonlesion.py)."""
+suite's 148 non-lesions, and a dev set of non-lesion photos from installed packages (not in
+melanoma.bench.nonlesion)."""
 import random
 import sys
 from pathlib import Path
@@ -8,15 +9,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from melanoma.bench.nonlesion import nonlesion_images
 from melanoma.datasets import discover, read_split
 from melanoma.engines import load_predictor
 from melanoma.imaging import InMemory
 from melanoma.ood import gate_views
 
-sys.path[:0] = ["benchmarks", "tests"]
+sys.path[:0] = ["benchmarks"]
 from gate_sources import EXTERNAL, features  # noqa: E402
-
-from nonlesion import nonlesion_images  # noqa: E402
 
 model, split_path, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 pred = load_predictor(model, num_workers=2)

@@ -1,0 +1,120 @@
+"""The evaluation harness that benchmarks and experiment scripts call: the standard sets behind one data root, one
+model's scores on a set, and paired comparisons of two models. Torch-free (the ONNX engine serves a model folder
+with ``model.onnx``); the non-lesion images of :mod:`melanoma.bench.nonlesion` need scikit-image (the dev extra).
+
+    MELANOMA_DATA=/path/to/data python benchmarks/diagnoses.py MODEL   # default: ../shared/data
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..diagnoses import CANCERS, softmax
+from ..imaging import InMemory, Sample
+
+DATA_ENV = "MELANOMA_DATA"
+KAGGLE, ISIC2017, HAM10000, EXTERNAL = "melanoma_cancer_dataset", "isic2017", "ham10000", "isic2018_test"
+
+
+def data_root() -> Path:
+    """Where the standard datasets are: ``$MELANOMA_DATA``, else ``../shared/data`` (beside the repository)."""
+    return Path(os.environ.get(DATA_ENV) or "../shared/data")
+
+
+def external_set(root: Path | None = None) -> list[Sample]:
+    """The ISIC 2018 Task 3 test (1,512 images, each naming its diagnosis): external validation, never training."""
+    from ..datasets import discover
+
+    return discover((root or data_root()) / EXTERNAL)["test"]
+
+
+def kaggle_clean_test(root: Path | None = None) -> list[Sample]:
+    """The Kaggle test images with no near-duplicate in the Kaggle training folder (audited once, cached)."""
+    from ..audit import cached_audit
+    from ..datasets import discover
+
+    kaggle = (root or data_root()) / KAGGLE
+    clean = cached_audit(kaggle).clean_test_paths()
+    return [s for s in discover(kaggle)["test"] if str(s.path) in clean]
+
+
+def validation_sets(split_csv: str | Path) -> dict[str, list[Sample]]:
+    """A run's validation images (its ``split.csv``), per source."""
+    from ..datasets import read_split
+
+    out: dict[str, list[Sample]] = {}
+    for s in read_split(split_csv)["val"]:
+        out.setdefault(s.source, []).append(s)
+    return out
+
+
+def nonlesion_set() -> list[InMemory]:
+    """The test suite's non-lesion images (photos, charts, blanks, ...): what the gate must refuse."""
+    from .nonlesion import nonlesion_images
+
+    return [InMemory(name, img) for name, img in nonlesion_images()]
+
+
+@dataclass
+class Scores:
+    """One model on one set's readable images, in order: what it would decide for each."""
+
+    samples: list
+    p_verdict: np.ndarray  # p_malignant: p(skin cancer) for a seven-class model, p(melanoma) for a one-logit one
+    p_melanoma: np.ndarray
+    refused: np.ndarray  # bool: "cannot assess"
+    threshold: float
+    probs: np.ndarray | None = None  # (n, 7), a seven-class model's calibrated probabilities
+    probs_equal_priors: np.ndarray | None = None  # (n, 7), softmax(logits / T): before the calibration's bias
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.samples])
+
+    @property
+    def is_cancer(self) -> np.ndarray:
+        """Cancer (melanoma, BCC, AK/IEC) by the named diagnosis; the label where none is named."""
+        return np.array([s.dx in CANCERS if s.dx else bool(s.label) for s in self.samples], int)
+
+    @property
+    def dx(self) -> np.ndarray:
+        return np.array([s.dx for s in self.samples], object)
+
+
+def score(predictor, samples: list) -> Scores:
+    """``predictor`` (:func:`melanoma.engines.load_predictor`) on ``samples``; unreadable images are left out."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unreadable images: left out, and counted by the caller if it must
+        results = predictor.run(samples)
+    kept = [(s, r) for s, r in zip(samples, results) if r is not None]
+    logits = [r["logit"] for _, r in kept]
+    p_verdict = np.array([float(predictor.proba_from_logits(z)) for z in logits])
+    probs = equal = None
+    if predictor.cfg.diagnoses:
+        z = np.array(logits).reshape(len(kept), -1)
+        probs, equal = predictor.diagnosis_probs(z), softmax(z / predictor.cfg.temperature)
+        p_melanoma = probs[:, predictor.cfg.diagnoses.index("mel")]
+    else:
+        p_melanoma = p_verdict
+    return Scores([s for s, _ in kept], p_verdict, p_melanoma,
+                  np.array([predictor.is_out_of_distribution(r) for _, r in kept]), predictor.threshold, probs, equal)
+
+
+def paired(a: Scores, b: Scores, target: str = "cancer", score_name: str = "p_verdict") -> dict:
+    """B - A on the same images (``evaluate.paired_difference``: ROC-AUC, sensitivity, specificity, net benefit,
+    each at its model's threshold, with 95% intervals). ``target``: "cancer" (cancer vs benign) or "melanoma"
+    (melanoma vs rest); ``score_name``: which probability ranks (``p_verdict`` or ``p_melanoma``); thresholds
+    always apply to ``p_verdict``, so with ``p_melanoma`` only the ROC-AUC is meaningful and it is all that is kept."""
+    from ..evaluate import paired_difference
+
+    if [s.path for s in a.samples] != [s.path for s in b.samples]:
+        raise ValueError("the two models did not read the same images")
+    y = a.is_cancer if target == "cancer" else (a.dx == "mel").astype(int) if a.dx.all() else a.labels
+    d = paired_difference(y, getattr(a, score_name), getattr(b, score_name), a.threshold, b.threshold)
+    keys = ("roc_auc", "recall", "specificity", "net_benefit") if score_name == "p_verdict" else ("roc_auc",)
+    return {"n": len(y), "n_positive": int(y.sum()), **{k: d[k] for k in keys}}

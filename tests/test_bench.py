@@ -1,0 +1,55 @@
+"""The evaluation harness (melanoma.bench) and a benchmark run through it on tiny data behind MELANOMA_DATA."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from melanoma import bench
+
+from conftest import write_class_folders, write_one_hot
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def data_root(tmp_path: Path, monkeypatch) -> Path:
+    root = tmp_path / "data"
+    write_class_folders(root / bench.KAGGLE / "train", 8, seed=1, names=("Benign", "Malignant"), ext=".jpg")
+    write_class_folders(root / bench.KAGGLE / "test", 4, seed=2, names=("Benign", "Malignant"), ext=".jpg")
+    write_one_hot(root / bench.EXTERNAL, ["mel", "nv", "nv", "bkl", "df", "vasc", "bcc", "akiec", "mel", "nv"])
+    monkeypatch.setenv(bench.DATA_ENV, str(root))
+    return root
+
+
+def test_the_standard_sets_come_from_one_data_root(data_root: Path):
+    assert bench.data_root() == data_root
+    external = bench.external_set()
+    assert len(external) == 10 and {s.dx for s in external} == {"mel", "nv", "bkl", "df", "vasc", "bcc", "akiec"}
+    assert len(bench.kaggle_clean_test()) == 8  # every test image: none is a copy of a training one
+
+
+def test_scores_and_a_paired_comparison_of_a_model_with_itself(data_root: Path, tiny_model_dir: Path):
+    from melanoma.engines import load_predictor
+
+    s = bench.score(load_predictor(tiny_model_dir), bench.external_set())
+    assert len(s.samples) == 10 and s.is_cancer.sum() == 4 and s.probs is None
+    assert np.array_equal(s.p_melanoma, s.p_verdict)  # a one-logit model: its one probability is both
+    same = bench.paired(s, s, "cancer")
+    assert same["n_positive"] == 4 and same["roc_auc"]["difference"] == 0 and same["roc_auc"]["difference_ci"] == [0, 0]
+    assert bench.paired(s, s, "melanoma", "p_melanoma")["n_positive"] == 2
+
+
+def test_the_diagnoses_benchmark_runs_on_tiny_data(data_root: Path, tiny_model_dir: Path, tmp_path: Path):
+    out = tmp_path / "diagnoses.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "diagnoses.py"), str(tiny_model_dir), "--against",
+                    str(tiny_model_dir), "--out", str(out)], check=True, cwd=tmp_path,
+                   env={**os.environ, bench.DATA_ENV: str(data_root)}, capture_output=True)
+    r = json.loads(out.read_text())
+    assert r["external"]["n_per_diagnosis"]["nv"] == 3 and r["kaggle_clean"]["n"] == 8
+    assert r["nonlesion"]["n"] > 100
+    assert r["paired"]["external_cancer_vs_benign"]["roc_auc"]["difference"] == 0
