@@ -20,7 +20,7 @@ def test_every_family_is_fixed_by_its_seed_and_changes_the_picture(lesion: Image
     assert np.array_equal(np.asarray(a), np.asarray(b))  # the same image index and seed: the same pixels
     assert a.mode == "RGB"
     if family not in ("large", "blur"):  # a fixed size; a radius drawn from a narrow range: other draws may agree
-        assert not np.array_equal(np.asarray(a), np.asarray(transform(lesion, family, 4)))  # another image, another draw
+        assert not np.array_equal(np.asarray(a), np.asarray(transform(lesion, family, 4)))  # another image's draw
     if a.size == lesion.size:
         assert np.abs(np.asarray(a, float) - np.asarray(lesion, float)).mean() > 0.5
 

@@ -170,7 +170,7 @@ def jpeg(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 def blur(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Out of focus: a Gaussian blur of 0.6-1.2% of the image's width."""
-    return img.filter(ImageFilter.GaussianBlur(img.size[0] * rng.uniform(0.006, 0.012)))
+    return img.filter(ImageFilter.GaussianBlur(max(1.0, img.size[0] * rng.uniform(0.006, 0.012))))
 
 
 def large(img: Image.Image, rng: np.random.Generator) -> Image.Image:
