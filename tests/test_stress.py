@@ -6,12 +6,12 @@ from PIL import Image
 
 from melanoma.bench.stress import FAMILIES, LARGE_SIDE, ZOOM_OUT_FRACTION, transform
 
-from conftest import textured_lesion
+from conftest import SAMPLES
 
 
 @pytest.fixture(scope="module")
-def lesion() -> Image.Image:
-    return textured_lesion(np.random.default_rng(0), size=96)
+def lesion() -> Image.Image:  # a real dermoscopic sample: texture for blur and JPEG to act on
+    return Image.open(SAMPLES / "benign" / "test_benign_7076.jpg").convert("RGB").resize((96, 96))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
