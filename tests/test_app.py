@@ -164,3 +164,24 @@ def test_about_the_model_says_the_threshold_rule_and_sources_it_recorded():
     assert "HAM10000 + ISIC 2017 pooled" in text and "ham10000" not in text  # public names, not ids
     assert "by the rule" not in _model_card_numbers(ModelConfig(training={"calibration": {
         "val_sensitivity": 0.9, "val_specificity": 0.5}}))  # an older folder: no rule claimed
+
+
+def test_the_answer_names_what_its_number_means():
+    from melanoma.app import batch_row, label_probabilities, verdict_text
+    from melanoma.diagnoses import differential
+    from melanoma.inputs import row
+
+    probs = [0.30, 0.20, 0.05, 0.02, 0.03, 0.35, 0.05]  # mel, nv, bkl, df, vasc, bcc, akiec
+    seven = row("x.jpg") | {"label": "malignant", "verdict": "see a dermatologist", "p_malignant": 0.70,
+                            "p_skin_cancer": 0.70, "p_melanoma": 0.30, "diagnoses": differential(probs)}
+    text = verdict_text(seven, 0.25)
+    assert text.startswith("## See a dermatologist") and "p(skin cancer) = **0.700**" in text
+    assert "melanoma 0.300" in text
+    bars = label_probabilities(seven)
+    assert list(bars)[:2] == ["basal cell carcinoma", "melanoma"] and len(bars) == 7
+    assert batch_row(seven)[2:6] == ["see a dermatologist", "0.700", "0.300",
+                                     "basal cell carcinoma 0.35, melanoma 0.30, melanocytic nevus 0.20"]
+    one_logit = row("y.jpg") | {"label": "benign", "verdict": "looks benign", "p_malignant": 0.1, "p_melanoma": 0.1}
+    text = verdict_text(one_logit, 0.25)
+    assert text.startswith("## Looks benign") and "p(melanoma)" in text
+    assert label_probabilities(one_logit) == {"melanoma": 0.1, "not melanoma": 0.9}  # not "malignant": BCC untrained
