@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from melanoma import bench
-from melanoma.config import atomic_write_text
+from melanoma.config import atomic_write_text, sha256_file
 from melanoma.engines import load_predictor
 from melanoma.evaluate import diagnosis_metrics, metrics_with_ci
 
@@ -50,6 +50,7 @@ def main() -> None:
     base = load_predictor(args.against, num_workers=2) if args.against else None
     sets = {"external": bench.external_set(), "kaggle_clean": bench.kaggle_clean_test()}
     result: dict = {"model": str(args.model), "threshold": model.threshold, "against": str(args.against or ""),
+                    "model_sha256": sha256_file(Path(model.model_dir) / "model.safetensors"),
                     "ci": "95% percentile bootstrap, 1000 resamples of images, seed 0"}
     scores = {name: bench.score(model, samples) for name, samples in sets.items()}
     result["external"] = by_diagnosis(scores["external"])

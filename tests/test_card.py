@@ -82,3 +82,34 @@ def test_card_says_what_a_diagnosis_head_learnt_and_nothing_without_one():
     plain = card_for()
     assert "training only" not in plain
     assert "validation images." not in plain  # with sources, their table alone describes the data
+
+
+def test_a_seven_class_card_says_what_it_answers_and_reports_by_diagnosis():
+    import numpy as np
+
+    from melanoma.card import diagnosis_evaluations
+    from melanoma.diagnoses import DIAGNOSES
+    from melanoma.evaluate import diagnosis_metrics
+
+    rng = np.random.default_rng(0)
+    dx = list(DIAGNOSES) * 6
+    probs = rng.dirichlet(np.ones(7), len(dx))
+    external = {**diagnosis_metrics(dx, probs[:, [0, 5, 6]].sum(1), 0.4, probs[:, 0], probs, n_boot=20),
+                "refused": 0.01}
+    table = {"external": external, "kaggle_clean": {"n": 100, "n_melanoma": 30, "refused": 0.0,
+                                                   "melanoma_roc_auc": 0.97, "melanoma_roc_auc_ci": [0.95, 0.98],
+                                                   "recall": 0.95, "recall_ci": [0.9, 0.99], "specificity": 0.8,
+                                                   "specificity_ci": [0.7, 0.9]}}
+    evaluations = diagnosis_evaluations(table)
+    cancer = evaluations["ISIC 2018 test (external): skin cancer vs benign lesions"]
+    assert cancer["n_malignant"] == 18 and cancer["roc_auc"] == external["cancer_vs_benign_roc_auc"]
+    assert cancer["recall"] == external["cancer_sensitivity"] and cancer["specificity_ci"] == \
+        external["benign_specificity_ci"]
+    cfg = ModelConfig(arch="tf_efficientnet_lite0", diagnoses=DIAGNOSES, class_bias=(0.0,) * 7, training={
+        "sources": SOURCES, "recipe": {"other_dx": "malignant", "malignant_means": "melanoma"},
+        "train_diagnoses": {**{d: 10 for d in DIAGNOSES}, "partial": 5000}})
+    card = model_card(cfg, evaluations, by_diagnosis={"ISIC 2018 test": external})
+    assert "Differential diagnosis" in card and "p(skin cancer)" in card and "diagnosis_logits" in card
+    assert "5,000 images labelled only benign" in card and "melanoma alone" in card
+    assert f"| dermatofibroma | 6 | {external['flagged_df']:.2f}" in card and "Balanced multi-class accuracy" in card
+    assert "were not trained on" not in card  # the one-logit model's BCC/AK caveat does not apply

@@ -5,7 +5,8 @@
 Copies the weights, config, gate and training log; writes the recipe the run trained with (RECIPE, the file given
 to ``melanoma train --recipe``, with the recorded command-line options applied) into the folder and, whole, to
 recipes/flagship.yaml, checked to load as the recorded recipe; exports model.onnx; writes the model card
-(README.md) with the evaluations of ``benchmarks/sources_table.py`` (per source, Kaggle test, external);
+(README.md) with the evaluations of ``benchmarks/sources_table.py`` (per source, Kaggle test, external) or, for a
+seven-class model, of ``benchmarks/diagnoses.py`` (by diagnosis);
 writes SHA256SUMS last, so the folder verifies at load. The table must have been measured on RUN/model
 (checked against the weights' checksum).
 """
@@ -17,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from melanoma.card import model_card
+from melanoma.card import diagnosis_evaluations, model_card
 from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig, atomic_write_text, sha256_file, write_checksums
 from melanoma.export import export_onnx
 from melanoma.recipe import AugConfig, TrainConfig, load_recipe, resolved_recipe_text
@@ -40,7 +41,8 @@ def flagship_text(recipe: Path, cfg: ModelConfig) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model", type=Path)
-    ap.add_argument("--table", type=Path, required=True, help="benchmarks/sources_table.py's JSON for this model")
+    ap.add_argument("--table", type=Path, required=True,
+                    help="benchmarks/sources_table.py's (one logit) or diagnoses.py's (seven classes) JSON")
     ap.add_argument("--recipe", type=Path, required=True, help="the recipe file the run was trained from")
     ap.add_argument("--dest", type=Path, default=DEFAULT_MODEL_DIR)
     ap.add_argument("--limitation", action="append", default=[],
@@ -66,7 +68,12 @@ def main() -> None:
     if load_recipe(tmp / "recipe.yaml") != TrainConfig(**{**recorded, "aug": AugConfig(**recorded["aug"])}):
         raise SystemExit(f"{args.recipe} with the recorded options is not the recipe {args.model} recorded")
     export_onnx(tmp, tmp / "model.onnx")
-    atomic_write_text(tmp / "README.md", model_card(cfg, table["sets"], args.limitation))
+    if "sets" in table:  # benchmarks/sources_table.py's, for a one-logit model
+        card = model_card(cfg, table["sets"], args.limitation)
+    else:  # benchmarks/diagnoses.py's
+        card = model_card(cfg, diagnosis_evaluations(table), args.limitation,
+                          by_diagnosis={"ISIC 2018 test (external, other clinics)": table["external"]})
+    atomic_write_text(tmp / "README.md", card)
     write_checksums(tmp)
     old = args.dest.with_name(args.dest.name + ".old")
     shutil.rmtree(old, ignore_errors=True)

@@ -76,7 +76,7 @@ def _ci(m: dict, key: str, digits: int = 3) -> str:
 
 def results_table(evaluations: dict[str, dict]) -> list[str]:
     """Markdown rows: per evaluated set, n, ROC-AUC, sensitivity and specificity at the threshold, refusals."""
-    rows = ["| data (split) | n (melanomas) | ROC-AUC | sensitivity | specificity | refused by the gate |",
+    rows = ["| data (split) | n (positives) | ROC-AUC | sensitivity | specificity | refused by the gate |",
             "| --- | --- | --- | --- | --- | --- |"]
     for title, m in evaluations.items():
         refused = f"{100 * m['refused']:.1f}%" if m.get("refused") is not None else "-"
@@ -84,6 +84,58 @@ def results_table(evaluations: dict[str, dict]) -> list[str]:
                     f"{_ci(m, 'specificity')} | {refused} |")
     return rows + ["", "95% percentile-bootstrap intervals (1,000 resamples of images). Sensitivity and specificity "
                    "at the model's threshold, chosen on validation data; no test or external image chose anything."]
+
+
+def diagnosis_evaluations(table: dict) -> dict[str, dict]:
+    """``benchmarks/diagnoses.py``'s output as the card's evaluations (:func:`results_table` rows): the external set
+    as skin cancer against benign lesions (the verdict) and as melanoma against the rest (p(melanoma)), the Kaggle
+    clean test as melanoma against benign, and each source's validation images."""
+    from .diagnoses import CANCERS
+
+    def by_dx(d: dict, title: str) -> dict[str, dict]:
+        cancers = sum(n for dx, n in d["n_per_diagnosis"].items() if dx in CANCERS)
+        out = {f"{title}: skin cancer vs benign lesions": {
+            "n": d["n"], "n_malignant": cancers, "refused": d.get("refused"),
+            **{new: d[old] for old, new in (("cancer_vs_benign_roc_auc", "roc_auc"), ("cancer_sensitivity", "recall"),
+                                            ("benign_specificity", "specificity")) if old in d},
+            **{f"{new}_ci": d[f"{old}_ci"] for old, new in (
+                ("cancer_vs_benign_roc_auc", "roc_auc"), ("cancer_sensitivity", "recall"),
+                ("benign_specificity", "specificity")) if f"{old}_ci" in d}}}
+        if d["n_per_diagnosis"].get("mel"):
+            out[f"{title}: melanoma vs rest, p(melanoma); melanomas flagged"] = {
+                "n": d["n"], "n_malignant": d["n_per_diagnosis"]["mel"], "roc_auc": d["melanoma_vs_rest_roc_auc"],
+                "roc_auc_ci": d.get("melanoma_vs_rest_roc_auc_ci"), "recall": d.get("flagged_mel"),
+                "recall_ci": d.get("flagged_mel_ci")}
+        return out
+
+    def melanoma(d: dict) -> dict:
+        return {"n": d["n"], "n_malignant": d["n_melanoma"], "roc_auc": d["melanoma_roc_auc"],
+                "roc_auc_ci": d["melanoma_roc_auc_ci"], "refused": d["refused"],
+                **{k: d[k] for k in ("recall", "recall_ci", "specificity", "specificity_ci")}}
+
+    out = by_dx(table["external"], "ISIC 2018 test (external)")
+    out["Kaggle clean test: melanoma vs benign"] = melanoma(table["kaggle_clean"])
+    for source, d in (table.get("validation") or {}).items():
+        title = f"{public_name(source)} (held-out validation)"
+        out |= by_dx(d, title) if "n_per_diagnosis" in d else {f"{title}: melanoma vs benign": melanoma(d)}
+    return out
+
+
+def diagnosis_table(d: dict) -> list[str]:
+    """Markdown rows per diagnosis of one set (:func:`melanoma.evaluate.diagnosis_metrics`): n, the share the verdict
+    sends to a dermatologist, the recall of the most probable diagnosis and its one-vs-rest ROC-AUC."""
+    from .diagnoses import NAMES
+
+    rows = ["| diagnosis | n | sent to a dermatologist | top diagnosis right (recall) | ROC-AUC, one vs rest |",
+            "| --- | --- | --- | --- | --- |"]
+    rows += [f"| {NAMES[dx]} | {n} | {_ci(d, f'flagged_{dx}', 2)} | {_ci(d, f'recall_{dx}', 2)} | "
+             f"{_ci(d, f'roc_auc_{dx}')} |" for dx, n in d["n_per_diagnosis"].items()]
+    if "balanced_accuracy" in d:
+        rows += ["", f"Balanced multi-class accuracy (the mean of the seven recalls; the ISIC 2018 ranking metric): "
+                 f"{_ci(d, 'balanced_accuracy')}" + (f"; of the top diagnosis at equal priors (before the "
+                 f"calibration's bias): {_ci(d, 'balanced_accuracy_equal_priors')}"
+                 if "balanced_accuracy_equal_priors" in d else "") + "."]
+    return rows
 
 
 def _card_data(cfg: ModelConfig, evaluations: dict[str, dict]):
@@ -113,10 +165,11 @@ SEVEN_CLASS_INTRO = (
 
 
 def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, limitations: list[str] | None = None,
-               timm_snippet: bool = True) -> str:
+               timm_snippet: bool = True, by_diagnosis: dict | None = None) -> str:
     """README.md for a model folder or repository. ``evaluations``: {set title: metrics (n, n_malignant, roc_auc,
     recall, specificity, each with ``_ci``; ``refused`` optional)}; ``limitations``: bullets found by those
-    evaluations, first (a given bullet that opens like a default one replaces it)."""
+    evaluations, first (a given bullet that opens like a default one replaces it); ``by_diagnosis``: {set title:
+    :func:`melanoma.evaluate.diagnosis_metrics`}, a table per diagnosis each."""
     t = cfg.training
     evaluations = dict(evaluations or {})
     best, cal, recipe = t.get("best_val", {}), t.get("calibration", {}), t.get("recipe", {})
@@ -197,6 +250,8 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
                      f"{cal['val_specificity']:.3f}" if cal else "") + ".", ""]
     if evaluations:
         lines += results_table(evaluations)
+    for title, d in (by_diagnosis or {}).items():
+        lines += ["", f"By diagnosis, {title} (at the threshold; 95% intervals):", "", *diagnosis_table(d)]
     defaults = [
         "Trained on public archives (mostly fair skin; Europe, Australia, the USA). Expect lower sensitivity at "
         "clinics and on darker skin tones, which these archives rarely show; a new site should check the threshold on "
