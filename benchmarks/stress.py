@@ -53,7 +53,7 @@ def main() -> None:
             for i, s in enumerate(samples):
                 path = Path(tmp) / f"{i:05d}.{'jpg' if family in ('large', 'jpeg') else 'png'}"
                 img = transform(open_rgb(s.path), family, i)
-                img.save(path, quality=95) if path.suffix == ".jpg" else img.save(path)
+                img.save(path, quality=95) if path.suffix == ".jpg" else img.save(path, compress_level=1)
                 seen.append(Sample(path, s.label, s.source, s.group, s.dx))
             shifted = bench.score(predictor, seen)
         shifted.samples = plain.samples  # the same lesions: pair them by their original paths
