@@ -89,7 +89,7 @@ def test_evaluate_writes_the_contracted_files(kaggle_like: Path, tiny_model_dir:
     (tn, fp), (fn, tp) = m["confusion_matrix"]
     assert tn + fp == 6 and fn + tp == 6
     rows = list(csv.DictReader(open(tmp_path / "eval" / "predictions.csv")))
-    assert len(rows) == 12 and set(rows[0]) == {"path", "label", "p_malignant", "source"}
+    assert len(rows) == 12 and set(rows[0]) == {"path", "label", "p_malignant", "source", "dx"}
     assert {r["source"] for r in rows} == {"kaggle"} and "per_source" not in m  # one source: no per-source part
     assert all(0 <= float(r["p_malignant"]) <= 1 for r in rows)
 

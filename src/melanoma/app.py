@@ -53,7 +53,8 @@ BATCH_HEADERS = ["file", "status", "verdict", "p_malignant", "p_melanoma", "like
 def verdict_text(row: dict, threshold: float) -> str:
     """The answer to one assessed image, in the words a patient reads: what to do, then the numbers behind it."""
     seven = row["p_skin_cancer"] is not None
-    head = ("## See a dermatologist: this looks like it could be skin cancer" if row["label"] == "malignant"
+    head = ("## See a dermatologist: this could be " + ("skin cancer" if seven else "a melanoma")
+            if row["label"] == "malignant"
             else "## Looks benign")
     if seven:
         return (f"{head}\n\np(skin cancer) = **{row['p_skin_cancer']:.3f}** (melanoma {row['p_melanoma']:.3f}); "
