@@ -26,17 +26,17 @@ def clf() -> Classifier:
 def test_predict_takes_str_path_pil_and_numpy_and_agrees_with_the_command_line(clf: Classifier):
     one = sorted((SAMPLES / "malignant").iterdir())[0]
     cli = json.loads(CliRunner().invoke(app, ["predict", str(one), "--json"]).stdout)[0]
-    as_str, as_path, as_pil, as_array = clf.predict([str(one), one, Image.open(one), np.asarray(Image.open(one))])
+    as_str, as_path, as_pil, as_array = clf.assess([str(one), one, Image.open(one), np.asarray(Image.open(one))])
     assert as_str == cli and as_path == cli
     for row in (as_pil, as_array):
         assert row["status"] == "ok" and row["label"] == cli["label"]
         assert row["p_malignant"] == pytest.approx(cli["p_malignant"], abs=1e-6)
-    floats = clf.predict(np.asarray(Image.open(one), np.float32) / 255)[0]
+    floats = clf.assess(np.asarray(Image.open(one), np.float32) / 255)[0]
     assert floats["p_malignant"] == pytest.approx(cli["p_malignant"], abs=1e-3)
 
 
 def test_a_folder_gives_a_row_per_image_and_bad_inputs_give_error_rows(clf: Classifier):
-    rows = clf.predict([SAMPLES, np.zeros((8, 8, 3), np.uint8), np.full((64, 64), 2.0), "absent.jpg", 42])
+    rows = clf.assess([SAMPLES, np.zeros((8, 8, 3), np.uint8), np.full((64, 64), 2.0), "absent.jpg", 42])
     assert len(rows) == 24 + 4 and all(r["status"] == "ok" for r in rows[:24])
     small, bad_range, absent, number = rows[24:]
     assert small["status"] == "error" and "too small" in small["error"]
@@ -48,7 +48,11 @@ def test_a_folder_gives_a_row_per_image_and_bad_inputs_give_error_rows(clf: Clas
 def test_predict_proba_is_nan_where_not_assessed_and_explain_gives_heatmaps(clf: Classifier):
     one = sorted((SAMPLES / "benign").iterdir())[0]
     p = clf.predict_proba([one, np.full((64, 64, 3), 128, np.uint8)])
-    assert 0 <= p[0] <= 1 and np.isnan(p[1])  # a flat grey square cannot be assessed
+    assert list(clf.classes_) == ["benign", "malignant"] and p.shape == (2, 2)  # scikit-learn's conventions
+    assert p[0].sum() == pytest.approx(1) and np.isnan(p[1]).all()  # a flat grey square cannot be assessed
+    row = clf.assess(one)[0]
+    assert p[0, 1] == row["p_malignant"] and list(clf.predict([one, np.full((64, 64, 3), 128, np.uint8)])) == \
+        [row["label"], None]
     (row, heat), (flat_row, none) = clf.explain([one, np.full((64, 64, 3), 128, np.uint8)])
     assert row["status"] == "ok" and heat.shape == (224, 224) and 0 <= heat.min() and heat.max() <= 1
     assert flat_row["status"] == "out_of_distribution" and none is None
@@ -56,7 +60,7 @@ def test_predict_proba_is_nan_where_not_assessed_and_explain_gives_heatmaps(clf:
 
 def test_the_api_on_the_bundled_model_imports_no_torch():
     code = ("import sys\nfrom melanoma import Classifier\n"
-            f"rows = Classifier.from_pretrained().predict({str(SAMPLES)!r})\n"
+            f"rows = Classifier.from_pretrained().assess({str(SAMPLES)!r})\n"
             "print(len(rows), [m for m in ('torch', 'torchvision', 'lightning', 'timm') if m in sys.modules])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "24 []", out.stdout + out.stderr

@@ -265,6 +265,7 @@ def test_a_seven_class_model_answers_the_same_through_onnx_torch_the_api_and_the
 
     from melanoma import Classifier
     from melanoma.cli import app
+    from melanoma.diagnoses import DIAGNOSES
 
     images = sorted((seven_class_run.parents[1] / "ham" / "images").glob("*.jpg"))[:4]
     graph = ort.InferenceSession(str(seven_class_run / "model.onnx"))
@@ -273,7 +274,7 @@ def test_a_seven_class_model_answers_the_same_through_onnx_torch_the_api_and_the
     for engine in ("onnx", "torch"):
         clf = Classifier.from_pretrained(seven_class_run, engine=engine)
         clf.predictor.ood = None  # a tiny model's gate refuses anything; the probabilities are what is compared
-        by_engine[engine] = clf.predict(images)
+        by_engine[engine] = clf.assess(images)
     for onnx_row, torch_row in zip(by_engine["onnx"], by_engine["torch"]):
         assert onnx_row["p_skin_cancer"] == pytest.approx(torch_row["p_skin_cancer"], abs=1e-4)
         probs = {d["dx"]: d["p"] for d in onnx_row["diagnoses"]}
@@ -284,6 +285,10 @@ def test_a_seven_class_model_answers_the_same_through_onnx_torch_the_api_and_the
             onnx_row["p_skin_cancer"]
         assert onnx_row["verdict"] == ("see a dermatologist" if onnx_row["p_skin_cancer"] >= clf.threshold
                                        else "looks benign")
+    proba = clf.predict_proba(images)  # scikit-learn's conventions: a column per diagnosis, in classes_' order
+    assert list(clf.classes_) == list(DIAGNOSES) and proba.shape == (4, 7)
+    assert proba.sum(1) == pytest.approx(np.ones(4), abs=1e-5)
+    assert list(clf.predict(images)) == [DIAGNOSES[i] for i in proba.argmax(1)]
     heat = Classifier.from_pretrained(seven_class_run).explain(images[:1])[0]
     assert heat[0]["status"] in ("ok", "out_of_distribution")
     result = CliRunner().invoke(app, ["predict", *map(str, images), "--model", str(seven_class_run), "--json"])

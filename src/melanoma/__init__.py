@@ -2,7 +2,8 @@
 
     from melanoma import Classifier
     clf = Classifier.from_pretrained()
-    clf.predict(["lesion.jpg"])
+    clf.assess(["lesion.jpg"])        # rows: verdict, p_melanoma, p_skin_cancer, the differential, ...
+    clf.predict_proba(["lesion.jpg"])  # scikit-learn's (n, len(clf.classes_))
 
 ``melanoma.api`` also has ``train``, ``evaluate`` and ``audit``, as the commands run them.
 """

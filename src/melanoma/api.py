@@ -2,7 +2,8 @@
 
     from melanoma import Classifier
     clf = Classifier.from_pretrained()            # the bundled model, or a model folder
-    rows = clf.predict(["lesion.jpg", pil_image, numpy_array])
+    rows = clf.assess(["lesion.jpg", pil_image, numpy_array])   # the rows of `melanoma predict --json`
+    clf.predict_proba(images), clf.predict(images), clf.classes_  # scikit-learn's conventions
 
 Torch-free on a model folder with ``model.onnx`` (the bundled one has it). ``train``, ``evaluate`` and
 ``audit`` are the functions the commands call (:func:`melanoma.train.train`, :func:`melanoma.evaluate.evaluate`,
@@ -27,7 +28,8 @@ def _as_list(inputs) -> list:
 
 
 class Classifier:
-    """A loaded model: :meth:`predict` rows, :meth:`predict_proba` and :meth:`explain` heatmaps.
+    """A loaded model: :meth:`assess` (the full answer per image, as ``melanoma predict --json``), scikit-learn's
+    :meth:`predict` / :meth:`predict_proba` / :attr:`classes_`, and :meth:`explain` heatmaps.
 
     Inputs, alone or in a list: a path (``str`` or ``Path``; folders and globs are expanded as on the command
     line), a PIL image, or a numpy array (H x W, H x W x 3 or x 4; uint8 or floats in [0, 1]).
@@ -60,9 +62,45 @@ class Classifier:
                 items.append(InMemory(f"<image {k}>", x))
         return items
 
-    def predict(self, inputs: Any) -> list[dict]:
-        """One row per image, as ``melanoma predict --json`` gives: ``path``, ``status`` (ok, error,
-        out_of_distribution), ``p_malignant`` and ``label`` (None unless ok), ``error``, ``ood_score``."""
+    @property
+    def classes_(self) -> np.ndarray:
+        """What :meth:`predict_proba`'s columns are: ``["benign", "malignant"]`` for a one-logit model (malignant:
+        melanoma), the seven diagnoses (``diagnoses.DIAGNOSES``: mel, nv, bkl, df, vasc, bcc, akiec) for a
+        seven-class one."""
+        return np.array(self.predictor.cfg.diagnoses or self.predictor.cfg.class_names)
+
+    def predict(self, inputs: Any) -> np.ndarray:
+        """One of :attr:`classes_` per image, None where it was not assessed: the label at the model's threshold
+        (one-logit), or the most probable diagnosis (seven-class; the verdict, decided on p(skin cancer), is in
+        :meth:`assess`'s rows)."""
+        out = []
+        for r in self.assess(inputs):
+            if r["status"] != "ok":
+                out.append(None)
+            else:
+                out.append(r["diagnoses"][0]["dx"] if r["diagnoses"] else r["label"])
+        return np.array(out, dtype=object)
+
+    def predict_proba(self, inputs: Any) -> np.ndarray:
+        """(n, len(classes_)) calibrated probabilities, a row of NaN where the image was not assessed (error or
+        "cannot assess")."""
+        classes = list(self.classes_)
+        out = np.full((0, len(classes)), np.nan)
+        rows = []
+        for r in self.assess(inputs):
+            row = np.full(len(classes), np.nan)
+            if r["status"] == "ok" and r["diagnoses"]:
+                for d in r["diagnoses"]:
+                    row[classes.index(d["dx"])] = d["p"]
+            elif r["status"] == "ok":
+                row[:] = (1 - r["p_malignant"], r["p_malignant"])
+            rows.append(row)
+        return np.stack(rows) if rows else out
+
+    def assess(self, inputs: Any) -> list[dict]:
+        """One row per image, as ``melanoma predict --json`` gives (:func:`melanoma.inputs.row`): ``path``,
+        ``status`` (ok, error, out_of_distribution), ``verdict``, ``p_malignant``, ``p_melanoma``, ``p_skin_cancer``,
+        ``diagnoses`` and ``label`` (None unless ok), ``error``, ``ood_score``."""
         items = self._items(inputs)
         files = [x for x in items if isinstance(x, Path)]
         rows = dict(zip(files, self.predictor.predict_paths(files))) if files else {}
@@ -85,12 +123,8 @@ class Classifier:
                 out.append(self.predictor.decide(results[x.path], Path(x.path)) | {"path": x.path})
         return out
 
-    def predict_proba(self, inputs: Any) -> np.ndarray:
-        """p(malignant) per image, NaN where it was not assessed (error or "cannot assess")."""
-        return np.array([np.nan if r["p_malignant"] is None else r["p_malignant"] for r in self.predict(inputs)])
-
     def explain(self, inputs: Any) -> list[tuple[dict, np.ndarray | None]]:
-        """Per image: its predict row and its Grad-CAM heatmap of the malignancy logit ((S, S) in [0, 1],
+        """Per image: its :meth:`assess` row and its Grad-CAM heatmap of the malignancy logit ((S, S) in [0, 1],
         S the model's input size), or None when it was not assessed."""
         from .engines import explainer_for
         from .engines.base import draft_size

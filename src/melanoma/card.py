@@ -271,8 +271,9 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
               "melanoma predict lesion.jpg --model path/to/this/folder", "```", "",
               "```python", "from melanoma import Classifier", "",
               "clf = Classifier.from_pretrained(\"path/to/this/folder\")",
-              "clf.predict([\"lesion.jpg\"])  # rows: status, verdict, p_malignant, p_melanoma, p_skin_cancer, "
-              "diagnoses, label, error, ood_score", "```", ""]
+              "clf.assess([\"lesion.jpg\"])  # rows: status, verdict, p_malignant, p_melanoma, p_skin_cancer, "
+              "diagnoses, label, error, ood_score", "clf.predict_proba([\"lesion.jpg\"])  # (n, len(clf.classes_))",
+              "```", ""]
     if timm_snippet:
         lines += ["With timm alone (this folder's `config.json` carries timm's `architecture` and `pretrained_cfg`):",
                   "", "```python", "import timm, torch", "",
