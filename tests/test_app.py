@@ -185,3 +185,14 @@ def test_the_answer_names_what_its_number_means():
     text = verdict_text(one_logit, 0.25)
     assert text.startswith("## Looks benign") and "p(melanoma)" in text
     assert label_probabilities(one_logit) == {"melanoma": 0.1, "not melanoma": 0.9}  # not "malignant": BCC untrained
+
+
+def test_a_refusal_says_what_to_try():
+    from melanoma.app import refusal_text
+    from melanoma.inputs import row
+
+    text = refusal_text(row("x.jpg", "out_of_distribution", "cannot assess: does not look like a dermoscopic lesion "
+                                                            "image"))
+    assert text.startswith("## Cannot assess\nDoes not look like") and "zoom in or crop" in text and "grid" in text
+    blank = refusal_text(row("x.jpg", "out_of_distribution", "cannot assess: blank or single-colour image"))
+    assert "zoom" not in blank and "single skin lesion" in blank

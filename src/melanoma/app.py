@@ -64,6 +64,20 @@ def verdict_text(row: dict, threshold: float) -> str:
             "dermatologist. This model knows melanoma and benign lesions only.")
 
 
+# What makes the gate refuse real lesions (benchmarks/stress.py): a lesion small in a wide frame, a ruler or grid in
+# the picture, blur. The advice names them, since the gate cannot yet say which one it saw.
+REFUSAL_ADVICE = ("If it is a dermoscopic picture of one lesion, try again with the lesion filling most of the "
+                  "frame (zoom in or crop), without a ruler or measurement grid in the picture, and in focus.")
+
+
+def refusal_text(row: dict) -> str:
+    """Why an image was not assessed, and what to try."""
+    reason = row["error"].removeprefix("cannot assess: ").capitalize()
+    if "blank" in row["error"]:
+        return f"## Cannot assess\n{reason}. Please upload a dermoscopic image of a single skin lesion."
+    return f"## Cannot assess\n{reason}. {REFUSAL_ADVICE}"
+
+
 def label_probabilities(row: dict) -> dict[str, float]:
     """What the probability bars show: the differential of a seven-class model, melanoma or not for a one-logit one
     (whose number is p(melanoma), not p(any skin cancer))."""
@@ -131,8 +145,7 @@ def build_app(model_dir: str | Path | None = None):
         if row["status"] == "error":
             raise gr.Error(f"Cannot read this file: {row['error']}")
         if row["status"] == "out_of_distribution":
-            return (f"## Cannot assess\n{row['error'].removeprefix('cannot assess: ').capitalize()}. "
-                    "Please upload a dermoscopic image of a single skin lesion.", None, None)
+            return refusal_text(row), None, None
         return verdict_text(row, predictor.threshold), label_probabilities(row), png_file(heatmap)
 
     def assess_batch(files: list | None):
