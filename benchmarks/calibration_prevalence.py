@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.audit import cached_audit
+from melanoma.bench import data_root
 from melanoma.calibrate import expected_calibration_error, log_odds, sigmoid
 from melanoma.config import DEFAULT_MODEL_DIR, load_config
 from melanoma.evaluate import read_predictions
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "melanoma_cancer_dataset"
+DATA = data_root() / "melanoma_cancer_dataset"
 
 
 def main() -> None:

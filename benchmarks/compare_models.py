@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.audit import cached_audit
+from melanoma.bench import data_root
 from melanoma.config import DEFAULT_MODEL_DIR, sha256_file
 from melanoma.datasets import discover
 from melanoma.engines import load_predictor
 from melanoma.evaluate import paired_difference
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = data_root()
 
 
 def scores(predictor, samples) -> tuple[np.ndarray, np.ndarray]:

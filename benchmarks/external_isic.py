@@ -18,12 +18,13 @@ import json
 from pathlib import Path
 
 from melanoma.audit import audit
+from melanoma.bench import data_root
 from melanoma.datasets import discover
 from melanoma.engines import load_predictor
 from melanoma.evaluate import metrics_with_ci
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = data_root()
 
 
 def main() -> None:

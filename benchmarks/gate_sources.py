@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from melanoma.bench import data_root
 from melanoma.bench.nonlesion import nonlesion_images
 from melanoma.card import public_name
 from melanoma.datasets import discover, read_split
@@ -33,7 +34,7 @@ from melanoma.ood import FIELD_SHARE, GATE_VIEWS, OODDetector, gate_threshold, g
 
 REPO = Path(__file__).resolve().parents[1]
 
-EXTERNAL = REPO.parent / "shared" / "data" / "isic2018_test"
+EXTERNAL = data_root() / "isic2018_test"
 
 
 def features(predictor, samples) -> tuple[np.ndarray, np.ndarray]:

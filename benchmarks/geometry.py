@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from melanoma.bench import data_root
 from melanoma.datasets import discover, read_split
 from melanoma.engines import load_predictor
 from melanoma.evaluate import metrics_with_ci
 from melanoma.imaging import InMemory, open_rgb
 
 REPO = Path(__file__).resolve().parents[1]
-EXTERNAL = REPO.parent / "shared" / "data" / "isic2018_test"
+EXTERNAL = data_root() / "isic2018_test"
 
 
 def squash(img: Image.Image) -> Image.Image:

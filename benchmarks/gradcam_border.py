@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from melanoma.bench import data_root
 from melanoma.datasets import discover, read_split, select_split
 from melanoma.engines.base import preprocess
 from melanoma.engines.onnx_engine import OnnxPredictor
 from melanoma.imaging import open_rgb
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "melanoma_cancer_dataset"
+DATA = data_root() / "melanoma_cancer_dataset"
 
 
 def border_share(model_dir: Path, samples: list, batch: int = 32) -> dict:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from melanoma.bench import data_root
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -114,7 +116,7 @@ def cold_start(model_dir: Path | None, image: Path) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=None)
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared/data/melanoma_cancer_dataset/test")
+    ap.add_argument("--data", type=Path, default=data_root() / "melanoma_cancer_dataset" / "test")
     ap.add_argument("--out", type=Path, default=REPO / "runs/speed")
     args = ap.parse_args()
     image = next(iter(sorted((REPO / "samples").rglob("*.jpg"))))

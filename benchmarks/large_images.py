@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from melanoma.bench import data_root
 from melanoma.datasets import discover
 from melanoma.engines import load_predictor
 from melanoma.engines.base import preprocess
@@ -48,7 +49,7 @@ def compare(p: np.ndarray, ref: np.ndarray, threshold: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=None)
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "isic2017")
+    ap.add_argument("--data", type=Path, default=data_root() / "isic2017")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "large-images")
     args = ap.parse_args()
     predictor = load_predictor(args.model, "onnx")

@@ -27,12 +27,13 @@ from compare_models import scores  # benchmarks/ is the script's own folder
 from scipy.stats import binomtest
 
 from melanoma import Classifier
+from melanoma.bench import data_root
 from melanoma.config import atomic_write_text
 from melanoma.datasets import read_split
 from melanoma.engines import load_predictor
 
 REPO = Path(__file__).resolve().parents[1]
-HAM = REPO.parent / "shared" / "data" / "ham10000"
+HAM = data_root() / "ham10000"
 ISIC2018_OTHER_SHARE = (93 + 43) / 1341  # BCC + AK among the ISIC 2018 Task 3 test's non-melanomas (published)
 
 

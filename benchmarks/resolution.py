@@ -21,13 +21,14 @@ import numpy as np
 from compare_models import scores  # benchmarks/ is the script's own folder
 from PIL import Image
 
+from melanoma.bench import data_root
 from melanoma.datasets import discover
 from melanoma.engines import load_predictor
 from melanoma.evaluate import paired_difference
 from melanoma.imaging import InMemory, open_rgb
 
 REPO = Path(__file__).resolve().parents[1]
-EXTERNAL = REPO.parent / "shared" / "data" / "isic2018_test"
+EXTERNAL = data_root() / "isic2018_test"
 
 
 def through(size: tuple[int, int]):

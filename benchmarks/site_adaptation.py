@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.adapt import adapt_model_folder
+from melanoma.bench import data_root
 from melanoma.config import resolve_model_dir
 from melanoma.datasets import discover
 from melanoma.engines import load_predictor
 from melanoma.evaluate import metrics_with_ci, paired_difference
 
 REPO = Path(__file__).resolve().parents[1]
-EXTERNAL = REPO.parent / "shared" / "data" / "isic2018_test"
+EXTERNAL = data_root() / "isic2018_test"
 
 
 def score(model_dir: Path, samples: list) -> tuple[dict, list[float], float]:

@@ -23,6 +23,7 @@ import numpy as np
 from compare_models import scores  # benchmarks/ is the script's own folder
 from site_threshold import rates
 
+from melanoma.bench import data_root
 from melanoma.calibrate import log_odds, sigmoid
 from melanoma.config import resolve_model_dir, sha256_file
 from melanoma.datasets import discover, read_split
@@ -30,7 +31,7 @@ from melanoma.engines import load_predictor
 from melanoma.evaluate import metrics_with_ci, paired_difference
 
 REPO = Path(__file__).resolve().parents[1]
-EXTERNAL = REPO.parent / "shared" / "data" / "isic2018_test"
+EXTERNAL = data_root() / "isic2018_test"
 KEEP = ("n", "n_malignant", "recall", "recall_ci", "specificity", "specificity_ci")
 
 

@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.audit import cached_audit
+from melanoma.bench import data_root
 from melanoma.card import public_name
 from melanoma.datasets import discover, read_split
 from melanoma.engines import load_predictor
 from melanoma.evaluate import metrics_with_ci
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = data_root()
 
 
 def row(predictor, samples, n_boot: int = 1000) -> dict:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from melanoma.bench import data_root
 from melanoma.data import build_transform
 from melanoma.datasets import discover, load_image
 from melanoma.models import create_model, default_mean_std
@@ -64,7 +65,7 @@ def data_images_per_s(data: Path, recipe, n: int = 200) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--recipe", type=Path, default=REPO / "recipes" / "flagship.yaml")
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "melanoma_cancer_dataset")
+    ap.add_argument("--data", type=Path, default=data_root() / "melanoma_cancer_dataset")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "speed")
     args = ap.parse_args()
     recipe = load_recipe(args.recipe)
