@@ -53,3 +53,14 @@ def test_the_diagnoses_benchmark_runs_on_tiny_data(data_root: Path, tiny_model_d
     assert r["external"]["n_per_diagnosis"]["nv"] == 3 and r["kaggle_clean"]["n"] == 8
     assert r["nonlesion"]["n"] > 100
     assert r["paired"]["external_cancer_vs_benign"]["roc_auc"]["difference"] == 0
+
+
+def test_the_stress_benchmark_runs_on_tiny_data(data_root: Path, tiny_model_dir: Path, tmp_path: Path):
+    out = tmp_path / "stress.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "stress.py"), str(tiny_model_dir), "--families",
+                    "zoom_out,grid", "--out", str(out)], check=True, cwd=tmp_path,
+                   env={**os.environ, bench.DATA_ENV: str(data_root)}, capture_output=True)
+    r = json.loads(out.read_text())
+    assert r["n"] == 10 and set(r["families"]) == {"zoom_out", "grid"}
+    grid = r["families"]["grid"]
+    assert 0 <= grid["refused"] <= 1 and grid["melanoma_roc_auc"]["a"] == r["untransformed"]["melanoma_roc_auc"]
