@@ -261,15 +261,18 @@ def test_a_seven_class_model_answers_the_same_through_onnx_torch_the_api_and_the
 
     import numpy as np
     import onnxruntime as ort
+    from PIL import Image
     from typer.testing import CliRunner
 
     from melanoma import Classifier
     from melanoma.cli import app
     from melanoma.diagnoses import DIAGNOSES
+    from melanoma.engines.base import preprocess
 
     images = sorted((seven_class_run.parents[1] / "ham" / "images").glob("*.jpg"))[:4]
     graph = ort.InferenceSession(str(seven_class_run / "model.onnx"))
-    assert [o.name for o in graph.get_outputs()] == ["diagnosis_logits", "gate_features", "cam"]
+    assert [o.name for o in graph.get_outputs()] == ["diagnosis_logits", "diagnosis_probabilities", "gate_features",
+                                                     "cam"]
     by_engine = {}
     for engine in ("onnx", "torch"):
         clf = Classifier.from_pretrained(seven_class_run, engine=engine)
@@ -289,6 +292,9 @@ def test_a_seven_class_model_answers_the_same_through_onnx_torch_the_api_and_the
     assert list(clf.classes_) == list(DIAGNOSES) and proba.shape == (4, 7)
     assert proba.sum(1) == pytest.approx(np.ones(4), abs=1e-5)
     assert list(clf.predict(images)) == [DIAGNOSES[i] for i in proba.argmax(1)]
+    x = np.stack([preprocess(Image.open(p).convert("RGB"), clf.predictor.cfg) for p in images])
+    logits, in_graph = graph.run(["diagnosis_logits", "diagnosis_probabilities"], {"image": x})
+    assert in_graph == pytest.approx(clf.predictor.diagnosis_probs(logits), abs=1e-5)  # the bare graph's = the package's
     heat = Classifier.from_pretrained(seven_class_run).explain(images[:1])[0]
     assert heat[0]["status"] in ("ok", "out_of_distribution")
     result = CliRunner().invoke(app, ["predict", *map(str, images), "--model", str(seven_class_run), "--json"])

@@ -197,7 +197,8 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
              + f" and temperature {cfg.temperature:.4f}" + (" with a bias per diagnosis" if cfg.diagnoses else "")
              + ", all fitted on the validation images" + (f" (rule: {cal['threshold_rule']})" if cal else ""),
              "- Files: `model.safetensors` (PyTorch/timm), `model.onnx` (ONNX Runtime; outputs "
-             + ("`diagnosis_logits`" if cfg.diagnoses else "`logit`") + ", the "
+             + ("`diagnosis_logits` and the calibrated `diagnosis_probabilities`" if cfg.diagnoses else "`logit`")
+             + ", the "
              "gate's `gate_features` and the Grad-CAM map `cam`), `config.json`, `ood.safetensors`, "
              "`SHA256SUMS` (checked at load)", ""]
     lines += ["## Training data", ""]

@@ -50,6 +50,24 @@ class LogitOnly(torch.nn.Module):
         return self.net(x).squeeze(1)
 
 
+class WithProbabilities(torch.nn.Module):
+    """A seven-class graph's outputs with the calibrated probabilities inserted second:
+    ``diagnosis_probabilities = softmax(diagnosis_logits / temperature + class_bias)``, so a user of the bare ONNX
+    file gets what the package reports (the package itself recomputes them from the logits and config.json, where
+    ``--prevalence`` can move them; ``melanoma calibrate`` re-exports the graph after a refit)."""
+
+    def __init__(self, inner: torch.nn.Module, temperature: float, bias):
+        super().__init__()
+        self.inner = inner
+        self.temperature = float(temperature)
+        self.register_buffer("bias", torch.as_tensor(bias, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor):
+        out = self.inner(x)
+        logits, rest = (out[0], out[1:]) if isinstance(out, tuple) else (out, ())
+        return (logits, (logits / self.temperature + self.bias).softmax(-1), *rest)
+
+
 def static_same_padding(model: torch.nn.Module, img_size: int) -> torch.nn.Module:
     """Replace the model's ``Conv2dSame`` layers (the stride-2 convs of tf_ EfficientNets) by the same
     zero padding with constant sizes for ``img_size`` input; same outputs at that size.
@@ -91,7 +109,7 @@ def static_same_padding(model: torch.nn.Module, img_size: int) -> torch.nn.Modul
 def export_onnx(model_dir: str | Path | None, out: str | Path, opset: int = 17,
                 static_padding: bool = True) -> Path:
     """ONNX graph of the network: input ``image`` (N, 3, S, S) normalised; outputs ``logit`` (N,) (a seven-class
-    model: ``diagnosis_logits`` (N, 7), calibrated by config.json's temperature and class_bias) and,
+    model: ``diagnosis_logits`` (N, 7) and the calibrated ``diagnosis_probabilities`` (N, 7)) and,
     for EfficientNets, ``gate_features`` (N, D) and ``cam`` (N, S/32, S/32). Read by
     :class:`melanoma.engines.onnx_engine.OnnxPredictor`. ``static_padding=False`` keeps timm's run-time padding
     (slower; kept for benchmarks/inference_speed.py's side-by-side comparison)."""
@@ -102,8 +120,11 @@ def export_onnx(model_dir: str | Path | None, out: str | Path, opset: int = 17,
         model = static_same_padding(model.eval(), cfg.img_size)
     gated = len(getattr(model, "blocks", [])) > max(GATE_BLOCKS)
     wrapper = (WithGateFeatures if gated else LogitOnly)(model).eval()
-    first = "diagnosis_logits" if cfg.diagnoses else "logit"
-    names = [first, "gate_features", "cam"] if gated else [first]
+    names = ["logit"]
+    if cfg.diagnoses:
+        wrapper = WithProbabilities(wrapper, cfg.temperature, cfg.class_bias or (0.0,) * cfg.num_outputs).eval()
+        names = ["diagnosis_logits", "diagnosis_probabilities"]
+    names += ["gate_features", "cam"] if gated else []
     x = torch.zeros(1, 3, cfg.img_size, cfg.img_size)
     buf = io.BytesIO()
     # The TorchScript exporter: the torch.export-based one needs onnxscript, which is not a dependency.

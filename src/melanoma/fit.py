@@ -23,6 +23,7 @@ from .calibrate import (
 )
 from .config import CHECKSUMS, ModelConfig, atomic_write_bytes, write_checksums
 from .diagnoses import allowed_matrix, calibrated, fit_calibration, p_cancer, softmax
+from .engines import ONNX_FILE
 from .engines.torch_engine import TorchPredictor
 from .ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, OODDetector, gate_threshold, gate_views
 from .sources import balanced_by_source
@@ -115,6 +116,10 @@ def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | N
     cfg.training["calibration"] = result
     cfg.save(cfg_path)
     write_checksums(cfg_path.parent)
+    if cfg.diagnoses and (cfg_path.parent / ONNX_FILE).is_file():  # its graph carries the calibrated probabilities
+        from .export import export_onnx
+
+        export_onnx(cfg_path.parent, cfg_path.parent / ONNX_FILE)
     return result
 
 
