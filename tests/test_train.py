@@ -294,7 +294,7 @@ def test_a_seven_class_model_answers_the_same_through_onnx_torch_the_api_and_the
     assert list(clf.predict(images)) == [DIAGNOSES[i] for i in proba.argmax(1)]
     x = np.stack([preprocess(Image.open(p).convert("RGB"), clf.predictor.cfg) for p in images])
     logits, in_graph = graph.run(["diagnosis_logits", "diagnosis_probabilities"], {"image": x})
-    assert in_graph == pytest.approx(clf.predictor.diagnosis_probs(logits), abs=1e-5)  # the bare graph's = the package's
+    assert in_graph == pytest.approx(clf.predictor.diagnosis_probs(logits), abs=1e-5)  # bare graph = package
     heat = Classifier.from_pretrained(seven_class_run).explain(images[:1])[0]
     assert heat[0]["status"] in ("ok", "out_of_distribution")
     result = CliRunner().invoke(app, ["predict", *map(str, images), "--model", str(seven_class_run), "--json"])
