@@ -16,6 +16,7 @@ def test_the_bundled_folder_verifies_and_its_recipe_reproduces_the_run(tmp_path:
     from melanoma.cli import app
     from melanoma.config import sha256_file
     from melanoma.engines import load_predictor
+    from melanoma.imaging import Sample
     from melanoma.recipe import load_recipe
 
     monkeypatch.syspath_prepend(str(REPO / "tools"))
@@ -39,7 +40,11 @@ def test_the_bundled_folder_verifies_and_its_recipe_reproduces_the_run(tmp_path:
     table.write_text(json.dumps({"model_sha256": sha256_file(model / "model.safetensors"), "sets": {}}))
     bundle_model.main()
     assert {"model.onnx", "README.md", "SHA256SUMS", "recipe.yaml"} <= {p.name for p in dest.iterdir()}
-    assert load_predictor(dest, "onnx").threshold is not None  # loads, checksums verified
+    images = [Sample(path, 0) for path in sorted(kaggle_like.rglob("*.jpg"))[:4]]
+    onnx, source = load_predictor(dest, "onnx"), load_predictor(model, "torch")  # loads, checksums verified
+    assert onnx.threshold == source.threshold
+    assert onnx.predict_logits(images) == pytest.approx(source.predict_logits(images), abs=1e-4)  # the same network
     bundled = load_recipe(dest / "recipe.yaml")
     assert bundled.seed == 7 and bundled.fast_dev_run and bundled.img_size == 40  # the run's, not the file's
-    assert "seed" in (dest / "recipe.yaml").read_text().splitlines()[2]  # the header says what the options changed
+    header = [line for line in (dest / "recipe.yaml").read_text().splitlines() if line.startswith("#")]
+    assert any("command line's" in line and "seed" in line for line in header)  # says what the options changed
