@@ -332,3 +332,24 @@ def test_a_seven_class_model_exports_to_the_hub_with_its_diagnoses(seven_class_r
     card = (out / "README.md").read_text()
     assert "seven diagnoses" in card and "p(skin cancer)" in card and "diagnosis_logits" in card
     assert "license: cc-by-nc-4.0" in card
+
+
+def test_training_is_three_stages_a_plan_a_fit_and_a_finish_that_can_be_rerun(tmp_path: Path):
+    import numpy as np
+
+    from melanoma.datasets import read_split
+    from melanoma.train import finish, prepare
+
+    kaggle = write_class_folders(tmp_path / "kaggle", 8)
+    ham = write_ham_like(tmp_path / "ham", np.random.default_rng(2), [(d, 1) for d in ("mel", "nv", "bkl", "bcc")] * 3)
+    cfg = tiny_config(extra_train=[str(ham)], task="diagnosis", other_dx="malignant", source_logit_adjustment=True)
+    plan = prepare(kaggle, cfg, tmp_path / "plan")  # inspectable before any training: what each image will teach
+    saved = read_split(tmp_path / "plan" / "split.csv")
+    assert [s.path for s in plan.train] == [s.path for s in saved["train"]] and len(plan.val) == len(saved["val"])
+    assert plan.allowed.shape == (len(plan.train), 7) and len(plan.offsets) == len(plan.train)
+    assert set(plan.priors) == {"kaggle", "ham"} and plan.diagnoses["partial"] > 0
+    model_dir = train(kaggle, tmp_path / "run", cfg)
+    before = json.loads((model_dir / "config.json").read_text())
+    finish(model_dir, cfg, prepare(kaggle, cfg, tmp_path / "again"))  # the same plan again: the same decisions
+    after = json.loads((model_dir / "config.json").read_text())
+    assert after["threshold"] == pytest.approx(before["threshold"]) and after["class_bias"] == before["class_bias"]

@@ -1,15 +1,17 @@
-"""``train()``: data, split, module and trainer wired together, ending in a model folder (weights, ONNX, threshold,
-gate, card). The recipe is :mod:`melanoma.recipe`; the training step is :mod:`melanoma.module`."""
+"""``train()`` in three stages: :func:`prepare` (the data plan: sources, split, weights, priors), :func:`fit`
+(Lightning) and :func:`finish` (threshold, temperature, gate, ONNX, on any model folder), ending in a model folder.
+The recipe is :mod:`melanoma.recipe`; the training step is :mod:`melanoma.module`."""
 
 from __future__ import annotations
 
 import random
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 
 from .calibrate import pooled_sources
@@ -99,40 +101,34 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPU cores" + (f", {len(gpus)} x {gpus[0]}" if gpus else "")
 
 
-def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False,
-          command: str | None = None) -> Path:
-    """Train on the dataset at ``data``; returns the model folder ``out/model``.
+@dataclass
+class DataPlan:
+    """What a run trains and validates on, decided before any training: a value to inspect (its file is
+    ``split.csv``). Everything per training image is in the order of ``train``."""
 
-    ``out`` also receives ``split.csv`` (the exact train/val lists), ``checkpoints/{best,last}.ckpt``
-    and ``logs/`` (per-epoch metrics as CSV). With ``resume`` the run continues from ``last.ckpt``.
-    """
-    from lightning.pytorch.callbacks import (
-        EarlyStopping,
-        EMAWeightAveraging,
-        LambdaCallback,
-        LearningRateMonitor,
-        ModelCheckpoint,
-    )
-    from lightning.pytorch.loggers import CSVLogger
+    train: list
+    val: list
+    gate_pool: list  # what the gate is fitted on: every source's training images, whatever is trained on
+    split_sha256: str
+    sources: dict | None = None  # per source: trained on, validated on, left out (several sources)
+    n_dropped_test_duplicates: int = 0
+    weights: list[float] | None = None  # sampling weights (recipe balance)
+    offsets: list | None = None  # logit adjustment: per image, its source's log-odds (or diagnosis log-priors)
+    priors: dict | None = None  # those per source, as config.json records them
+    allowed: np.ndarray | None = None  # seven classes: (n, 7) the diagnoses each image's labels allow
+    diagnoses: dict | None = None  # what the diagnoses (or the auxiliary head) learn from, as the card reports it
 
-    validate(cfg)
-    out = Path(out)
-    last_ckpt = out / "checkpoints" / "last.ckpt"
-    if resume and not last_ckpt.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {last_ckpt}")
-    if not resume and last_ckpt.is_file():
-        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    check_writable(out)
-    clock = {"start": time.perf_counter()}
 
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+def prepare(data: str | Path, cfg: TrainConfig, out: Path) -> DataPlan:
+    """Stage 1: the data plan. Sources, the split (by duplicate component; test images never), ``split.csv``,
+    sampling weights, priors and allowed diagnoses."""
     dropped: list = []
     sources = None
     if cfg.extra_train:  # several sources: one duplicate graph over all, one validation split per source
         from .sources import only_sources, split_sources
 
         split = split_sources([data, *cfg.extra_train], cfg.val_fraction, cfg.seed, cfg.other_dx)
-        gate_pool = split.train  # the gate is fitted on every source's images, whatever is trained on
+        gate_pool = split.train
         if cfg.train_sources:
             split = only_sources(split, cfg.train_sources)
         train_s, val_s, sources = split.train, split.val, split.summary
@@ -152,39 +148,62 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                                         audit.groups() if cfg.group_duplicates and audit else None)
         gate_pool = train_s
     pooled_sources([s.source for s in val_s], cfg.threshold_groups)  # a misspelt source fails now, not after the fit
-    split_hash = write_split(out / "split.csv", {"train": train_s, "val": val_s})
-    mean, std = default_mean_std(cfg.arch)
-    weights = source_class_weights(train_s) if cfg.balance == "source_class" else None
-    dm = LesionDataModule(train_s, val_s, cfg.img_size, mean, std, cfg.aug, cfg.batch_size, cfg.num_workers,
-                          cfg.color_constancy, seed=cfg.seed, weights=weights, downscale_to=cfg.downscale_to)
+    plan = DataPlan(train_s, val_s, gate_pool, write_split(out / "split.csv", {"train": train_s, "val": val_s}),
+                    sources, len(dropped), source_class_weights(train_s) if cfg.balance == "source_class" else None)
+    if cfg.task == "diagnosis":
+        plan.allowed = allowed_matrix(train_s, cfg.malignant_means)
+        plan.diagnoses = class_counts(train_s, plan.allowed)
+        if cfg.source_logit_adjustment:  # each source's diagnosis priors: the imbalance and the archive shortcut
+            plan.priors = source_log_priors(train_s, plan.allowed)
+    elif cfg.source_logit_adjustment:
+        plan.priors = source_log_odds(train_s)
+    if cfg.diagnosis_loss:
+        plan.diagnoses = {d: sum(s.dx == d for s in train_s) for d in DIAGNOSES}
+    if plan.priors is not None:
+        plan.offsets = [plan.priors[s.source] for s in train_s]
+    return plan
+
+
+def build_module(cfg: TrainConfig, plan: DataPlan) -> LesionClassifier:
+    """The LightningModule for a recipe, with what the plan gives each training image (offsets, allowed diagnoses,
+    the auxiliary head's diagnosis)."""
     seven = cfg.task == "diagnosis"
     module = LesionClassifier(cfg.arch, cfg.pretrained, cfg.lr, cfg.weight_decay, cfg.optimizer,
                               cfg.warmup_epochs, cfg.freeze_blocks, cfg.diagnosis_loss, len(DIAGNOSES),
                               num_classes=len(DIAGNOSES) if seven else 1)
-    diagnoses = None
-    if cfg.diagnosis_loss:
-        module.train_dx = torch.tensor([DIAGNOSES.index(s.dx) if s.dx in DIAGNOSES else -1 for s in train_s])
-        diagnoses = {d: sum(s.dx == d for s in train_s) for d in DIAGNOSES}  # the card's record of what it learnt
-    log_odds = None
+    if plan.offsets is not None:  # logit adjustment: the source's prior enters the loss, not the net
+        module.train_offsets = torch.tensor(plan.offsets, dtype=torch.float32)
     if seven:
-        allow = allowed_matrix(train_s, cfg.malignant_means)
-        module.train_allowed, module.is_cancer = torch.as_tensor(allow), torch.as_tensor(IS_CANCER)
-        diagnoses = class_counts(train_s, allow)
-        if cfg.source_logit_adjustment:  # each source's diagnosis priors: the imbalance and the archive shortcut
-            log_odds = source_log_priors(train_s, allow)
-            module.train_offsets = torch.tensor([log_odds[s.source] for s in train_s], dtype=torch.float32)
-    elif cfg.source_logit_adjustment:
-        log_odds = source_log_odds(train_s)
-        module.train_offsets = torch.tensor([log_odds[s.source] for s in train_s])
+        module.train_allowed, module.is_cancer = torch.as_tensor(plan.allowed), torch.as_tensor(IS_CANCER)
+    if cfg.diagnosis_loss:
+        module.train_dx = torch.tensor([DIAGNOSES.index(s.dx) if s.dx in DIAGNOSES else -1 for s in plan.train])
+    return module
 
+
+def fit(cfg: TrainConfig, plan: DataPlan, out: Path, resume: bool, clock: dict) -> tuple[LesionClassifier, dict]:
+    """Stage 2: Lightning. Returns the module holding its best weights, and what the run records of the fit."""
+    from lightning.pytorch.callbacks import (
+        EarlyStopping,
+        EMAWeightAveraging,
+        LambdaCallback,
+        LearningRateMonitor,
+        ModelCheckpoint,
+    )
+    from lightning.pytorch.loggers import CSVLogger
+
+    mean, std = default_mean_std(cfg.arch)
+    dm = LesionDataModule(plan.train, plan.val, cfg.img_size, mean, std, cfg.aug, cfg.batch_size, cfg.num_workers,
+                          cfg.color_constancy, seed=cfg.seed, weights=plan.weights, downscale_to=cfg.downscale_to)
+    module = build_module(cfg, plan)
     clock["probe"] = time.perf_counter()
     probe = None
     if cfg.linear_probe and not resume:  # a resumed run's head comes from its checkpoint
         # 4,096 images pin down a 1,280-weight logistic regression (its time: training.timings_s.linear_probe).
-        sub = random.Random(cfg.seed).sample(train_s, min(PROBE_IMAGES, len(train_s)))
+        sub = random.Random(cfg.seed).sample(plan.train, min(PROBE_IMAGES, len(plan.train)))
         probe = fit_linear_probe(module.net, make_loader(sub, dm.train_tf, cfg.batch_size,
                                                          num_workers=cfg.num_workers))
 
+    last_ckpt = out / "checkpoints" / "last.ckpt"
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_auc", mode="max",
                            enable_version_counter=False)
     # Lightning saves `last` only in epochs that improve `best`; a second, unmonitored callback
@@ -210,32 +229,69 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     if ckpt.best_model_path:  # empty under fast_dev_run, which saves no checkpoint
         state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
-    val_metrics = {k: round(float(v), 6) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
+    best_val = {k: round(float(v), 6) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
     if ckpt.best_model_score is not None:
-        val_metrics["val_auc"] = round(float(ckpt.best_model_score), 6)
+        best_val["val_auc"] = round(float(ckpt.best_model_score), 6)
+    record = {"epochs_run": trainer.current_epoch, "linear_probe": probe, "best_val": best_val,
+              "is_global_zero": trainer.is_global_zero,
+              "images_trained": len(plan.train) * (trainer.current_epoch - clock.get("first_epoch", 0))}
+    return module, record
+
+
+def finish(model_dir: Path, cfg: TrainConfig, plan: DataPlan, clock: dict | None = None) -> None:
+    """Stage 3, on a model folder holding the trained weights and config: threshold and temperature on the plan's
+    validation images, the "cannot assess" gate, the training log, the ONNX graph."""
+    clock = clock if clock is not None else {}
+    atomic_write_text(model_dir / "training_log.csv", collect_training_log(model_dir.parent))
+    calibrate_model_folder(model_dir, plan.val, cfg.target_sensitivity, cfg.batch_size, cfg.threshold_groups)
+    clock["calibrate_end"] = time.perf_counter()
+    if cfg.arch != "small_cnn":  # the "cannot assess" gate needs a timm model's pooled features
+        fit_samples = balanced_by_source(plan.gate_pool, GATE_FIT_IMAGES, cfg.seed)
+        gate = fit_ood_for_model(model_dir, fit_samples, plan.val, batch_size=cfg.batch_size, blocks=cfg.gate_blocks)
+        record_gate(model_dir, gate, plan.gate_pool)  # what the card says the gate reads and was fitted on
+    clock["gate_end"] = time.perf_counter()
+    # model.onnx makes predict, evaluate and the app take the fast torch-free path on this folder too.
+    export_onnx(model_dir, model_dir / ONNX_FILE)
+    clock["export_end"] = time.perf_counter()
+
+
+def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False,
+          command: str | None = None) -> Path:
+    """Train on the dataset at ``data``; returns the model folder ``out/model``: :func:`prepare` (the data plan),
+    :func:`fit` (Lightning), the weights and config saved, then :func:`finish` (calibration, gate, ONNX).
+
+    ``out`` also receives ``split.csv`` (the exact train/val lists), ``checkpoints/{best,last}.ckpt``
+    and ``logs/`` (per-epoch metrics as CSV). With ``resume`` the run continues from ``last.ckpt``.
+    """
+    validate(cfg)
+    out = Path(out)
+    last_ckpt = out / "checkpoints" / "last.ckpt"
+    if resume and not last_ckpt.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {last_ckpt}")
+    if not resume and last_ckpt.is_file():
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    check_writable(out)
+    clock = {"start": time.perf_counter()}
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    plan = prepare(data, cfg, out)
+    module, record = fit(cfg, plan, out, resume, clock)
+    if not record.pop("is_global_zero"):
+        return out / "model"
+    mean, std = default_mean_std(cfg.arch)
     model_cfg = ModelConfig(
         arch=cfg.arch, img_size=cfg.img_size, mean=mean, std=std, pretrained=provenance(cfg.pretrained),
-        color_constancy=cfg.color_constancy, downscale_to=cfg.downscale_to, diagnoses=DIAGNOSES if seven else None,
-        training={"recipe": {**asdict(cfg)}, "data": str(data), "n_train": len(train_s),
-                  "n_val": len(val_s), "n_dropped_test_duplicates": len(dropped),
-                  "sources": sources, "source_log_odds": log_odds, "train_diagnoses": diagnoses,
-                  "split_sha256": split_hash, "epochs_run": trainer.current_epoch, "linear_probe": probe,
-                  "command": command, "machine": _machine(),
-                  "best_val": val_metrics, "versions": _versions()})
-    if trainer.is_global_zero:
-        save_model_folder(module.net, model_cfg, out / "model")
-        atomic_write_text(out / "model" / "training_log.csv", collect_training_log(out))
-        calibrate_model_folder(out / "model", val_s, cfg.target_sensitivity, cfg.batch_size, cfg.threshold_groups)
-        clock["calibrate_end"] = time.perf_counter()
-        if hasattr(module.net, "forward_head"):  # the "cannot assess" gate needs pooled features
-            fit = balanced_by_source(gate_pool, GATE_FIT_IMAGES, cfg.seed)
-            gate = fit_ood_for_model(out / "model", fit, val_s, batch_size=cfg.batch_size, blocks=cfg.gate_blocks)
-            record_gate(out / "model", gate, gate_pool)  # what the card says the gate reads and was fitted on
-        clock["gate_end"] = time.perf_counter()
-        # model.onnx makes predict, evaluate and the app take the fast torch-free path on this folder too.
-        export_onnx(out / "model", out / "model" / ONNX_FILE)
-        clock["export_end"] = time.perf_counter()
-        _record_timings(out / "model", clock, len(train_s) * (trainer.current_epoch - clock.get("first_epoch", 0)))
+        color_constancy=cfg.color_constancy, downscale_to=cfg.downscale_to,
+        diagnoses=DIAGNOSES if cfg.task == "diagnosis" else None,
+        training={"recipe": {**asdict(cfg)}, "data": str(data), "n_train": len(plan.train),
+                  "n_val": len(plan.val), "n_dropped_test_duplicates": plan.n_dropped_test_duplicates,
+                  "sources": plan.sources, "source_log_odds": plan.priors, "train_diagnoses": plan.diagnoses,
+                  "split_sha256": plan.split_sha256, "epochs_run": record["epochs_run"],
+                  "linear_probe": record["linear_probe"], "command": command, "machine": _machine(),
+                  "best_val": record["best_val"], "versions": _versions()})
+    save_model_folder(module.net, model_cfg, out / "model")
+    finish(out / "model", cfg, plan, clock)
+    _record_timings(out / "model", clock, record["images_trained"])
     return out / "model"
 
 
