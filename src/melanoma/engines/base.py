@@ -249,10 +249,11 @@ def explanation_figure(img: Image.Image, heat: np.ndarray | None, row: dict, thr
     left.set_title("image", fontsize=9)
     if heat is not None:
         right.imshow(overlay(img, heat))
-        right.set_title("Grad-CAM of the malignancy score", fontsize=9)
+        right.set_title("Grad-CAM of the verdict's score", fontsize=9)
         bar = fig.colorbar(ScalarMappable(cmap="jet"), cax=fig.add_axes((0.91, 0.08, 0.02, 0.72)))
         bar.set_ticks([0, 1], labels=["low", "high"])
-        title = f"p(malignant) = {row['p_malignant']:.3f}: {row['label']} (threshold {threshold:.3f})"
+        name = "p(skin cancer)" if row["p_skin_cancer"] is not None else "p(melanoma)"
+        title = f"{name} = {row['p_malignant']:.3f}: {row['verdict']} (threshold {threshold:.3f})"
     else:
         right.text(0.5, 0.5, row.get("error") or row["status"], ha="center", va="center", wrap=True, fontsize=9)
         title = "cannot assess" if row["status"] == "out_of_distribution" else row["status"]
