@@ -85,17 +85,15 @@ class Classifier:
         """(n, len(classes_)) calibrated probabilities, a row of NaN where the image was not assessed (error or
         "cannot assess")."""
         classes = list(self.classes_)
-        out = np.full((0, len(classes)), np.nan)
-        rows = []
-        for r in self.assess(inputs):
-            row = np.full(len(classes), np.nan)
+        rows = self.assess(inputs)
+        out = np.full((len(rows), len(classes)), np.nan)
+        for row, r in zip(out, rows):
             if r["status"] == "ok" and r["diagnoses"]:
                 for d in r["diagnoses"]:
                     row[classes.index(d["dx"])] = d["p"]
             elif r["status"] == "ok":
                 row[:] = (1 - r["p_malignant"], r["p_malignant"])
-            rows.append(row)
-        return np.stack(rows) if rows else out
+        return out
 
     def assess(self, inputs: Any) -> list[dict]:
         """One row per image, as ``melanoma predict --json`` gives (:func:`melanoma.inputs.row`): ``path``,

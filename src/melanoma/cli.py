@@ -306,6 +306,7 @@ def _diagnosis_table(d: dict, title: str):
     from rich.table import Table
 
     from .diagnoses import NAMES
+    from .evaluate import DIAGNOSIS_SUMMARY
 
     def cell(key: str) -> str:
         ci = d.get(f"{key}_ci")
@@ -314,8 +315,7 @@ def _diagnosis_table(d: dict, title: str):
     table = Table(title=f"{title} by diagnosis: n={d['n']}, flagged at p >= {d['threshold']:.3f}")
     table.add_column("metric", justify="left")
     table.add_column("value (95% CI)", justify="right")
-    for key in ("balanced_accuracy", "balanced_accuracy_equal_priors", "melanoma_vs_rest_roc_auc",
-                "cancer_vs_benign_roc_auc", "cancer_sensitivity", "benign_specificity"):
+    for key in DIAGNOSIS_SUMMARY:
         if key in d:
             table.add_row(key, cell(key))
     per = Table(show_header=True)

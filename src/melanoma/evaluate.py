@@ -138,6 +138,12 @@ def _percentile_intervals(n: int, draw: Callable[[np.ndarray], dict[str, np.ndar
     return out
 
 
+def resample_weights(idx: np.ndarray) -> np.ndarray:
+    """(b, n) rows of resampled image indices -> (b, n) counts: how often each image was drawn in each resample."""
+    b, n = idx.shape
+    return np.bincount((idx + n * np.arange(b)[:, None]).ravel(), minlength=b * n).reshape(b, n).astype(float)
+
+
 def _resampled_metrics(y: np.ndarray, p: np.ndarray, threshold: float, idx: np.ndarray) -> dict[str, np.ndarray]:
     """full_metrics' scalars for each row of ``idx`` (a resample of the images), all rows at once: a resample is
     a count per image, so one sort of the scores and cumulative sums over the counts give every resample's ROC.
@@ -145,7 +151,7 @@ def _resampled_metrics(y: np.ndarray, p: np.ndarray, threshold: float, idx: np.n
     from .calibrate import ECE_BINS
 
     b, n = idx.shape
-    w = np.bincount((idx + n * np.arange(b)[:, None]).ravel(), minlength=b * n).reshape(b, n).astype(float)
+    w = resample_weights(idx)
     pos, neg = w * y, w * (1 - y)
     n_pos, n_neg = pos.sum(1), neg.sum(1)
     called = p >= threshold
@@ -214,6 +220,11 @@ def metrics_with_ci(labels, probs, threshold: float, n_boot: int = 1000, seed: i
     return out
 
 
+# diagnosis_metrics' one-number summaries, in the order the CLI, the report and the card show them
+DIAGNOSIS_SUMMARY = ("balanced_accuracy", "balanced_accuracy_equal_priors", "melanoma_vs_rest_roc_auc",
+                     "cancer_vs_benign_roc_auc", "cancer_sensitivity", "benign_specificity")
+
+
 def diagnosis_metrics(dx, p_verdict, threshold: float, p_melanoma, probs=None, probs_equal_priors=None,
                       n_boot: int = 1000, seed: int = 0) -> dict:
     """Metrics by diagnosis for images whose data name one (``dx``: one of diagnoses.DIAGNOSES each), each with a
@@ -244,8 +255,7 @@ def diagnosis_metrics(dx, p_verdict, threshold: float, p_melanoma, probs=None, p
         tops["balanced_accuracy_equal_priors"] = np.asarray(probs_equal_priors, float).argmax(1)
 
     def draw(idx: np.ndarray) -> dict[str, np.ndarray]:
-        b, n = idx.shape
-        w = np.bincount((idx + n * np.arange(b)[:, None]).ravel(), minlength=b * n).reshape(b, n).astype(float)
+        b, w = len(idx), resample_weights(idx)
 
         def share(mask_num, mask_den):
             den = w[:, mask_den].sum(1)
@@ -430,7 +440,7 @@ def evaluate(data: str | Path, out: str | Path, model_dir: str | Path | None = N
     seven = predictor.cfg.diagnoses
     if seven:  # p_malignant is p(skin cancer); the seven probabilities beside it
         z7 = np.array([z for _, _, z in ok]).reshape(-1, len(seven))
-        probs7, equal7 = predictor.diagnosis_probs(z7), softmax(z7 / temperature)
+        probs7, equal7 = predictor.diagnosis_probs(z7), predictor.diagnosis_probs(z7, equal_priors=True)
         raw = p_cancer(softmax(z7)).tolist()  # before calibration
         p_mel = probs7[:, seven.index("mel")]
     else:

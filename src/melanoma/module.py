@@ -125,7 +125,8 @@ class LesionClassifier(L.LightningModule):
 
 def set_nll(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of -log p(the image's allowed diagnoses) under softmax(logits): cross-entropy where one
-    diagnosis is named, the likelihood of the set where the label is partial (benign, or malignant)."""
+    diagnosis is named, the likelihood of the set where the label is partial (benign, or malignant). The torch twin of
+    :func:`melanoma.diagnoses.partial_nll`, which calibration uses without torch."""
     return (logits.logsumexp(1) - logits.masked_fill(~allowed, float("-inf")).logsumexp(1)).mean()
 
 

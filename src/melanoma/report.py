@@ -125,15 +125,13 @@ def diagnosis_section(d: dict, title: str) -> str:
     """Metrics by diagnosis (:func:`melanoma.evaluate.diagnosis_metrics`): the summary, one row per diagnosis and,
     for a seven-class model, the confusion matrix as a picture."""
     from .diagnoses import NAMES
-    from .evaluate import diagnosis_confusion_png
+    from .evaluate import DIAGNOSIS_SUMMARY, diagnosis_confusion_png
 
     def cell(key: str) -> str:
         ci = d.get(f"{key}_ci")
         return f"{_fmt(d.get(key))}" + (f" <span class=ci>({ci[0]:.3f}-{ci[1]:.3f})</span>" if ci else "")
 
-    summary = "".join(f"<tr><td>{k}</td><td>{cell(k)}</td></tr>" for k in (
-        "balanced_accuracy", "balanced_accuracy_equal_priors", "melanoma_vs_rest_roc_auc", "cancer_vs_benign_roc_auc",
-        "cancer_sensitivity", "benign_specificity") if k in d)
+    summary = "".join(f"<tr><td>{k}</td><td>{cell(k)}</td></tr>" for k in DIAGNOSIS_SUMMARY if k in d)
     per = "".join(f"<tr><td>{html.escape(NAMES[dx])}</td><td>{n}</td><td>{cell(f'flagged_{dx}')}</td>"
                   f"<td>{cell(f'recall_{dx}') if f'recall_{dx}' in d else ''}</td>"
                   f"<td>{cell(f'roc_auc_{dx}') if f'roc_auc_{dx}' in d else ''}</td></tr>"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..diagnoses import CANCERS, softmax
+from ..diagnoses import CANCERS
 from ..imaging import InMemory, Sample
 
 DATA_ENV = "MELANOMA_DATA"
@@ -97,7 +97,7 @@ def score(predictor, samples: list) -> Scores:
     probs = equal = None
     if predictor.cfg.diagnoses:
         z = np.array(logits).reshape(len(kept), -1)
-        probs, equal = predictor.diagnosis_probs(z), softmax(z / predictor.cfg.temperature)
+        probs, equal = predictor.diagnosis_probs(z), predictor.diagnosis_probs(z, equal_priors=True)
         p_melanoma = probs[:, predictor.cfg.diagnoses.index("mel")]
     else:
         p_melanoma = p_verdict

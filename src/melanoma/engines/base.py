@@ -110,9 +110,12 @@ class BasePredictor:
             return p_cancer(self.diagnosis_probs(logits))
         return sigmoid(np.asarray(logits, dtype=np.float64) / self.cfg.temperature + self.prior_shift)
 
-    def diagnosis_probs(self, logits) -> np.ndarray:
+    def diagnosis_probs(self, logits, equal_priors: bool = False) -> np.ndarray:
         """A seven-class model's calibrated probabilities, (..., 7) from logits (..., 7); the prior shift moves the
-        cancers' share."""
+        cancers' share. ``equal_priors``: before the calibration's bias and any shift, every diagnosis at equal
+        priors (what the logit-adjusted network scores)."""
+        if equal_priors:
+            return calibrated(logits, self.cfg.temperature, np.zeros(len(self.cfg.diagnoses)))
         bias = self.cfg.class_bias or (0.0,) * len(self.cfg.diagnoses)
         return calibrated(logits, self.cfg.temperature, bias, self.prior_shift)
 
