@@ -1,5 +1,5 @@
 """Site-shift stress suite (issue 34): a model on real lesion images seen as other clinics see them
-(:mod:`melanoma.bench.stress`: zoom-out, grid, ruler, film, glare, bubbles, hair, round field, rotation, JPEG, blur,
+(:mod:`melanoma.views`: zoom-out, grid, ruler, film, glare, bubbles, hair, round field, rotation, JPEG, blur,
 large photos), each family paired with the untransformed images.
 
     python benchmarks/stress.py MODEL [--limit N] [--families zoom_out,grid] --out docs/results/stress_NAME.json
@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from melanoma import bench
-from melanoma.bench.stress import FAMILIES, transform
+from melanoma.views import FAMILIES, transform
 from melanoma.config import atomic_write_text
 from melanoma.engines import load_predictor
 from melanoma.imaging import Sample, open_rgb

@@ -231,7 +231,9 @@ def seven_class_run(tmp_path_factory) -> Path:
     ham = write_ham_like(root / "ham", np.random.default_rng(1),
                          [(d, 1) for d in ("mel", "nv", "bkl", "df", "vasc", "bcc", "akiec") * 3])
     cfg = tiny_config(arch="tf_efficientnet_lite0", extra_train=[str(ham)], task="diagnosis", other_dx="malignant",
-                      malignant_means="melanoma", source_logit_adjustment=True, gate_blocks=[4])
+                      malignant_means="melanoma", source_logit_adjustment=True, gate_blocks=[4],
+                      calibration_sources=["ham"], gate_views=["field", "zoom_out", "grid"],
+                      aug=AugConfig(rotation=10, site_views=0.5, site_families=["zoom_out", "blur"]))
     return train(kaggle, root / "run", cfg)
 
 
@@ -252,7 +254,11 @@ def test_a_seven_class_run_learns_every_sources_labels_and_calibrates_the_diagno
     assert set(priors) == {"kaggle", "ham"} and all(len(v) == 7 for v in priors.values())
     cal = cfg.training["calibration"]
     assert cal["class_bias"] == dict(zip(DIAGNOSES, cfg.class_bias)) and cal["threshold"] == cfg.threshold
-    assert "gate" in cfg.training
+    with open(seven_class_run.parent / "split.csv") as f:
+        validated = [r for r in csv.DictReader(f) if r["split"] == "val"]
+    assert cal["calibration_n"] == sum(r["source"] == "ham" for r in validated) < cal["val_n"]  # its sources only
+    views = cfg.training["gate"]["n_views"]
+    assert set(views) == {"field", "zoom_out", "grid"} and min(views.values()) > 0  # the gate saw the recipe's views
 
 
 def test_a_seven_class_model_answers_the_same_through_onnx_torch_the_api_and_the_cli(seven_class_run: Path,

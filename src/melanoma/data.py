@@ -16,6 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 from torchvision.transforms import v2
 
+from . import views
 from .imaging import COLOR_CONSTANCY, Sample, cap_shorter_side, load_any, shades_of_grey
 from .recipe import AugConfig
 
@@ -50,6 +51,27 @@ class RandomVignette(torch.nn.Module):
         return (img.float() * mask).round().to(img.dtype) if not img.is_floating_point() else img * mask
 
 
+class RandomSiteView(torch.nn.Module):
+    """With probability ``p``, one of ``families`` (:mod:`melanoma.views`: zoom-out, a grid beside the lesion, a
+    film scan, blur...) applied to the PIL image, as another clinic's pictures look; the label is kept. Drawn
+    from torch's random stream, so :class:`LesionDataset`'s seeding fixes it as it fixes every other step.
+    ``max_side``: the view is built at most this large (the model's input is smaller still)."""
+
+    def __init__(self, p: float, families: list[str], max_side: int):
+        super().__init__()
+        views.check_families(families)
+        if p > 0 and not families:
+            raise ValueError("aug.site_views > 0 needs aug.site_families (some of " + ", ".join(views.FAMILIES) + ")")
+        self.p, self.families, self.max_side = p, list(families), max_side
+
+    def forward(self, img: Image.Image) -> Image.Image:
+        if self.p <= 0 or torch.rand(()) >= self.p:
+            return img
+        family = self.families[int(torch.randint(len(self.families), ()))]
+        rng = np.random.default_rng(int(torch.randint(2**62, ())))
+        return views.view(img, family, rng, self.max_side)
+
+
 def color_constancy_step(method: str | None):
     """The PIL -> PIL colour-constancy step named in a model's config (``None``: no step)."""
     if method not in COLOR_CONSTANCY:
@@ -67,10 +89,14 @@ def build_transform(img_size: int, mean, std, aug: AugConfig | None = None,
     The whole image is resized to a square (no crop), so a lesion near the edge is never cut off.
     The resize runs in PIL (bilinear, antialiased) and colour constancy on its result, so the
     torch-free path (:mod:`melanoma.onnx_predict`) reproduces these pixels exactly. With ``aug`` the
-    random training augmentation is applied after that. ``downscale_to``: first shrink the image until its
+    random training augmentation is applied after that (a site view, ``aug.site_views``, before the resize).
+    ``downscale_to``: first shrink the image until its
     shorter side is at most that many pixels (:func:`melanoma.imaging.cap_shorter_side`).
     """
-    steps: list = [] if downscale_to is None else [v2.Lambda(partial(cap_shorter_side, px=downscale_to), Image.Image)]
+    cap = [] if downscale_to is None else [v2.Lambda(partial(cap_shorter_side, px=downscale_to), Image.Image)]
+    steps: list = list(cap)
+    if aug is not None and aug.site_views > 0:  # on the capped picture (cheaper), capped again: a zoom-out frame is larger
+        steps += [RandomSiteView(aug.site_views, aug.site_families, max_side=2 * img_size), *cap]
     steps += [v2.Resize((img_size, img_size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True)]
     cc = color_constancy_step(color_constancy)
     if cc is not None:

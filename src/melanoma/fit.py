@@ -74,8 +74,14 @@ def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | N
     rule_src = pooled_sources(src, threshold_groups)
     bias = None
     if predictor.cfg.diagnoses:  # seven classes: temperature and bias on the diagnoses, threshold on p(skin cancer)
-        means = (predictor.cfg.training.get("recipe") or {}).get("malignant_means", "cancer")
-        temperature, bias = fit_calibration(z, allowed_matrix([s for _, s in kept], means))
+        recipe = predictor.cfg.training.get("recipe") or {}
+        # the recipe's calibration_sources (none: every source) fit temperature and bias; the threshold uses all
+        fit_on = np.isin(src, recipe["calibration_sources"]) if recipe.get("calibration_sources") else src == src
+        if not fit_on.any():
+            raise ValueError(f"no validation images from calibration_sources {recipe['calibration_sources']} "
+                             f"(the validation images come from {sorted(set(src.tolist()))})")
+        allowed = allowed_matrix([s for _, s in kept], recipe.get("malignant_means", "cancer"))
+        temperature, bias = fit_calibration(z[fit_on], allowed[fit_on])
         uncalibrated, probs = p_cancer(softmax(z)), p_cancer(calibrated(z, temperature, bias))
     else:
         temperature = fit_temperature(z, y)
@@ -113,6 +119,7 @@ def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | N
     if bias is not None:
         cfg.class_bias = tuple(bias)
         result["class_bias"] = dict(zip(cfg.diagnoses, bias))
+        result["calibration_n"] = int(fit_on.sum())
     cfg.training["calibration"] = result
     cfg.save(cfg_path)
     write_checksums(cfg_path.parent)
@@ -159,8 +166,9 @@ def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int = 42
     threshold on ``val_samples``, as ``train`` does, and record it in config.json's ``training.gate``."""
     model_dir = Path(model_dir)
     train_samples = list(train_samples)
+    recipe = ModelConfig.load(model_dir / "config.json").training.get("recipe") or {}
     result = fit_ood_for_model(model_dir, balanced_by_source(train_samples, GATE_FIT_IMAGES, seed),
-                               list(val_samples), blocks=blocks)
+                               list(val_samples), blocks=blocks, views=tuple(recipe.get("gate_views", GATE_VIEWS)))
     return record_gate(model_dir, result, train_samples)
 
 

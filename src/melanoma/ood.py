@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .views import FAMILIES as SITE_FAMILIES
+from .views import view as site_view
+
 OOD_FILE = "ood.safetensors"
 GATE_BLOCKS = (3, 4, 5, 6)  # EfficientNet stages whose pooled outputs the engines give the gate, concatenated
 FLAT_STD = 0.02  # grey-level std (0-1) under which an image is called blank / single-colour
@@ -149,7 +152,16 @@ def close_up(image, rng: np.random.Generator):
     return image.crop((int(x0), int(y0), int(x0) + cw, int(y0) + ch))
 
 
-VIEWS = {"field": dermatoscope_field, "shading": lens_shading, "close_up": close_up}
+def _site_view(family: str):
+    def apply(image, rng: np.random.Generator):
+        return site_view(image, family, rng, max_side=FIELD_MAX_SIDE)
+    return apply
+
+
+# the gate's views: a dermatoscope field (the default; the gates fitted so far drew it, so it keeps its name and random
+# stream rather than melanoma.views' round field), and any other site view (melanoma.views: zoom-out, grid...)
+VIEWS = {**{family: _site_view(family) for family in SITE_FAMILIES},
+         "field": dermatoscope_field, "shading": lens_shading, "close_up": close_up}
 
 
 def gate_views(samples, kinds: tuple[str, ...] = GATE_VIEWS, share: float = FIELD_SHARE, seed: int = 0) -> list:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from .ood import GATE_BLOCKS
+from .ood import GATE_BLOCKS, GATE_VIEWS, VIEWS
+from .views import FAMILIES
 
 
 @dataclass
@@ -30,6 +31,10 @@ class AugConfig:
     vignette_min_darkness: float = 1.0  # darkness of that frame drawn from [this, 1]; 1: always black
     jpeg: float = 0.0  # probability of a JPEG re-compression at a random quality in [jpeg_quality_min, 95]
     jpeg_quality_min: int = 50
+    # Probability of one site view (melanoma.views: zoom_out, grid, film, blur...), drawn from site_families, so a
+    # lesion photographed another way reads as the same lesion (issue 34); a family left out stays a held-out test.
+    site_views: float = 0.0
+    site_families: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -83,6 +88,10 @@ class TrainConfig:
     # validation melanomas then count with a like archive's, instead of setting the lowest threshold alone.
     threshold_groups: list[list[str]] = field(default_factory=list)
     gate_blocks: list[int] = field(default_factory=lambda: list(GATE_BLOCKS))  # what the gate reads: ood.stage_columns
+    gate_views: list[str] = field(default_factory=lambda: list(GATE_VIEWS))  # its fit images also seen so (ood.VIEWS)
+    # seven classes: the sources whose validation images fit the calibration's temperature and bias (all: empty), so
+    # the differential carries a clinical mix of diagnoses rather than an archive's
+    calibration_sources: list[str] = field(default_factory=list)
     group_duplicates: bool = True  # one source: keep each near-duplicate cluster on one side of train/val
     drop_test_duplicates: bool = False  # one source: leave out training images that have a copy in test
     num_workers: int = 2
@@ -113,6 +122,7 @@ _RULES = [
     ("target_sensitivity", lambda v: v is None or 0 < v <= 1, "in (0, 1], or null for Youden's J"),
     ("color_constancy", lambda v: v in (None, "shades_of_grey"), "shades_of_grey or null"),
     ("downscale_to", lambda v: v is None or v >= 32, "at least 32 (pixels), or null"),
+    ("gate_views", lambda v: set(v) <= set(VIEWS), f"some of {', '.join(VIEWS)}"),
     ("gate_blocks", lambda v: len(v) > 0 and set(v) <= set(GATE_BLOCKS), f"some of the stages {GATE_BLOCKS}"),
     ("pretrained", lambda v: v in ("imagenet", "none") or Path(v).is_dir(), "imagenet, none or a model folder"),
 ]
@@ -121,7 +131,8 @@ _AUG_RULES = [
     ("shear", lambda v: 0 <= v <= 45, "in [0, 45] degrees"),
     ("fill_mode", lambda v: v in ("constant", "reflect", "nearest"), "constant, reflect or nearest"),
     *[(k, lambda v: 0 <= v <= 1, "in [0, 1]") for k in ("brightness", "contrast", "saturation", "vignette",
-                                                          "vignette_min_darkness", "jpeg")],
+                                                          "vignette_min_darkness", "jpeg", "site_views")],
+    ("site_families", lambda v: set(v) <= set(FAMILIES), f"some of {', '.join(FAMILIES)}"),
     ("hue", lambda v: 0 <= v <= 0.5, "in [0, 0.5]"), ("jpeg_quality_min", lambda v: 1 <= v <= 95, "in [1, 95]"),
 ]
 
@@ -143,6 +154,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ValueError("source_logit_adjustment needs several sources (extra_train)")
     if cfg.threshold_groups and not cfg.extra_train:
         raise ValueError("threshold_groups needs several sources (extra_train)")
+    if cfg.aug.site_views > 0 and not cfg.aug.site_families:
+        raise ValueError("aug.site_views > 0 needs aug.site_families: which views to draw from")
+    if cfg.calibration_sources and cfg.task != "diagnosis":
+        raise ValueError("calibration_sources chooses where a seven-class model's bias is fitted: it needs task: "
+                         "diagnosis")
     if cfg.task == "diagnosis" and cfg.other_dx != "malignant":
         raise ValueError("task: diagnosis trains BCC and AK/IEC as themselves, so other_dx must be malignant "
                          f"(got {cfg.other_dx!r})")

@@ -1,9 +1,14 @@
-"""Site-shift stress transforms: what other clinics do to a dermoscopic picture, applied to real lesion images,
-deterministically (a family, an image's index and a seed fix every pixel). ``benchmarks/stress.py`` scores a model
-on each family paired with the untransformed images.
+"""Site-shift views: what other clinics do to a dermoscopic picture (zoom out, a grid or ruler beside the lesion,
+a film scan, glare, bubbles, hair, a round field, rotation, JPEG, blur, a large photo), each a function of a PIL
+image and a numpy random generator.
 
-Hand-written with PIL and numpy: torchvision's transforms need torch (this harness is torch-free, as the ONNX core
-it measures), and none of them draws a measurement grid, a ruler, hair or immersion-fluid bubbles.
+Three users: the stress suite (``benchmarks/stress.py``: :func:`transform`, deterministic, a family, an image's
+index and a seed fix every pixel), training augmentation (``AugConfig.site_views``: ``data.RandomSiteView``) and the
+gate's fit (``TrainConfig.gate_views``: :func:`melanoma.ood.gate_views`).
+
+Hand-written with PIL and numpy: torchvision's transforms need torch (the stress harness and the gate's views are
+torch-free, as the ONNX core they measure), and none of them draws a measurement grid, a ruler, hair or
+immersion-fluid bubbles.
 """
 
 from __future__ import annotations
@@ -38,9 +43,14 @@ def _skin_around(img: Image.Image, size: tuple[int, int], rng: np.random.Generat
     return Image.fromarray(skin.clip(0, 255).astype(np.uint8))
 
 
-def zoom_out(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """The picture shrunk to 15-35% of a wider frame's width, inside skin, its edges feathered into it."""
+def zoom_out(img: Image.Image, rng: np.random.Generator, max_side: int | None = None) -> Image.Image:
+    """The picture shrunk to 15-35% of a wider frame's width, inside skin, its edges feathered into it.
+    ``max_side``: the frame's longer side at most this (the picture shrunk first), for training and the gate's
+    fit, which resize to the model's input anyway; the stress suite keeps the full-size frame."""
     frac = rng.uniform(*ZOOM_OUT_FRACTION)
+    if max_side is not None and max(img.size) / frac > max_side:
+        scale = max_side * frac / max(img.size)
+        img = img.resize((max(8, round(img.size[0] * scale)), max(8, round(img.size[1] * scale))), Image.BILINEAR)
     w, h = img.size
     canvas = (int(round(w / frac)), int(round(h / frac)))
     out = _skin_around(img, canvas, rng)
@@ -179,8 +189,25 @@ def large(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return img.resize((round(img.size[0] * scale), round(img.size[1] * scale)), Image.BICUBIC)
 
 
+def check_families(families) -> None:
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown site view(s) {unknown} (known: {', '.join(FAMILIES)})")
+
+
+def view(img: Image.Image, family: str, rng: np.random.Generator, max_side: int | None = None) -> Image.Image:
+    """``img`` (RGB) seen as ``family`` does, drawn from ``rng``; with ``max_side``, no side of the result longer
+    than that (a zoom-out frame built small, a large photo not enlarged past it)."""
+    check_families([family])
+    img = img.convert("RGB")
+    if family == "zoom_out":
+        return zoom_out(img, rng, max_side)
+    out = globals()[family](img, rng)
+    if max_side is not None and max(out.size) > max_side:
+        out.thumbnail((max_side, max_side), Image.BILINEAR)
+    return out
+
+
 def transform(img: Image.Image, family: str, index: int, seed: int = 0) -> Image.Image:
-    """``img`` (RGB) seen as ``family`` does, fixed by (family, index, seed)."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown stress family {family!r} (known: {', '.join(FAMILIES)})")
-    return globals()[family](img.convert("RGB"), rng_for(family, index, seed))
+    """``img`` (RGB) seen as ``family`` does, fixed by (family, index, seed): the stress suite's view."""
+    return view(img, family, rng_for(family, index, seed) if family in FAMILIES else None)

@@ -1,10 +1,10 @@
-"""The site-shift stress transforms (melanoma.bench.stress): deterministic, and each does what it claims."""
+"""The site-shift stress transforms (melanoma.views): deterministic, and each does what it claims."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from melanoma.bench.stress import FAMILIES, LARGE_SIDE, ZOOM_OUT_FRACTION, transform
+from melanoma.views import FAMILIES, LARGE_SIDE, ZOOM_OUT_FRACTION, transform
 
 from conftest import SAMPLES
 
@@ -36,5 +36,5 @@ def test_large_photos_and_the_round_field(lesion: Image.Image):
     assert max(transform(lesion, "large", 0).size) == LARGE_SIDE
     field = np.asarray(transform(lesion, "field", 0), float)
     assert field[:3, :3].mean() < 15 and field[40:56, 40:56].mean() > 30  # dark corners, the lesion kept
-    with pytest.raises(ValueError, match="unknown stress family 'fog'"):
+    with pytest.raises(ValueError, match=r"unknown site view\(s\) \['fog'\]"):
         transform(lesion, "fog", 0)
