@@ -64,3 +64,16 @@ def test_the_stress_benchmark_runs_on_tiny_data(data_root: Path, tiny_model_dir:
     assert r["n"] == 10 and set(r["families"]) == {"zoom_out", "grid"}
     grid = r["families"]["grid"]
     assert 0 <= grid["refused"] <= 1 and grid["melanoma_roc_auc"]["a"] == r["untransformed"]["melanoma_roc_auc"]
+
+
+def test_a_ship_rule_passes_only_when_every_clause_holds(capsys):
+    from melanoma.bench.rules import Clause, change, refused_at_most, verdict
+
+    assert change({"a": 0.8, "b": 0.85, "difference": 0.05, "difference_ci": [0.01, 0.09]}) == \
+        "0.800 -> 0.850, +0.050 (+0.010 to +0.090)"
+    stress = {"families": {"grid": {"refused": 0.05}, "blur": {"refused": 0.2}}}
+    assert refused_at_most(stress, {"grid": 0.1}, "grid").ok
+    assert not refused_at_most(stress, {"grid": 0.1, "blur": 0.1}, "both").ok
+    assert verdict([Clause("a", "1", True)]) and not verdict([Clause("a", "1", True), Clause("b", "2", False)])
+    out = capsys.readouterr().out
+    assert "FAIL  b: 2" in out and out.count("ships") == 1 and "does not ship" in out

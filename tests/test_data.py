@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from melanoma.data import LesionDataset, build_transform, collate_skip_none
+from melanoma.data import LesionDataset, RandomSiteView, build_transform, collate_skip_none
 from melanoma.datasets import DatasetError, discover, make_train_val, select_split, write_split
 from melanoma.recipe import AugConfig
 
@@ -208,3 +208,20 @@ def test_jpeg_augmentation_recompresses_at_the_quality_asked():
     assert torch.equal(off, plain)
     with pytest.raises(ValueError, match="jpeg_quality_min"):
         build_transform(64, (0.5,) * 3, (0.5,) * 3, AugConfig(jpeg=0.5, jpeg_quality_min=0))
+
+
+def test_site_views_keep_the_size_and_are_fixed_by_the_seeded_stream():
+    img = lesion_image(1, np.random.default_rng(0), size=64)
+    always, never = RandomSiteView(1.0, ["zoom_out", "grid"], max_side=128), RandomSiteView(0.0, ["grid"], 128)
+    assert never(img) is img
+    torch.manual_seed(3)
+    a = always(img)
+    torch.manual_seed(3)
+    assert np.array_equal(np.asarray(a), np.asarray(always(img)))  # torch's stream decides family and pixels
+    assert max(a.size) <= 128 and not np.array_equal(np.asarray(a.resize(img.size)), np.asarray(img))
+    zoomed = [RandomSiteView(1.0, ["zoom_out"], max_side=128)(img) for _ in range(3)]
+    assert all(z.size[0] > img.size[0] for z in zoomed)  # a wider frame, built at most 128 px
+    tf = build_transform(32, (0.5,) * 3, (0.5,) * 3, AugConfig(site_views=1.0, site_families=["blur"]))
+    assert tf(img).shape == (3, 32, 32)
+    with pytest.raises(ValueError, match="fog"):
+        RandomSiteView(0.5, ["fog"], 128)

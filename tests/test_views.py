@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from melanoma.views import FAMILIES, LARGE_SIDE, ZOOM_OUT_FRACTION, transform
+from melanoma.views import FAMILIES, LARGE_SIDE, ZOOM_OUT_FRACTION, transform, view
 
 from conftest import SAMPLES
 
@@ -38,3 +38,13 @@ def test_large_photos_and_the_round_field(lesion: Image.Image):
     assert field[:3, :3].mean() < 15 and field[40:56, 40:56].mean() > 30  # dark corners, the lesion kept
     with pytest.raises(ValueError, match=r"unknown site view\(s\) \['fog'\]"):
         transform(lesion, "fog", 0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_view_built_for_training_stays_within_its_size(lesion: Image.Image, family: str):
+    out = view(lesion, family, np.random.default_rng(0), max_side=160)
+    assert max(out.size) <= 160 and out.mode == "RGB"
+    if family == "zoom_out":  # the full-size frame (96 px / 15-35%) scaled down whole: the picture shrunk first
+        full = view(lesion, family, np.random.default_rng(0))
+        assert max(full.size) > 160 and abs(max(out.size) - 160) <= 2 and out.size[0] / out.size[1] == pytest.approx(
+            full.size[0] / full.size[1], abs=0.05)

@@ -53,6 +53,8 @@ def zoom_out(img: Image.Image, rng: np.random.Generator, max_side: int | None = 
         img = img.resize((max(8, round(img.size[0] * scale)), max(8, round(img.size[1] * scale))), Image.BILINEAR)
     w, h = img.size
     canvas = (int(round(w / frac)), int(round(h / frac)))
+    if max_side is not None:  # rounding may add a pixel
+        canvas = (min(canvas[0], max(max_side, w)), min(canvas[1], max(max_side, h)))
     out = _skin_around(img, canvas, rng)
     x = int(rng.uniform(0.3, 0.7) * (canvas[0] - w))
     y = int(rng.uniform(0.3, 0.7) * (canvas[1] - h))
