@@ -17,10 +17,10 @@ import tempfile
 from pathlib import Path
 
 from melanoma import bench
-from melanoma.views import FAMILIES, transform
 from melanoma.config import atomic_write_text
 from melanoma.engines import load_predictor
 from melanoma.imaging import Sample, open_rgb
+from melanoma.views import FAMILIES, transform
 
 
 def stratified(samples: list, n: int | None) -> list:

@@ -95,7 +95,7 @@ def build_transform(img_size: int, mean, std, aug: AugConfig | None = None,
     """
     cap = [] if downscale_to is None else [v2.Lambda(partial(cap_shorter_side, px=downscale_to), Image.Image)]
     steps: list = list(cap)
-    if aug is not None and aug.site_views > 0:  # on the capped picture (cheaper), capped again: a zoom-out frame is larger
+    if aug is not None and aug.site_views > 0:  # on the capped picture (cheaper), capped again: a zoom-out is larger
         steps += [RandomSiteView(aug.site_views, aug.site_families, max_side=2 * img_size), *cap]
     steps += [v2.Resize((img_size, img_size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True)]
     cc = color_constancy_step(color_constancy)
