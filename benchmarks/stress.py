@@ -5,8 +5,9 @@ large photos), each family paired with the untransformed images.
     python benchmarks/stress.py MODEL [--limit N] [--families zoom_out,grid] --out docs/results/stress_NAME.json
 
 Set: the external ISIC 2018 test (``MELANOMA_DATA``). Per family: the share of real lesions refused as "cannot
-assess", the melanoma-vs-rest ROC-AUC of p(melanoma), and at the model's threshold the sensitivity and specificity
-of the verdict for cancers; each as a paired change from the untransformed images with a 95% bootstrap interval.
+assess" (and which sentence of :mod:`melanoma.framing` told them why), the melanoma-vs-rest ROC-AUC of p(melanoma),
+and at the model's threshold the sensitivity and specificity of the verdict for cancers; each as a paired change
+from the untransformed images with a 95% bootstrap interval.
 """
 
 from __future__ import annotations
@@ -16,22 +17,13 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from melanoma import bench
 from melanoma.config import atomic_write_text
 from melanoma.engines import load_predictor
 from melanoma.imaging import Sample, open_rgb
 from melanoma.views import FAMILIES, transform
-
-
-def stratified(samples: list, n: int | None) -> list:
-    """Every ``len/n``-th image of each diagnosis (all of them without ``n``): a fixed, proportionate subset."""
-    if not n or n >= len(samples):
-        return samples
-    step = len(samples) / n
-    by_dx: dict[str, list] = {}
-    for s in samples:
-        by_dx.setdefault(s.dx, []).append(s)
-    return sorted([s for group in by_dx.values() for s in group[::max(1, round(step))]], key=lambda s: str(s.path))
 
 
 def main() -> None:
@@ -42,7 +34,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     predictor = load_predictor(args.model, num_workers=2)
-    samples = stratified(bench.external_set(), args.limit)
+    samples = bench.stratified(bench.external_set(), args.limit)
     plain = bench.score(predictor, samples)
     result = {"model": str(args.model), "n": len(samples), "threshold": predictor.threshold,
               "ci": "95% percentile bootstrap of the paired change, 1000 resamples of images, seed 0",
@@ -59,8 +51,10 @@ def main() -> None:
         shifted.samples = plain.samples  # the same lesions: pair them by their original paths
         cancer = bench.paired(plain, shifted, "cancer")
         melanoma = bench.paired(plain, shifted, "melanoma", "p_melanoma")
+        said = [shifted.refusals[k] or "lesion image" for k in np.flatnonzero(shifted.refused)]
         result["families"][family] = r = {
             "refused": float(shifted.refused.mean()),
+            "refusals_said": {k: said.count(k) for k in dict.fromkeys(said)},  # framing.REASONS keys
             "refused_change": float(shifted.refused.mean() - plain.refused.mean()),
             "melanoma_roc_auc": melanoma["roc_auc"], "cancer_roc_auc": cancer["roc_auc"],
             "sensitivity": cancer["recall"], "specificity": cancer["specificity"]}

@@ -189,6 +189,7 @@ def test_the_answer_names_what_its_number_means():
 
 def test_a_refusal_says_what_to_try():
     from melanoma.app import refusal_text
+    from melanoma.framing import REASONS
     from melanoma.inputs import row
 
     text = refusal_text(row("x.jpg", "out_of_distribution", "cannot assess: does not look like a dermoscopic lesion "
@@ -196,3 +197,5 @@ def test_a_refusal_says_what_to_try():
     assert text.startswith("## Cannot assess\nDoes not look like") and "zoom in or crop" in text and "grid" in text
     blank = refusal_text(row("x.jpg", "out_of_distribution", "cannot assess: blank or single-colour image"))
     assert "zoom" not in blank and "single skin lesion" in blank
+    small = refusal_text(row("x.jpg", "out_of_distribution", f"cannot assess: {REASONS['small']}"))
+    assert small == "## Cannot assess\nThe lesion is too small in the picture: zoom in or crop to it."  # one sentence

@@ -64,6 +64,20 @@ def test_the_stress_benchmark_runs_on_tiny_data(data_root: Path, tiny_model_dir:
     assert r["n"] == 10 and set(r["families"]) == {"zoom_out", "grid"}
     grid = r["families"]["grid"]
     assert 0 <= grid["refused"] <= 1 and grid["melanoma_roc_auc"]["a"] == r["untransformed"]["melanoma_roc_auc"]
+    assert sum(grid["refusals_said"].values()) == round(grid["refused"] * r["n"])  # every refusal's sentence
+
+
+def test_the_framing_benchmark_fits_on_training_sources_and_checks_on_the_external_set(data_root: Path,
+                                                                                        tmp_path: Path):
+    out = tmp_path / "framing.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "framing.py"), "--fit-per-source", "6", "--limit",
+                    "10", "--out", str(out)], check=True, cwd=tmp_path,
+                   env={**os.environ, bench.DATA_ENV: str(data_root)}, capture_output=True)
+    r = json.loads(out.read_text())
+    assert r["fit"] == {"n": 6, "sources": [bench.KAGGLE], "false_rate": 0.02} and r["external_n"] == 10
+    assert set(r["limits"]) == {"small", "blur", "marks"} and r["limits"]["blur"] < r["limits"]["marks"]
+    for said in r["said"].values():
+        assert sum(said.values()) == pytest.approx(1)
 
 
 def test_a_ship_rule_passes_only_when_every_clause_holds(capsys):

@@ -146,3 +146,21 @@ def test_big_jpegs_decode_at_no_less_than_twice_the_model_input(tmp_path: Path):
     predictor = OnnxPredictor(use_ood=False)
     by_hand = preprocess(open_rgb(path, draft_size=2 * predictor.cfg.img_size), predictor.cfg)
     np.testing.assert_array_equal(predictor._load(Sample(path, 0)), by_hand)
+
+
+def test_a_refused_picture_says_why_in_words_the_user_can_act_on(tmp_path: Path):
+    from melanoma.framing import DEFAULT, REASONS
+    from melanoma.views import transform
+
+    picture = Image.open(sorted(SAMPLES.glob("benign/*.jpg"))[0]).convert("RGB")
+    transform(picture, "zoom_out", 0).save(tmp_path / "far.png")
+    transform(picture, "grid", 0).save(tmp_path / "grid.png")
+    picture.save(tmp_path / "plain.png")
+    predictor = OnnxPredictor(DEFAULT_MODEL_DIR)
+    predictor.ood.threshold = -np.inf  # every picture refused: only the sentence is under test
+    rows = predictor.predict_paths([tmp_path / "far.png", tmp_path / "grid.png", tmp_path / "plain.png"])
+    assert [r["status"] for r in rows] == ["out_of_distribution"] * 3
+    assert [r["error"] for r in rows] == [f"cannot assess: {REASONS['small']}", f"cannot assess: {REASONS['marks']}",
+                                          f"cannot assess: {DEFAULT}"]  # nothing to fix: the gate's own words
+    predictor.ood.threshold = np.inf
+    assert predictor.predict_paths([tmp_path / "far.png"])[0]["status"] == "ok"  # the gate decides, not the sentence

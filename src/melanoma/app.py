@@ -71,11 +71,14 @@ REFUSAL_ADVICE = ("If it is a dermoscopic picture of one lesion, try again with 
 
 
 def refusal_text(row: dict) -> str:
-    """Why an image was not assessed, and what to try."""
-    reason = row["error"].removeprefix("cannot assess: ").capitalize()
-    if "blank" in row["error"]:
-        return f"## Cannot assess\n{reason}. Please upload a dermoscopic image of a single skin lesion."
-    return f"## Cannot assess\n{reason}. {REFUSAL_ADVICE}"
+    """Why an image was not assessed, and what to try: the engine's sentence (framing.REASONS) where it has one."""
+    from .framing import DEFAULT
+
+    reason = row["error"].removeprefix("cannot assess: ")
+    said = reason[0].upper() + reason[1:]
+    if "blank" in reason:
+        return f"## Cannot assess\n{said}. Please upload a dermoscopic image of a single skin lesion."
+    return f"## Cannot assess\n{said}." + (f" {REFUSAL_ADVICE}" if reason == DEFAULT else "")
 
 
 def label_probabilities(row: dict) -> dict[str, float]:

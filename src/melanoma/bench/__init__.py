@@ -60,6 +60,17 @@ def nonlesion_set() -> list[InMemory]:
     return [InMemory(name, img) for name, img in nonlesion_images()]
 
 
+def stratified(samples: list, n: int | None) -> list:
+    """Every ``len/n``-th image of each diagnosis (all of them without ``n``): a fixed, proportionate subset."""
+    if not n or n >= len(samples):
+        return samples
+    step = len(samples) / n
+    by_dx: dict[str, list] = {}
+    for s in samples:
+        by_dx.setdefault(s.dx, []).append(s)
+    return sorted([s for group in by_dx.values() for s in group[::max(1, round(step))]], key=lambda s: str(s.path))
+
+
 @dataclass
 class Scores:
     """One model on one set's readable images, in order: what it would decide for each."""
@@ -71,6 +82,7 @@ class Scores:
     threshold: float
     probs: np.ndarray | None = None  # (n, 7), a seven-class model's calibrated probabilities
     probs_equal_priors: np.ndarray | None = None  # (n, 7), softmax(logits / T): before the calibration's bias
+    refusals: list | None = None  # a refused image's framing.REASONS key (None: the gate's own words)
 
     @property
     def labels(self) -> np.ndarray:
@@ -102,7 +114,8 @@ def score(predictor, samples: list) -> Scores:
     else:
         p_melanoma = p_verdict
     return Scores([s for s, _ in kept], p_verdict, p_melanoma,
-                  np.array([predictor.is_out_of_distribution(r) for _, r in kept]), predictor.threshold, probs, equal)
+                  np.array([predictor.is_out_of_distribution(r) for _, r in kept]), predictor.threshold, probs, equal,
+                  [r.get("refusal") for _, r in kept])
 
 
 def paired(a: Scores, b: Scores, target: str = "cancer", score_name: str = "p_verdict") -> dict:

@@ -2,7 +2,7 @@
 and Grad-CAM's rendering. Torch-free.
 
 An engine is a :class:`BasePredictor` subclass that sets ``cfg`` and ``ood`` and implements ``run`` (samples ->
-per sample ``{"logit", "ood_score", "flat", "features"}``, or None when unreadable), with an explainer, a
+per sample ``{"logit", "ood_score", "flat", "features", "refusal"}``, or None when unreadable), with an explainer, a
 :class:`BaseExplainer` subclass that implements ``explain`` (RGB image -> run result and heatmap):
 :mod:`melanoma.engines.onnx_engine` (ONNX Runtime) and :mod:`melanoma.engines.torch_engine` (PyTorch).
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .. import framing
 from ..calibrate import log_odds, sigmoid
 from ..config import ModelConfig, ModelError, atomic_write_bytes
 from ..diagnoses import IS_CANCER, calibrated, differential, p_cancer
@@ -54,6 +55,11 @@ def preprocess(img: Image.Image, cfg: ModelConfig) -> np.ndarray:
     return np.stack([table[c][rgb[..., c]] for c in range(3)])
 
 
+def input_rgb(x: np.ndarray, cfg: ModelConfig) -> np.ndarray:
+    """A model input (3, S, S), normalised, back to (S, S, 3) RGB on a 0-255 scale (as colour constancy left it)."""
+    return (np.moveaxis(x, 0, -1) * np.asarray(cfg.std, np.float32) + np.asarray(cfg.mean, np.float32)) * 255
+
+
 # What a label means to the person reading it: one threshold, two plain answers.
 VERDICTS = {"malignant": "see a dermatologist", "benign": "looks benign"}
 
@@ -75,7 +81,7 @@ def dihedral(x: np.ndarray) -> list[np.ndarray]:
 
 class BasePredictor:
     """Shared by both engines. A subclass sets ``cfg`` and ``ood`` and implements :meth:`run`:
-    samples (anything with a ``.path``) -> per sample ``{"logit", "ood_score", "flat", "features"}``
+    samples (anything with a ``.path``) -> per sample ``{"logit", "ood_score", "flat", "features", "refusal"}``
     or None when the image is unreadable."""
 
     cfg: ModelConfig
@@ -159,9 +165,9 @@ class BasePredictor:
         if r is None:
             row.update(status="error", error=unreadable_reason(path) if path.exists() else "no such file")
         elif self.is_out_of_distribution(r):
-            row.update(status="out_of_distribution", ood_score=r["ood_score"],
-                       error="cannot assess: blank or single-colour image" if r["flat"] else
-                       "cannot assess: does not look like a dermoscopic lesion image")
+            why = ("blank or single-colour image" if r["flat"] else
+                   framing.REASONS.get(r.get("refusal"), framing.DEFAULT))
+            row.update(status="out_of_distribution", ood_score=r["ood_score"], error=f"cannot assess: {why}")
         else:
             prob = float(self.proba_from_logits(r["logit"]))
             label = self.label(prob)
@@ -177,10 +183,14 @@ class BasePredictor:
         """:meth:`run` results for a batch ``x`` (N, 3, S, S) and its network outputs."""
         flat = is_flat(x, self.cfg.mean, self.cfg.std)
         scores = self.ood.score(feats) if self.ood is not None and feats is not None else [None] * len(x)
-        return [{"logit": np.array(logits[k], np.float64) if np.ndim(logits) == 2 else float(logits[k]),
-                 "flat": bool(flat[k]),
-                 "ood_score": None if scores[k] is None else float(scores[k]),
-                 "features": None if feats is None else feats[k]} for k in range(len(x))]
+        results = [{"logit": np.array(logits[k], np.float64) if np.ndim(logits) == 2 else float(logits[k]),
+                    "flat": bool(flat[k]),
+                    "ood_score": None if scores[k] is None else float(scores[k]),
+                    "features": None if feats is None else feats[k], "refusal": None} for k in range(len(x))]
+        for k, r in enumerate(results):  # a refused picture: why, in words a user can act on (framing.REASONS)
+            if not r["flat"] and self.is_out_of_distribution(r):
+                r["refusal"] = framing.reason(input_rgb(x[k], self.cfg))
+        return results
 
 
 IMAGE_WEIGHT = 0.55  # share of the photo in the overlay; the rest is the heatmap

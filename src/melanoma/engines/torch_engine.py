@@ -78,7 +78,7 @@ class TorchPredictor(BasePredictor):
         return stage_columns([self._stages[i].shape[1] for i in sorted(self._stages)], blocks)
 
     def run(self, samples: list[Sample], on_batch: Callable[[int], None] | None = None) -> list[dict | None]:
-        """Per sample, in order: ``{"logit", "ood_score", "flat", "features"}``; None if unreadable."""
+        """Per sample, in order: ``{"logit", "ood_score", "flat", "features", "refusal"}``; None if unreadable."""
         out: list[dict | None] = [None] * len(samples)
         loader = make_loader(samples, self.transform, self.batch_size, num_workers=self.num_workers,
                              draft_size=draft_size(self.cfg))
