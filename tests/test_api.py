@@ -76,3 +76,16 @@ def test_evaluate_from_python_reports_the_clean_test_as_the_command_does(tmp_pat
     shutil.copy(test_img, kaggle_like / "train" / "Malignant" / "copy.jpg")  # one test image leaks
     m = evaluate(kaggle_like, tmp_path / "eval", model=tiny_model_dir)
     assert m["n"] == 12 and m["clean"]["n_excluded"] == 1 and (tmp_path / "eval" / "audit.json").is_file()
+
+
+def test_train_from_python_takes_the_overrides_the_command_line_takes(tmp_path: Path, kaggle_like: Path):
+    from melanoma.api import train
+    from melanoma.config import ModelConfig
+
+    with pytest.raises(ValueError, match="'learning_rate'"):  # checked before anything runs, as --set is
+        train(kaggle_like, tmp_path / "bad", learning_rate=0.1)
+    assert not (tmp_path / "bad").exists()
+    model = train(kaggle_like, tmp_path / "run", arch="small_cnn", pretrained="none", img_size=32, batch_size=8,
+                  num_workers=0, fast_dev_run=True, aug={"zoom": 0.25, "hflip": False})
+    recipe = ModelConfig.load(model / "config.json").training["recipe"]
+    assert (recipe["img_size"], recipe["aug"]["zoom"], recipe["aug"]["hflip"]) == (32, 0.25, False)

@@ -25,7 +25,7 @@ def test_the_bundled_folder_verifies_and_its_recipe_reproduces_the_run(tmp_path:
     recipe = tmp_path / "r.yaml"
     recipe.write_text("notes: a change\narch: small_cnn\npretrained: none\nimg_size: 40\nepochs: 1\n")
     run = CliRunner().invoke(app, ["train", str(kaggle_like), "--recipe", str(recipe), "--out", str(tmp_path / "run"),
-                                   "--seed", "7", "--fast-dev-run"])
+                                   "--set", "seed=7", "--set", "fast_dev_run=true"])
     assert run.exit_code == 0, run.output
     model = tmp_path / "run" / "model"
     table = tmp_path / "table.json"

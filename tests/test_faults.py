@@ -31,8 +31,8 @@ def epochs_logged(run: Path) -> list[int]:
             for r in csv.DictReader(open(log)) if r.get("val_auc")]
 
 
-TINY = ["--arch", "small_cnn", "--pretrained", "none", "--img-size", "32", "--batch-size", "8",
-        "--num-workers", "0", "--accelerator", "cpu", "--patience", "50", "--val-fraction", "0.25"]
+TINY = [f"--set={kv}" for kv in ("arch=small_cnn", "pretrained=none", "img_size=32", "batch_size=8", "num_workers=0",
+                                  "accelerator=cpu", "patience=50", "val_fraction=0.25")]
 
 
 def test_unwritable_output_fails_before_training(tmp_path: Path):
@@ -48,7 +48,7 @@ def test_unwritable_output_fails_before_training(tmp_path: Path):
 def test_kill_9_mid_training_then_resume(tmp_path: Path):
     data = write_class_folders(tmp_path / "data", 40)
     run = tmp_path / "run"
-    proc = subprocess.Popen(cli("train", str(data), "--out", str(run), "--epochs", "40", *TINY), env=env(),
+    proc = subprocess.Popen(cli("train", str(data), "--out", str(run), "--set", "epochs=40", *TINY), env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(epochs_logged(run)) < 3:
@@ -58,7 +58,7 @@ def test_kill_9_mid_training_then_resume(tmp_path: Path):
     proc.wait()
     done = max(epochs_logged(run))
     assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "model").exists()
-    result = subprocess.run(cli("train", str(data), "--out", str(run), "--epochs", "40", "--resume", *TINY),
+    result = subprocess.run(cli("train", str(data), "--out", str(run), "--set", "epochs=40", "--resume", *TINY),
                             env=env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     epochs = epochs_logged(run)
@@ -69,7 +69,7 @@ def test_kill_9_mid_training_then_resume(tmp_path: Path):
     assert first_after_resume >= done  # at most the interrupted epoch is redone
     resumed = json.loads((run / "model" / "config.json").read_text())["training"]["best_val"]
     straight = tmp_path / "straight"
-    result = subprocess.run(cli("train", str(data), "--out", str(straight), "--epochs", "40", *TINY),
+    result = subprocess.run(cli("train", str(data), "--out", str(straight), "--set", "epochs=40", *TINY),
                             env=env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     uninterrupted = json.loads((straight / "model" / "config.json").read_text())["training"]["best_val"]
@@ -120,8 +120,8 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path):
 
     data = write_class_folders(tmp_path / "data", 24)
     run = tmp_path / "run"
-    result = subprocess.run(cli("train", str(data), "--out", str(run), "--epochs", "2", "--devices", "2",
-                                "--strategy", "ddp", *TINY), env=env(), capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cli("train", str(data), "--out", str(run), "--set", "epochs=2", "--set", "devices=2",
+                                "--set", "strategy=ddp", *TINY), env=env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     both = result.stdout + result.stderr
     assert "GLOBAL_RANK: 1" in result.stderr or "Initializing distributed: GLOBAL_RANK: 1" in both

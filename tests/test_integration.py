@@ -25,9 +25,9 @@ def test_train_then_evaluate_on_real_images(real_kaggle: Path, tmp_path: Path):
     link_subset(real_kaggle / "train", data / "train", 60, seed=0)
     link_subset(real_kaggle / "test", data / "test", 30, seed=0)
     runner = CliRunner()
-    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "run"), "--epochs", "2",
-                                 "--img-size", "128", "--batch-size", "16", "--lr", "1e-3",
-                                 "--num-workers", "0", "--accelerator", "cpu"])
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "run"),
+                                 *(f"--set={kv}" for kv in ("epochs=2", "img_size=128", "batch_size=16", "lr=1e-3",
+                                                            "num_workers=0", "accelerator=cpu"))])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["evaluate", str(data), "--model", str(tmp_path / "run" / "model"),
                                  "--split", "test", "--out", str(tmp_path / "eval")])

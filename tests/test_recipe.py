@@ -94,3 +94,22 @@ def test_gate_blocks_are_stages_the_engines_give_the_gate():
     for bad in ([], [2, 4], [7]):
         with pytest.raises(ValueError, match="gate_blocks"):
             validate(TrainConfig(gate_blocks=bad))
+
+
+def test_set_overrides_are_read_as_yaml_and_checked_against_the_one_schema():
+    from melanoma.recipe import TrainConfig, apply_overrides, parse_overrides, settable_fields
+
+    given = parse_overrides(["epochs=5", "aug.zoom=0.2", "extra_train=[../a, ../b]", "target_sensitivity=null",
+                             "devices=2", "flips=false"])
+    assert given == {"epochs": 5, "aug.zoom": 0.2, "extra_train": ["../a", "../b"], "target_sensitivity": None,
+                     "devices": 2, "flips": False}
+    cfg = apply_overrides(TrainConfig(), given)
+    assert (cfg.epochs, cfg.aug.zoom, cfg.extra_train, cfg.target_sensitivity, cfg.aug.hflip) == (
+        5, 0.2, ["../a", "../b"], None, False)
+    for bad, message in (["epochs"], "KEY=VALUE"), (["=3"], "KEY=VALUE"), (["lr=[1"], "not valid YAML"):
+        with pytest.raises(ValueError, match=message):
+            parse_overrides(bad)
+    with pytest.raises(ValueError, match="'aug.nope'"):
+        apply_overrides(TrainConfig(), parse_overrides(["aug.nope=1"]))
+    fields = settable_fields()
+    assert fields["epochs"] == 10 and fields["aug.zoom"] == 0.1 and "aug" not in fields

@@ -153,7 +153,8 @@ def test_recipe_file_with_command_line_overrides(tmp_path: Path, kaggle_like: Pa
     recipe.write_text("arch: small_cnn\npretrained: none\nimg_size: 40\nepochs: 3\nlr: 0.002\n"
                       "color_constancy: shades_of_grey\naug:\n  vignette: 0.5\n  rotation: 10\n")
     result = CliRunner().invoke(app, ["train", str(kaggle_like), "--recipe", str(recipe), "--out",
-                                      str(tmp_path / "run"), "--img-size", "48", "--no-flips", "--fast-dev-run"])
+                                      str(tmp_path / "run"), "--set", "img_size=48", "--set", "flips=false",
+                                      "--set", "fast_dev_run=true"])
     assert result.exit_code == 0, result.output
     cfg = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
     r = cfg["training"]["recipe"]

@@ -147,18 +147,15 @@ class Classifier:
 def train(data: str | Path, out: str | Path, recipe: str | Path | None = None, resume: bool = False,
           **overrides) -> Path:
     """Train as ``melanoma train`` does: a recipe (optional), then keyword overrides of TrainConfig fields
-    (``aug={...}`` for augmentation); the recipe, merged, is written into the model folder. Needs [train]."""
-    from dataclasses import replace
-
+    (``aug={...}`` for augmentation), checked as ``--set`` is (:func:`melanoma.recipe.apply_overrides`); the recipe,
+    merged, is written into the model folder. Needs [train]."""
     from .config import atomic_write_text
-    from .recipe import AugConfig, TrainConfig, load_recipe, resolved_recipe_text
+    from .recipe import TrainConfig, apply_overrides, load_recipe, resolved_recipe_text
     from .train import train as run_training
 
-    cfg = load_recipe(recipe) if recipe else TrainConfig()
-    aug = overrides.pop("aug", None)
-    cfg = replace(cfg, **overrides)
-    if aug:
-        cfg = replace(cfg, aug=replace(cfg.aug if isinstance(cfg.aug, AugConfig) else AugConfig(), **aug))
+    aug = overrides.pop("aug", None) or {}
+    cfg = apply_overrides(load_recipe(recipe) if recipe else TrainConfig(),
+                          {**overrides, **{f"aug.{k}": v for k, v in aug.items()}})
     model_dir = run_training(data, out, cfg, resume=resume)
     if recipe:
         atomic_write_text(model_dir / "recipe.yaml", resolved_recipe_text(recipe, cfg))

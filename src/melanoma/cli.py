@@ -8,7 +8,7 @@ import shlex
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -59,80 +59,36 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
                                        help="Print the version and exit.")) -> None:
     """Benign-vs-malignant classifiers for dermoscopic skin-lesion images."""
 
-# `train`'s options are overrides of TrainConfig (melanoma.recipe), the one schema of a recipe: each defaults to None,
-# "not given", so the recipe (or TrainConfig's own default) decides unless the command line says otherwise. These
-# set more than the field of their name (melanoma.recipe.apply_overrides).
-N = None  # "not given": TrainConfig's default, or the recipe's value, applies
+def _train_fields() -> str:
+    """The TrainConfig fields and their defaults, for ``train --help`` (the one schema; nothing restated by hand)."""
+    from .recipe import settable_fields
+
+    return "Fields for --set (default): " + "; ".join(f"{k} ({v})" for k, v in settable_fields().items())
 
 
-@app.command()
+@app.command(epilog=_train_fields())
 def train(
-    data: Path = typer.Argument(..., help="Dataset folder (train/test/<class>, <class>/) or ground-truth CSV."),
-    out_dir: Path = typer.Option(Path("runs/default"), "--out", help="Run folder; the model lands in OUT/model."),
-    recipe: Optional[Path] = typer.Option(None, help="YAML recipe (TrainConfig fields); options given here "
-                                                     "override it."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    arch: Optional[str] = typer.Option(N, help="timm architecture name, or small_cnn [tf_efficientnet_lite0]."),
-    pretrained: Optional[str] = typer.Option(N, help="imagenet (EfficientNet-Lite0/1/2 only), none, or a model "
-                                                     "folder to train further [imagenet]."),
-    epochs: Optional[int] = typer.Option(N, min=1, help="[10]"),
-    img_size: Optional[int] = typer.Option(N, min=32, help="Square model input, pixels [224]."),
-    color_constancy: Optional[str] = typer.Option(N, help="shades_of_grey, applied in training and inference."),
-    downscale_to: Optional[int] = typer.Option(N, min=32, help="Shrink each image's shorter side to at most this "
-                                                               "many pixels first, in training and inference."),
-    freeze_blocks: Optional[int] = typer.Option(N, min=0, help="Keep the stem and this many first blocks frozen."),
-    linear_probe: Optional[bool] = typer.Option(N, help="Fit the classifier on the frozen pretrained features "
-                                                        "before fine-tuning (LP-FT)."),
-    ema_decay: Optional[float] = typer.Option(N, help="Ship an exponential moving average of the weights "
-                                                      "with this decay per step (e.g. 0.998)."),
-    batch_size: Optional[int] = typer.Option(N, min=2, help="[32]"),
-    lr: Optional[float] = typer.Option(N, help="Peak learning rate (one-cycle cosine schedule) [5e-4]."),
-    weight_decay: Optional[float] = typer.Option(N, help="[1e-4]"),
-    optimizer: Optional[str] = typer.Option(N, help="adam or adamw [adamw]."),
-    patience: Optional[int] = typer.Option(N, help="Early stopping: epochs without better validation ROC-AUC [3]."),
-    val_fraction: Optional[float] = typer.Option(N, help="Share held out for validation when there is no val/ [0.1]."),
-    seed: Optional[int] = typer.Option(N, help="[42]"),
-    target_sensitivity: Optional[float] = typer.Option(N, help="Decision threshold: the validation sensitivity "
-                                                               "to reach, on each source [0.95]."),
-    youden: bool = typer.Option(False, "--youden", help="Choose the threshold by Youden's J instead."),
-    extra_train: Optional[list[Path]] = typer.Option(N, help="Another source to train on (repeatable); one "
-                                                             "duplicate graph and a validation split per source."),
-    other_dx: Optional[str] = typer.Option(N, help="HAM10000's bcc/akiec: exclude, benign or malignant [exclude]."),
-    group_duplicates: Optional[bool] = typer.Option(N, help="One source: keep near-duplicate clusters on one side."),
-    drop_test_duplicates: Optional[bool] = typer.Option(N, help="One source: leave out train images with a copy "
-                                                                "in test."),
-    num_workers: Optional[int] = typer.Option(N, help="Data-loading processes [2]."),
-    rotation: Optional[float] = typer.Option(N, help="Augmentation: max rotation, degrees [30]."),
-    zoom: Optional[float] = typer.Option(N, help="Augmentation: scale range 1 +/- zoom [0.1]."),
-    shear: Optional[float] = typer.Option(N, help="Augmentation: max shear, degrees [5]."),
-    fill_mode: Optional[str] = typer.Option(N, help="constant, reflect or nearest (exposed corners) [reflect]."),
-    flips: Optional[bool] = typer.Option(N, help="Random horizontal and vertical flips [on]."),
-    color: Optional[float] = typer.Option(N, help="Colour jitter strength (brightness, contrast, saturation; "
-                                                  "hue a fifth of it) [0.1]."),
-    vignette: Optional[float] = typer.Option(N, help="Augmentation: probability of a dark circular frame [0]."),
-    accelerator: Optional[str] = typer.Option(N, help="auto, cpu or gpu."),
-    devices: Optional[str] = typer.Option(N, help="Number of devices, or auto."),
-    num_nodes: Optional[int] = typer.Option(N, help="Machines (torchrun / SLURM launch one process per device)."),
-    strategy: Optional[str] = typer.Option(N, help="auto, ddp, ddp_spawn, ... (Lightning strategies)."),
-    precision: Optional[str] = typer.Option(N, help="32-true, bf16-mixed, 16-mixed; default bf16-mixed on GPU."),
-    fast_dev_run: Optional[bool] = typer.Option(N, help="One batch of train and val, for a smoke test."),
+    data: Annotated[Path, typer.Argument(help="Dataset folder (train/test/<class>, <class>/) or ground-truth CSV.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder; the model lands in OUT/model.")] = Path(
+        "runs/default"),
+    recipe: Annotated[Optional[Path], typer.Option(help="YAML recipe (TrainConfig fields; recipes/flagship.yaml "
+                                                        "is the bundled model's).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last "
+                                                           "checkpoint.")] = False,
+    overrides: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a recipe field (repeatable), the value in YAML: --set epochs=5 "
+                                            "--set aug.zoom=0.2 --set extra_train=[../a,../b]; the fields are listed "
+                                            "below.")] = None,
 ) -> None:
     """Fine-tune a CNN and write a self-contained model folder (model.safetensors, model.onnx, config.json, gate)."""
-    given = {k: v for k, v in locals().items()  # first: the options given, nothing else is defined yet
-             if v is not None and k not in ("data", "out_dir", "recipe", "resume", "youden")}
     from .config import ModelError
     from .datasets import DatasetError
-    from .recipe import TrainConfig, apply_overrides, load_recipe, resolved_recipe_text
+    from .recipe import TrainConfig, apply_overrides, load_recipe, parse_overrides, resolved_recipe_text
     from .train import train as run_training
 
-    if youden:
-        given["target_sensitivity"] = None
-    if "extra_train" in given:
-        given["extra_train"] = [str(p) for p in given["extra_train"]]
-    if "devices" in given and str(given["devices"]).isdigit():
-        given["devices"] = int(given["devices"])
     try:
-        cfg = apply_overrides(load_recipe(recipe) if recipe is not None else TrainConfig(), given)
+        cfg = apply_overrides(load_recipe(recipe) if recipe is not None else TrainConfig(),
+                              parse_overrides(overrides or []))
     except (OSError, ValueError, TypeError) as e:
         fail(f"recipe {recipe}: {e}" if recipe is not None else str(e))
     try:

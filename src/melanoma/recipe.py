@@ -177,11 +177,38 @@ SHORTHANDS = {"flips": ("aug.hflip", "aug.vflip"), "color": ("aug.brightness", "
               **{k: (f"aug.{k}",) for k in ("rotation", "zoom", "shear", "fill_mode", "vignette")}}
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``["epochs=5", "aug.zoom=0.2", "extra_train=[a, b]"]`` -> {name: value}, each value read as YAML (so numbers,
+    booleans, null and lists mean what they say); the names are checked by :func:`apply_overrides`."""
+    import yaml
+
+    out = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=5")
+        try:
+            out[name.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML ({e.problem})") from e
+    return out
+
+
+def settable_fields() -> dict[str, object]:
+    """Every name ``--set`` / :func:`apply_overrides` takes, with TrainConfig's default (``aug.x`` for augmentation)."""
+    top, aug = TrainConfig(), AugConfig()
+    return {**{f.name: getattr(top, f.name) for f in fields(TrainConfig) if f.name != "aug"},
+            **{f"aug.{f.name}": getattr(aug, f.name) for f in fields(AugConfig)}}
+
+
 def apply_overrides(cfg: TrainConfig, overrides: dict) -> TrainConfig:
     """``cfg`` with ``overrides`` ({field or shorthand: value}; ``aug.x`` for augmentation) applied, validated.
     Unknown names are errors that name themselves."""
     top, aug = {}, {}
     for name, value in overrides.items():
+        if name.startswith("aug.") and name.count(".") == 1:
+            aug[name.removeprefix("aug.")] = value
+            continue
         for target in SHORTHANDS.get(name, (name,)):
             (aug if target.startswith("aug.") else top)[target.removeprefix("aug.")] = value
         if name == "color":
