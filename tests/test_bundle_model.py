@@ -48,3 +48,11 @@ def test_the_bundled_folder_verifies_and_its_recipe_reproduces_the_run(tmp_path:
     assert bundled.seed == 7 and bundled.fast_dev_run and bundled.img_size == 40  # the run's, not the file's
     header = [line for line in (dest / "recipe.yaml").read_text().splitlines() if line.startswith("#")]
     assert any("command line's" in line and "seed" in line for line in header)  # says what the options changed
+
+
+def test_the_flagship_recipe_is_the_tools_pointer_to_the_shipped_experiment(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "tools"))
+    import bundle_model
+
+    shipped = REPO / "experiments" / "022-bundled-candidate" / "recipe.yaml"
+    assert bundle_model.flagship_text(shipped) == (REPO / "recipes" / "flagship.yaml").read_text()

@@ -19,6 +19,17 @@ def test_every_shipped_recipe_loads(recipe: Path):
     assert cfg.arch.startswith("tf_efficientnet_lite") and cfg.pretrained == "imagenet" and cfg.epochs >= 1
 
 
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_recipe_is_at_most_two_bases_from_a_whole_one(recipe: Path):
+    import yaml
+
+    chain = [recipe]
+    while (base := (yaml.safe_load(chain[-1].read_text()) or {}).get("base")) is not None:
+        chain.append((chain[-1].parent / base).resolve())
+        assert "flagship" not in chain[-1].name, f"{recipe} builds on the moving pointer recipes/flagship.yaml"
+    assert len(chain) - 1 <= 2, " -> ".join(p.parent.name for p in chain)
+
+
 def test_a_recipe_lists_what_differs_from_its_base_and_unknown_keys_name_themselves(tmp_path: Path):
     from melanoma.recipe import load_recipe, resolved_recipe_text
 
@@ -70,11 +81,15 @@ def test_command_line_options_are_overrides_of_the_one_schema():
 def test_flagship_recipe_is_the_one_that_trained_the_bundled_model():
     """`melanoma train --recipe recipes/flagship.yaml` is how the README and the card say to reproduce it."""
     from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig
-    from melanoma.recipe import load_recipe
+    from melanoma.recipe import beside, load_recipe
 
     recorded = dict(ModelConfig.load(DEFAULT_MODEL_DIR / "config.json").training["recipe"])
-    # fields added to TrainConfig since that run take their defaults, which is what the run used
-    trained_with = TrainConfig(**{**recorded, "aug": AugConfig(**recorded["aug"])})
+    # fields added to TrainConfig since that run take their defaults, which is what the run used; its sources were
+    # named from the working directory then, beside the data now
+    data = "../shared/data/melanoma_cancer_dataset"
+    names = [Path(p).name for p in recorded["extra_train"]]
+    assert [str(beside(data, n)) for n in names] == recorded["extra_train"]
+    trained_with = TrainConfig(**{**recorded, "extra_train": names, "aug": AugConfig(**recorded["aug"])})
     assert load_recipe(REPO / "recipes" / "flagship.yaml") == trained_with
     assert load_recipe(DEFAULT_MODEL_DIR / "recipe.yaml") == load_recipe(REPO / "recipes" / "flagship.yaml")
 
@@ -113,3 +128,10 @@ def test_set_overrides_are_read_as_yaml_and_checked_against_the_one_schema():
         apply_overrides(TrainConfig(), parse_overrides(["aug.nope=1"]))
     fields = settable_fields()
     assert fields["epochs"] == 10 and fields["aug.zoom"] == 0.1 and "aug" not in fields
+
+
+def test_a_recipes_sources_are_found_beside_the_data():
+    from melanoma.recipe import beside
+
+    assert beside("../shared/data/melanoma_cancer_dataset", "ham10000") == Path("../shared/data/ham10000")
+    assert beside("../shared/data/melanoma_cancer_dataset", "/data/ham10000") == Path("/data/ham10000")

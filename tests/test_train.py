@@ -231,7 +231,7 @@ def seven_class_run(tmp_path_factory) -> Path:
     kaggle = write_class_folders(root / "kaggle", 8)
     ham = write_ham_like(root / "ham", np.random.default_rng(1),
                          [(d, 1) for d in ("mel", "nv", "bkl", "df", "vasc", "bcc", "akiec") * 3])
-    cfg = tiny_config(arch="tf_efficientnet_lite0", extra_train=[str(ham)], task="diagnosis", other_dx="malignant",
+    cfg = tiny_config(arch="tf_efficientnet_lite0", extra_train=[ham.name], task="diagnosis", other_dx="malignant",
                       malignant_means="melanoma", source_logit_adjustment=True, gate_blocks=[4],
                       calibration_sources=["ham"], gate_views=["field", "zoom_out", "grid"],
                       aug=AugConfig(rotation=10, site_views=0.5, site_families=["zoom_out", "blur"]))

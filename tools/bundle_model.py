@@ -3,11 +3,12 @@
     python tools/bundle_model.py RUN/model --table docs/results/NAME.json --recipe RECIPE [--limitation TEXT ...]
 
 Copies the weights, config, gate and training log; writes the recipe the run trained with (RECIPE, the file given
-to ``melanoma train --recipe``, with the recorded command-line options applied) into the folder and, whole, to
-recipes/flagship.yaml, checked to load as the recorded recipe; exports model.onnx; writes the model card
-(README.md) with the evaluations of ``benchmarks/sources_table.py`` (per source, Kaggle test, external) or, for a
-seven-class model, of ``benchmarks/diagnoses.py`` (by diagnosis);
-writes SHA256SUMS last, so the folder verifies at load. The table must have been measured on RUN/model
+to ``melanoma train --recipe``, with the recorded command-line options applied) into the folder, whole, checked to
+load as the recorded recipe; points recipes/flagship.yaml at RECIPE (bundling into the package needs RECIPE to
+reproduce the run by itself: options given on the command line belong in the file); exports model.onnx; writes the
+model card (README.md) with the evaluations of ``benchmarks/sources_table.py`` (per source, Kaggle test, external)
+or, for a seven-class model, of ``benchmarks/diagnoses.py`` (by diagnosis); writes SHA256SUMS last, so the folder
+verifies at load. The table must have been measured on RUN/model
 (checked against the weights' checksum).
 """
 
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from melanoma.card import diagnosis_evaluations, model_card
@@ -27,15 +30,34 @@ FILES = ("model.safetensors", "config.json", "ood.safetensors", "training_log.cs
 FLAGSHIP = Path(__file__).resolve().parents[1] / "recipes" / "flagship.yaml"
 
 
-def flagship_text(recipe: Path, cfg: ModelConfig) -> str:
-    """recipes/flagship.yaml for a model trained from ``recipe``: what it recorded, whole, with how to run it."""
+def recorded_recipe(cfg: ModelConfig) -> TrainConfig:
     recorded = dict(cfg.training["recipe"])
-    trained = TrainConfig(**{**recorded, "aug": AugConfig(**recorded["aug"])})
-    body = resolved_recipe_text(recipe, trained).split("\n", 1)[1]  # its own first line names the file
+    return TrainConfig(**{**recorded, "aug": AugConfig(**recorded["aug"])})
+
+
+def same_run(a: TrainConfig, b: TrainConfig) -> bool:
+    """The same recipe, sources compared by name (a run recorded them from the working directory before recipes
+    named them beside the data: melanoma.recipe.beside)."""
+    return replace(a, extra_train=[Path(p).name for p in a.extra_train]) == replace(
+        b, extra_train=[Path(p).name for p in b.extra_train])
+
+
+def model_recipe_text(recipe: Path, cfg: ModelConfig) -> str:
+    """The model folder's recipe.yaml: what the run recorded, whole, with how to run it."""
+    body = resolved_recipe_text(recipe, recorded_recipe(cfg)).split("\n", 1)[1]  # its own first line names the file
     return ("# The bundled model's recipe, whole: `melanoma train --recipe recipes/flagship.yaml "
             "../shared/data/melanoma_cancer_dataset --out runs/flagship`\n"
-            f"# = {recipe.as_posix()} with its bases merged in. A new experiment starts from it: "
-            "`base: ../../recipes/flagship.yaml`.\n" + body)
+            f"# = {recipe.as_posix()} with its bases merged in.\n" + body)
+
+
+def flagship_text(recipe: Path) -> str:
+    """recipes/flagship.yaml: a pointer to the recipe of the experiment that shipped."""
+    return ("# The bundled model's recipe: `melanoma train --recipe recipes/flagship.yaml ../shared/data/"
+            "melanoma_cancer_dataset\n# --out runs/flagship` trains it again (seed and every field in the file it "
+            "names). It names the experiment that\n# shipped; a new experiment starts from that experiment's recipe "
+            "(`base: ../NNN-name/recipe.yaml`), never from this\n# pointer, so its meaning stays when the bundled "
+            "model changes.\n"
+            f"base: {Path(os.path.relpath(recipe.resolve(), FLAGSHIP.parent)).as_posix()}\n")
 
 
 def main() -> None:
@@ -62,11 +84,12 @@ def main() -> None:
             shutil.copyfile(args.model / name, tmp / name)
     assert sha256_file(tmp / "model.safetensors") == weights_hash
     cfg = ModelConfig.load(tmp / "config.json")
-    recipe_text = flagship_text(args.recipe, cfg)
-    atomic_write_text(tmp / "recipe.yaml", recipe_text)
-    recorded = dict(cfg.training["recipe"])
-    if load_recipe(tmp / "recipe.yaml") != TrainConfig(**{**recorded, "aug": AugConfig(**recorded["aug"])}):
+    atomic_write_text(tmp / "recipe.yaml", model_recipe_text(args.recipe, cfg))
+    if not same_run(load_recipe(tmp / "recipe.yaml"), recorded_recipe(cfg)):
         raise SystemExit(f"{args.recipe} with the recorded options is not the recipe {args.model} recorded")
+    if args.dest == DEFAULT_MODEL_DIR and not same_run(load_recipe(args.recipe), recorded_recipe(cfg)):
+        raise SystemExit(f"{args.model} was trained with command-line options {args.recipe} does not hold: write them "
+                         "into the recipe, so that recipes/flagship.yaml reproduces the bundled model")
     export_onnx(tmp, tmp / "model.onnx")
     if "sets" in table:  # benchmarks/sources_table.py's, for a one-logit model
         card = model_card(cfg, table["sets"], args.limitation)
@@ -82,7 +105,7 @@ def main() -> None:
     tmp.rename(args.dest)  # the swap is two renames: never a half-written bundled model
     shutil.rmtree(old, ignore_errors=True)
     if args.dest == DEFAULT_MODEL_DIR:
-        atomic_write_text(FLAGSHIP, recipe_text)
+        atomic_write_text(FLAGSHIP, flagship_text(args.recipe))
     total = sum(p.stat().st_size for p in args.dest.iterdir())
     names = ", ".join(sorted(p.name for p in args.dest.iterdir()))
     print(f"bundled into {args.dest}: {names}; {total / 2**20:.1f} MiB")

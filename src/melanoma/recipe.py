@@ -60,7 +60,8 @@ class TrainConfig:
     seed: int = 42
     target_sensitivity: float | None = 0.95  # threshold rule on validation data; None = Youden's J
     # Further sources trained on with ``data``: one duplicate graph over all of them, a validation split per
-    # source, and no copy of any source's validation or test image trained on (melanoma.sources).
+    # source, and no copy of any source's validation or test image trained on (melanoma.sources). A relative path
+    # is beside ``data`` (the data root: [isic2017, ham10000] beside ../shared/data/melanoma_cancer_dataset).
     extra_train: list[str] = field(default_factory=list)
     # Train only on these sources' training images (names as in split.csv); validation keeps every source and the
     # split is the one all sources give, so a second stage (``pretrained``: the first stage's model folder, same
@@ -175,6 +176,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 # Command-line options that set more than the TrainConfig field of their name.
 SHORTHANDS = {"flips": ("aug.hflip", "aug.vflip"), "color": ("aug.brightness", "aug.contrast", "aug.saturation"),
               **{k: (f"aug.{k}",) for k in ("rotation", "zoom", "shear", "fill_mode", "vignette")}}
+
+
+def beside(data: str | Path, path: str | Path) -> Path:
+    """A recipe's path (``extra_train``) as a path: relative ones are in the folder that holds ``data``."""
+    return Path(path) if Path(path).is_absolute() else Path(data).parent / path
 
 
 def parse_overrides(items: list[str]) -> dict:

@@ -24,7 +24,7 @@ from .export import export_onnx
 from .fit import GATE_FIT_IMAGES, calibrate_model_folder, fit_ood_for_model, record_gate
 from .models import default_mean_std, save_model_folder
 from .module import LesionClassifier, fit_linear_probe
-from .recipe import TrainConfig, validate
+from .recipe import TrainConfig, beside, validate
 from .sources import balanced_by_source, source_class_weights, source_log_odds
 
 
@@ -127,7 +127,8 @@ def prepare(data: str | Path, cfg: TrainConfig, out: Path) -> DataPlan:
     if cfg.extra_train:  # several sources: one duplicate graph over all, one validation split per source
         from .sources import only_sources, split_sources
 
-        split = split_sources([data, *cfg.extra_train], cfg.val_fraction, cfg.seed, cfg.other_dx)
+        split = split_sources([data, *(beside(data, p) for p in cfg.extra_train)], cfg.val_fraction, cfg.seed,
+                              cfg.other_dx)
         gate_pool = split.train
         if cfg.train_sources:
             split = only_sources(split, cfg.train_sources)
