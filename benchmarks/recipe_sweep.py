@@ -17,9 +17,9 @@ from dataclasses import asdict, replace
 import lightning as L
 import torch
 
+from melanoma.backbones import mean_std as default_mean_std
 from melanoma.data import LesionDataModule
 from melanoma.datasets import read_split
-from melanoma.models import default_mean_std
 from melanoma.module import LesionClassifier
 from melanoma.recipe import AugConfig, TrainConfig
 

@@ -3,14 +3,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from melanoma.backbones import lite_weights_file, map_lite_state_dict
 from melanoma.config import ModelConfig, ModelError
-from melanoma.models import (
-    create_model,
-    lite_weights_file,
-    load_model_folder,
-    map_lite_state_dict,
-    save_model_folder,
-)
+from melanoma.models import create_model, load_model_folder, save_model_folder
 
 
 def test_every_lite0_imagenet_tensor_maps_onto_timm():

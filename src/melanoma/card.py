@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import re
 
+from .backbones import backbone
 from .config import ModelConfig
 
 # Public names (and Hub dataset ids where one exists) of the sources this project knows by folder name.
 PUBLIC_NAMES = {"melanoma_cancer_dataset": "Kaggle Melanoma Cancer Dataset", "isic2017": "ISIC 2017",
                 "ham10000": "HAM10000", "isic2018_test": "ISIC 2018 Task 3 test"}
 HUB_DATASETS = {"ham10000": "marmal88/skin_cancer"}  # the Hub's copy of HAM10000, for the card's metadata
-BASE_MODELS = {"tf_efficientnet_lite0": "timm/tf_efficientnet_lite0.in1k",
-               "tf_efficientnet_lite1": "timm/tf_efficientnet_lite1.in1k",
-               "tf_efficientnet_lite2": "timm/tf_efficientnet_lite2.in1k"}
 
 
 # The Hub refuses a plain git push of a file over 10 MB: weights and ONNX graphs go through Git LFS. (huggingface_hub's
@@ -151,7 +149,8 @@ def _card_data(cfg: ModelConfig, evaluations: dict[str, dict]):
         # the weights learnt from CC BY-NC 4.0 images (HAM10000, ISIC): the code's Apache-2.0 does not cover them
         license="cc-by-nc-4.0", library_name="timm", pipeline_tag="image-classification",
         tags=["dermatology", "dermoscopy", "melanoma", "medical-imaging", "image-classification", "onnx"],
-        base_model=BASE_MODELS.get(cfg.arch), datasets=[HUB_DATASETS[s] for s in sources if s in HUB_DATASETS] or None,
+        base_model=backbone(cfg.arch).hub_base(cfg.arch),
+        datasets=[HUB_DATASETS[s] for s in sources if s in HUB_DATASETS] or None,
         model_name="melanoma-classifier", eval_results=results or None)
 
 

@@ -8,37 +8,43 @@ from pathlib import Path
 
 import torch
 
+from .backbones import GATE_STAGES, backbone
 from .card import HUB_GITATTRIBUTES, model_card, public_name
-from .config import DEFAULT_MODEL_DIR, atomic_write_bytes, atomic_write_text, write_checksums
+from .config import DEFAULT_MODEL_DIR, ModelError, atomic_write_bytes, atomic_write_text, write_checksums
 from .datasets import source_name
 from .engines.base import cam_weights
 from .models import load_model_folder
-from .ood import GATE_BLOCKS
 
 
 class WithGateFeatures(torch.nn.Module):
-    """An EfficientNet that also returns the "cannot assess" gate's features (the spatial means of the
-    GATE_BLOCKS, concatenated, as :class:`melanoma.engines.torch_engine.TorchPredictor` hooks them) and the class
-    activation map ``cam`` = sum_c w_c A_c of the last conv stage A (N, C, h, w) and the classifier's
-    weights w (:func:`cam_weights`: a seven-class model's cancer-against-benign direction): with a global-average-pool
-    + linear head this is Grad-CAM before its ReLU, so ONNX Runtime draws heatmaps without gradients."""
+    """A timm network that also returns the "cannot assess" gate's features (the spatial means of its backbone's
+    gate modules' outputs, concatenated, as :class:`melanoma.engines.torch_engine.TorchPredictor` hooks them) and
+    the class activation map ``cam`` = sum_c w_c A_c of the last conv maps A (N, C, h, w: ``forward_features``) and
+    the classifier's weights w (:func:`cam_weights`: a seven-class model's cancer-against-benign direction): with a
+    global-average-pool + linear head this is Grad-CAM before its ReLU, so ONNX Runtime draws heatmaps without
+    gradients. A network whose backbone gives no gate stages, or whose features are not maps, is an error."""
 
-    def __init__(self, net: torch.nn.Module):
+    def __init__(self, net: torch.nn.Module, arch: str):
         super().__init__()
         self.net = net
         weight = net.get_classifier().weight.detach()
         self.register_buffer("cam_weight", torch.as_tensor(cam_weights(weight.numpy()), dtype=weight.dtype))
+        self._stages: dict[int, torch.Tensor] = {}
+        modules = backbone(arch).gate_modules(net)
+        if len(modules) != GATE_STAGES:
+            raise ModelError(f"{arch}: the ONNX graph needs {GATE_STAGES} gate stages, the backbone gives "
+                             f"{len(modules)}")
+        for i, module in enumerate(modules):  # hooks: the traced graph reads the stages off the one forward pass
+            module.register_forward_hook(lambda _m, _i, out, i=i: self._stages.__setitem__(i, out))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        net, stages = self.net, []
-        x = net.bn1(net.conv_stem(x))
-        for i, block in enumerate(net.blocks):
-            x = block(x)
-            if i in GATE_BLOCKS:
-                stages.append(x.mean(dim=(2, 3)))
-        maps = net.bn2(net.conv_head(x))
+        self._stages.clear()
+        maps = self.net.forward_features(x)
+        if maps.ndim != 4:
+            raise ModelError(f"{type(self.net).__name__}'s features are not (N, C, h, w) maps: no CAM in the graph")
+        stages = torch.cat([self._stages[i].mean(dim=(2, 3)) for i in range(GATE_STAGES)], 1)
         cam = torch.einsum("nchw,c->nhw", maps, self.cam_weight)
-        return net.forward_head(maps).squeeze(1), torch.cat(stages, 1), cam
+        return self.net.forward_head(maps).squeeze(1), stages, cam
 
 
 class LogitOnly(torch.nn.Module):
@@ -110,7 +116,7 @@ def export_onnx(model_dir: str | Path | None, out: str | Path, opset: int = 17,
                 static_padding: bool = True) -> Path:
     """ONNX graph of the network: input ``image`` (N, 3, S, S) normalised; outputs ``logit`` (N,) (a seven-class
     model: ``diagnosis_logits`` (N, 7) and the calibrated ``diagnosis_probabilities`` (N, 7)) and,
-    for EfficientNets, ``gate_features`` (N, D) and ``cam`` (N, S/32, S/32). Read by
+    for every timm network, ``gate_features`` (N, D) and ``cam`` (N, S/32, S/32). Read by
     :class:`melanoma.engines.onnx_engine.OnnxPredictor`. ``static_padding=False`` keeps timm's run-time padding
     (slower; kept for benchmarks/inference_speed.py's side-by-side comparison)."""
     import io
@@ -118,8 +124,8 @@ def export_onnx(model_dir: str | Path | None, out: str | Path, opset: int = 17,
     model, cfg = load_model_folder(model_dir)
     if static_padding:
         model = static_same_padding(model.eval(), cfg.img_size)
-    gated = len(getattr(model, "blocks", [])) > max(GATE_BLOCKS)
-    wrapper = (WithGateFeatures if gated else LogitOnly)(model).eval()
+    gated = hasattr(model, "forward_head")  # a timm model carries the gate and the CAM; small_cnn has neither
+    wrapper = (WithGateFeatures(model, cfg.arch) if gated else LogitOnly(model)).eval()
     names = ["logit"]
     if cfg.diagnoses:
         wrapper = WithProbabilities(wrapper, cfg.temperature, cfg.class_bias or (0.0,) * cfg.num_outputs).eval()

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
+from .backbones import backbone
 from .models import create_model
 
 
@@ -47,9 +48,10 @@ class LesionClassifier(L.LightningModule):
     def _frozen_modules(self, n: int) -> list[torch.nn.Module]:
         if n <= 0:
             return []
-        if not hasattr(self.net, "blocks"):
-            raise ValueError(f"freeze_blocks needs an EfficientNet-style model (got {self.hparams.arch})")
-        return [self.net.conv_stem, self.net.bn1, *self.net.blocks[:n]]
+        family = backbone(self.hparams.arch)
+        if family.frozen is None:
+            raise ValueError(f"freeze_blocks is not defined for {self.hparams.arch} (backbone family {family.name})")
+        return family.frozen(self.net, n)
 
     def on_train_epoch_start(self):
         for m in self.frozen:

@@ -14,6 +14,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from .backbones import mean_std as default_mean_std
 from .calibrate import pooled_sources
 from .config import ModelConfig, atomic_write_text, sha256_file, write_checksums
 from .data import LesionDataModule, make_loader
@@ -22,7 +23,7 @@ from .diagnoses import DIAGNOSES, IS_CANCER, allowed_matrix, class_counts, sourc
 from .engines import ONNX_FILE
 from .export import export_onnx
 from .fit import GATE_FIT_IMAGES, calibrate_model_folder, fit_ood_for_model, record_gate
-from .models import default_mean_std, save_model_folder
+from .models import save_model_folder
 from .module import LesionClassifier, fit_linear_probe
 from .recipe import TrainConfig, beside, validate
 from .sources import balanced_by_source, source_class_weights, source_log_odds

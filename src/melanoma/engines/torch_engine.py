@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..backbones import backbone
 from ..config import DEFAULT_MODEL_DIR
 from ..data import build_transform, make_loader
 from ..diagnoses import IS_CANCER
@@ -39,10 +40,9 @@ class TorchPredictor(BasePredictor):
         self.batch_size, self.num_workers, self.tta = batch_size, num_workers, tta
         self.has_features = hasattr(self.model, "forward_head")  # timm models; not small_cnn
         self._stages: dict[int, torch.Tensor] = {}
-        blocks = getattr(self.model, "blocks", None)
-        if self.has_features and blocks is not None and len(blocks) > max(GATE_BLOCKS):  # EfficientNet
-            for i in GATE_BLOCKS:
-                blocks[i].register_forward_hook(lambda _m, _i, out, i=i: self._stages.__setitem__(i, out))
+        if self.has_features:  # the gate's stages, as the backbone's entry names them (melanoma.backbones)
+            for i, module in enumerate(backbone(self.cfg.arch).gate_modules(self.model)):
+                module.register_forward_hook(lambda _m, _i, out, i=i: self._stages.__setitem__(i, out))
         self.ood = OODDetector.load(self.model_dir or DEFAULT_MODEL_DIR) if use_ood and self.has_features else None
 
     @torch.inference_mode()
@@ -74,7 +74,7 @@ class TorchPredictor(BasePredictor):
             return None
         self.forward(torch.zeros(1, 3, self.cfg.img_size, self.cfg.img_size))
         if not self._stages:
-            raise ValueError(f"{self.cfg.arch} has no EfficientNet stages for the gate to choose from")
+            raise ValueError(f"{self.cfg.arch} has no stages for the gate to choose from")
         return stage_columns([self._stages[i].shape[1] for i in sorted(self._stages)], blocks)
 
     def run(self, samples: list[Sample], on_batch: Callable[[int], None] | None = None) -> list[dict | None]:
@@ -103,16 +103,6 @@ class TorchPredictor(BasePredictor):
                                          None if feats is None else feats.numpy())[0]
 
 
-def target_layer(model):
-    """The last convolutional stage: for timm EfficientNets the 1x1 head conv + BN + activation
-    (7x7 at 224 px), whose maps still say *where*; for small_cnn its last conv block."""
-    if hasattr(model, "bn2") and hasattr(model, "conv_head"):
-        return model.bn2
-    if hasattr(model, "features"):
-        return model.features[-4]  # SmallCNN: the last conv's BatchNorm, before its pooling
-    raise ValueError(f"no Grad-CAM target layer known for {type(model).__name__}")
-
-
 def _cancer_direction(output: torch.Tensor) -> torch.Tensor:
     cancer = torch.as_tensor(IS_CANCER)
     return output[..., cancer].mean(-1) - output[..., ~cancer].mean(-1)
@@ -126,7 +116,7 @@ class TorchExplainer(BaseExplainer):
 
         super().__init__(predictor)
         self.model = predictor.model
-        layer = target_layer(self.model)
+        layer = backbone(predictor.cfg.arch).cam_layer(self.model)  # the last conv maps (melanoma.backbones)
         # Grad-CAM needs the gradient at the target layer only. With every other parameter frozen,
         # backward stops there instead of running through the whole backbone: same map, half the time.
         for param in self.model.parameters():
