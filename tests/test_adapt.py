@@ -72,7 +72,7 @@ def test_too_few_images_or_a_used_folder_is_refused_and_nothing_is_written(tmp_p
     assert [p.name for p in (tmp_path / "used").iterdir()] == ["keep.txt"]
     result = CliRunner().invoke(app, ["adapt", str(tmp_path / "site"), "--out", str(tmp_path / "adapted"),
                                       "--model", str(tiny_model_dir)])
-    assert result.exit_code == 2 and "at least 100 readable images" in result.output
+    assert result.exit_code == 3 and "at least 100 readable images" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "adapted").exists()
 
 

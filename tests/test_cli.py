@@ -77,7 +77,7 @@ def test_csv_output_tta_and_explain(tmp_path: Path):
 
     imgs = [str(SAMPLES / "malignant" / "test_malignant_5744.jpg"), str(SAMPLES / "benign" / "test_benign_6340.jpg")]
     runner = CliRunner()
-    result = runner.invoke(app, ["predict", *imgs, "--format", "csv", "--output", str(tmp_path / "p.csv"),
+    result = runner.invoke(app, ["predict", *imgs, "--format", "csv", "--out", str(tmp_path / "p.csv"),
                                  "--explain", str(tmp_path / "cam")])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))

@@ -97,7 +97,7 @@ def test_a_damaged_model_file_is_refused_by_its_checksum(tmp_path: Path, damaged
     with pytest.raises(ModelError, match="checksum"):
         load_predictor(folder, engine)
     result = CliRunner().invoke(app, ["predict", str(SAMPLES), "--model", str(folder), "--engine", engine])
-    assert result.exit_code == 2 and "checksum" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 3 and "checksum" in result.output and "Traceback" not in result.output
 
 
 def test_onnx_engine_without_model_onnx_says_so(tmp_path: Path, tiny_model_dir: Path):
@@ -126,7 +126,7 @@ def test_prevalence_needs_the_validation_prevalence_in_the_model_folder(tiny_mod
         load_predictor(tiny_model_dir, "torch").with_prevalence(0.1)
     result = CliRunner().invoke(app, ["predict", str(SAMPLES), "--prevalence", "0.1", "--model", str(tiny_model_dir),
                                       "--engine", "torch"])
-    assert result.exit_code == 2 and "prevalence of its validation split" in result.output
+    assert result.exit_code == 3 and "prevalence of its validation split" in result.output
 
 
 def test_big_jpegs_decode_at_no_less_than_twice_the_model_input(tmp_path: Path):

@@ -115,10 +115,10 @@ def test_evaluate_cli_takes_a_runs_split_file(kaggle_like: Path, tiny_model_dir:
 
 def test_cli_errors_are_one_clear_line(tmp_path: Path):
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e")])
-    assert result.exit_code == 2 and "no such file or folder" in result.output
+    assert result.exit_code == 3 and "no such file or folder" in result.output
     assert "Traceback" not in result.output
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--model", str(tmp_path)])
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == 3 and "Traceback" not in result.output
 
 
 def test_bootstrap_ci_contains_the_estimate_and_narrows_with_n():

@@ -31,7 +31,7 @@ def test_push_failure_is_one_clear_line_and_keeps_the_folder(tmp_path: Path, mon
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = CliRunner().invoke(app, ["export-hub", str(DEFAULT_MODEL_DIR), str(tmp_path / "r"),
                                       "--push", "someone/melanoma"])
-    assert result.exit_code == 2 and "upload to someone/melanoma failed" in result.output
+    assert result.exit_code == 3 and "upload to someone/melanoma failed" in result.output
     assert "Traceback" not in result.output and (tmp_path / "r" / "model.onnx").is_file()
 
 

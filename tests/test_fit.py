@@ -45,7 +45,7 @@ def test_pooled_sources_share_one_threshold_and_a_misspelt_source_is_refused(tin
 
     before = config.read_bytes()
     typo = CliRunner().invoke(app, ["calibrate", str(tiny_model_dir), str(split), "--pool", "a,bb"])
-    assert typo.exit_code == 2 and "'bb'" in typo.output and "Traceback" not in typo.output
+    assert typo.exit_code == 3 and "'bb'" in typo.output and "Traceback" not in typo.output
     assert config.read_bytes() == before  # nothing written
 
 
@@ -73,7 +73,7 @@ def test_calibrate_downscale_to_changes_what_the_model_sees_and_refits_threshold
     assert half.exit_code == 2 and "--gate" in half.output  # a new input without a refitted gate is refused
     typo = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--downscale-to", "32",
                                     "--gate", "--pool", "a,bb"])  # fails after the downscale was set: put back
-    assert typo.exit_code == 2 and "'bb'" in typo.output
+    assert typo.exit_code == 3 and "'bb'" in typo.output
     assert {n: (model_dir / n).read_bytes() for n in before} == before and not (model_dir / "ood.safetensors").exists()
 
     result = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--downscale-to",

@@ -10,6 +10,7 @@ from pathlib import Path
 from conftest import SAMPLES
 
 CORE = ("config", "imaging", "datasets", "diagnoses", "sources", "recipe", "calibrate", "ood", "inputs", "engines",
+        "views", "framing", "backbones", "bench.rules",
         "engines.base", "bench",
         "engines.onnx_engine", "evaluate", "audit", "eda", "card",
         "report", "api", "cli")
@@ -61,7 +62,7 @@ def test_a_command_whose_extra_is_missing_says_which_to_install(tmp_path: Path):
             "from melanoma.cli import main\nmain()\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={"GLIBC_TUNABLES": "x", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
-    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.returncode == 3, out.stdout + out.stderr
     assert "[train] extra" in out.stderr and "pip install" in out.stderr and "Traceback" not in out.stderr
 
 

@@ -167,7 +167,7 @@ def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path:
 
     flat = write_class_folders(tmp_path / "flat", 3)  # no train/val folders
     no_train = CliRunner().invoke(app, ["calibrate", str(model_dir), str(flat), "--gate", "--no-threshold"])
-    assert no_train.exit_code == 2 and "no train split" in no_train.output
+    assert no_train.exit_code == 3 and "no train split" in no_train.output
 
 
 def test_dermatoscope_field_blackens_outside_a_disc_and_keeps_its_centre():

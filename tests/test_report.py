@@ -29,7 +29,7 @@ def test_report_is_one_self_contained_html(kaggle_like: Path, tiny_model_dir: Pa
 
 def test_report_needs_an_evaluation(tmp_path: Path):
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
-    assert result.exit_code == 2 and "no metrics.json" in result.output
+    assert result.exit_code == 3 and "no metrics.json" in result.output
 
 
 def test_audit_cli_writes_its_files(kaggle_like: Path, tmp_path: Path):

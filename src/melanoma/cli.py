@@ -23,7 +23,14 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error message stays on one line
 
 
-def fail(message: str, code: int = 2) -> None:
+# Exit codes (docs/usage.md): 0 done; 1 predict / explain ran but some image was not assessed (its row says why);
+# 2 a usage error (an option, a recipe or --set value, a combination that cannot be right; click's own too);
+# 3 a failure: input that cannot be used (no such file, no images, a damaged model folder, a missing extra)
+# or an operation that did not complete (an upload).
+USAGE, FAILURE = 2, 3
+
+
+def fail(message: str, code: int = FAILURE) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
 
@@ -90,7 +97,7 @@ def train(
         cfg = apply_overrides(load_recipe(recipe) if recipe is not None else TrainConfig(),
                               parse_overrides(overrides or []))
     except (OSError, ValueError, TypeError) as e:
-        fail(f"recipe {recipe}: {e}" if recipe is not None else str(e))
+        fail(f"recipe {recipe}: {e}" if recipe is not None else str(e), USAGE)
     try:
         model_dir = run_training(data, out_dir, cfg, resume=resume, command=shlex.join(["melanoma", *sys.argv[1:]]))
         if recipe is not None:  # the recipe travels with the model it made
@@ -126,20 +133,20 @@ def calibrate(
     from .ood import GATE_BLOCKS
 
     if split == "test":
-        fail("calibrating on the test split would make every test number optimistic; use validation data")
+        fail("calibrating on the test split would make every test number optimistic; use validation data", USAGE)
     if downscale_to is not None and not (threshold and gate):
         fail("--downscale-to changes what the model sees: refit threshold and gate with it "
-             "(--gate, not --no-threshold)")
+             "(--gate, not --no-threshold)", USAGE)
     if downscale_to is not None and 0 < downscale_to < 32:
-        fail(f"--downscale-to must be 0 (none) or at least 32 pixels (got {downscale_to})")
+        fail(f"--downscale-to must be 0 (none) or at least 32 pixels (got {downscale_to})", USAGE)
     if gate_blocks is not None and not gate:
-        fail("--gate-blocks chooses what the gate reads: give it with --gate")
+        fail("--gate-blocks chooses what the gate reads: give it with --gate", USAGE)
     try:
         blocks = GATE_BLOCKS if gate_blocks is None else tuple(int(b) for b in gate_blocks.split(","))
     except ValueError:
         blocks = ()
     if not set(blocks) or not set(blocks) <= set(GATE_BLOCKS):
-        fail(f"--gate-blocks must be some of {','.join(map(str, GATE_BLOCKS))} (got {gate_blocks})")
+        fail(f"--gate-blocks must be some of {','.join(map(str, GATE_BLOCKS))} (got {gate_blocks})", USAGE)
     try:
         splits = discover(data)
         if gate and "train" not in splits:
@@ -248,8 +255,9 @@ def _metrics_table(m: dict, title: str):
                         f"threshold {m['threshold']:.3f}")
     for col, justify in (("metric", "left"), ("value", "right"), ("95% CI", "right")):
         table.add_column(col, justify=justify)
-    for key in ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc",
-                "sensitivity_at_specificity_0.90", "specificity_at_sensitivity_0.95", "net_benefit", "ece"):
+    from .evaluate import SUMMARY
+
+    for key in (k for k in SUMMARY if k in m):
         ci = m.get(f"{key}_ci")
         table.add_row(key, _fmt(m.get(key)), f"{ci[0]:.4f} - {ci[1]:.4f}" if ci else "")
     (tn, fp), (fn, tp) = m["confusion_matrix"]
@@ -337,7 +345,7 @@ def predict(
     model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of objects (same as --format json)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON/CSV here instead of stdout."),
+    output: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the JSON/CSV here instead of stdout."),
     tta: bool = typer.Option(False, "--tta", help="Average the 8 flips/rotations of each image."),
     engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
     explain_dir: Optional[Path] = typer.Option(None, "--explain", help="Also write Grad-CAM overlays here."),
@@ -569,4 +577,4 @@ def fail_missing_extra(e: ModuleNotFoundError) -> None:
     err.print("[bold red]error:[/] " + escape(f"`melanoma {command}` needs the [{extra}] extra (module {top} is "
                                               f"not installed): pip install 'melanoma-classifier[{extra}]'"),
               highlight=False)
-    sys.exit(2)
+    sys.exit(FAILURE)

@@ -16,9 +16,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 from torchvision.transforms import v2
 
-from . import views
 from .imaging import COLOR_CONSTANCY, Sample, cap_shorter_side, load_any, shades_of_grey
 from .recipe import AugConfig
+from .views import FAMILIES, check_families, view
 
 
 class RandomVignette(torch.nn.Module):
@@ -59,9 +59,9 @@ class RandomSiteView(torch.nn.Module):
 
     def __init__(self, p: float, families: list[str], max_side: int):
         super().__init__()
-        views.check_families(families)
+        check_families(families)
         if p > 0 and not families:
-            raise ValueError("aug.site_views > 0 needs aug.site_families (some of " + ", ".join(views.FAMILIES) + ")")
+            raise ValueError("aug.site_views > 0 needs aug.site_families (some of " + ", ".join(FAMILIES) + ")")
         self.p, self.families, self.max_side = p, list(families), max_side
 
     def forward(self, img: Image.Image) -> Image.Image:
@@ -69,7 +69,7 @@ class RandomSiteView(torch.nn.Module):
             return img
         family = self.families[int(torch.randint(len(self.families), ()))]
         rng = np.random.default_rng(int(torch.randint(2**62, ())))
-        return views.view(img, family, rng, self.max_side)
+        return view(img, family, rng, self.max_side)
 
 
 def color_constancy_step(method: str | None):

@@ -221,6 +221,12 @@ def metrics_with_ci(labels, probs, threshold: float, n_boot: int = 1000, seed: i
 
 
 # diagnosis_metrics' one-number summaries, in the order the CLI, the report and the card show them
+# What the command line and the report show of full_metrics, in order (each with its bootstrap CI where it has one):
+# a new metric is computed in compute_metrics / operating_points, resampled in _resampled_metrics, and named here.
+SUMMARY = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc",
+           *(f"sensitivity_at_specificity_{s:.2f}" for s in SENS_AT_SPEC),
+           *(f"specificity_at_sensitivity_{s:.2f}" for s in SPEC_AT_SENS), "net_benefit", "ece",
+           "ece_before_temperature")
 DIAGNOSIS_SUMMARY = ("balanced_accuracy", "balanced_accuracy_equal_priors", "melanoma_vs_rest_roc_auc",
                      "cancer_vs_benign_roc_auc", "cancer_sensitivity", "benign_specificity")
 

@@ -53,15 +53,13 @@ def _fmt(v) -> str:
 
 
 def metrics_table(m: dict) -> str:
-    keys = ["accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc",
-            "sensitivity_at_specificity_0.80", "sensitivity_at_specificity_0.90", "sensitivity_at_specificity_0.95",
-            "specificity_at_sensitivity_0.90", "specificity_at_sensitivity_0.95", "net_benefit", "ece",
-            "ece_before_temperature"]
+    from .evaluate import SUMMARY
+
     def ci(k: str) -> str:
         lo_hi = m.get(f"{k}_ci")
         return f"{lo_hi[0]:.3f} – {lo_hi[1]:.3f}" if lo_hi else ""
 
-    rows = "".join(f"<tr><td>{k}</td><td>{_fmt(m.get(k))}</td><td>{ci(k)}</td></tr>" for k in keys if k in m)
+    rows = "".join(f"<tr><td>{k}</td><td>{_fmt(m.get(k))}</td><td>{ci(k)}</td></tr>" for k in SUMMARY if k in m)
     (tn, fp), (fn, tp) = m["confusion_matrix"]
     return (f"<p class=note>n = {m['n']} ({m['n_benign']} benign, {m['n_malignant']} malignant); threshold "
             f"{m['threshold']:.3f}; confusion: TN {tn}, FP {fp}, FN {fn}, TP {tp}</p>"

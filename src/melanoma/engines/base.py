@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import framing
 from ..calibrate import log_odds, sigmoid
 from ..config import ModelConfig, ModelError, atomic_write_bytes
 from ..diagnoses import IS_CANCER, calibrated, differential, p_cancer
+from ..framing import DEFAULT as UNEXPLAINED
+from ..framing import REASONS, reason
 from ..imaging import Sample, cap_shorter_side, open_rgb, shades_of_grey_levels
 from ..inputs import row as output_row
 from ..inputs import unreadable_reason
@@ -166,7 +167,7 @@ class BasePredictor:
             row.update(status="error", error=unreadable_reason(path) if path.exists() else "no such file")
         elif self.is_out_of_distribution(r):
             why = ("blank or single-colour image" if r["flat"] else
-                   framing.REASONS.get(r.get("refusal"), framing.DEFAULT))
+                   REASONS.get(r.get("refusal"), UNEXPLAINED))
             row.update(status="out_of_distribution", ood_score=r["ood_score"], error=f"cannot assess: {why}")
         else:
             prob = float(self.proba_from_logits(r["logit"]))
@@ -189,7 +190,7 @@ class BasePredictor:
                     "features": None if feats is None else feats[k], "refusal": None} for k in range(len(x))]
         for k, r in enumerate(results):  # a refused picture: why, in words a user can act on (framing.REASONS)
             if not r["flat"] and self.is_out_of_distribution(r):
-                r["refusal"] = framing.reason(input_rgb(x[k], self.cfg))
+                r["refusal"] = reason(input_rgb(x[k], self.cfg))
         return results
 
 
