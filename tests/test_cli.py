@@ -145,3 +145,17 @@ def test_model_may_be_a_hub_id_read_from_the_local_cache_only(tmp_path: Path, ti
     missing = CliRunner().invoke(app, ["predict", str(SAMPLES), "--model", "acme/absent"])
     assert missing.exit_code != 0 and "local Hugging Face cache" in missing.output
     assert "Traceback" not in missing.output
+
+
+def test_the_launcher_keeps_freed_memory_mapped_unless_the_user_set_glibc_tunables():
+    import os
+    import subprocess
+    import sys
+
+    code = "from melanoma.cli import tune_malloc; print(tune_malloc())"
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert plain.stdout.strip() == ("True" if sys.platform.startswith("linux") else "False")
+    own = subprocess.run([sys.executable, "-c", code], env={**env, "GLIBC_TUNABLES": "glibc.malloc.mmap_max=1"},
+                         capture_output=True, text=True, check=True)
+    assert own.stdout.strip() == "False"  # the user's setting wins

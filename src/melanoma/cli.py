@@ -13,9 +13,10 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-# glibc's default malloc returns freed tensors' memory to the OS and faults it back in on every
-# batch; keeping it mapped makes CPU training and inference much faster (benchmarks/train_speed.py).
-MALLOC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
+# glibc's default malloc returns freed tensors' memory to the OS and faults it back in on every batch; keeping it
+# mapped makes CPU training and inference much faster (benchmarks/train_speed.py). mallopt's M_MMAP_MAX and
+# M_TRIM_THRESHOLD, set before anything large is allocated, do what GLIBC_TUNABLES does at process start.
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benign-vs-malignant classifiers for dermoscopic skin-lesion images.")
@@ -544,15 +545,22 @@ def export_hub_cmd(
             fail(f"upload to {push} failed ({type(e).__name__}: {e}); the folder {folder} is complete")
 
 
+def tune_malloc() -> bool:
+    """Keep freed memory mapped (glibc's malloc; a user's own GLIBC_TUNABLES wins). True when it was set."""
+    if not sys.platform.startswith("linux") or "GLIBC_TUNABLES" in os.environ:
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # another C library (musl): its malloc, as it is
+        return False
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
 def main() -> None:
-    """Entry point. Sets the malloc tunables (which glibc reads only at process start) by
-    re-executing once, then runs the command line."""
-    if sys.platform.startswith("linux") and "GLIBC_TUNABLES" not in os.environ:
-        env = {**os.environ, "GLIBC_TUNABLES": MALLOC_TUNABLES}
-        try:
-            os.execve(sys.executable, [sys.executable, "-m", "melanoma", *sys.argv[1:]], env)
-        except OSError:
-            pass  # run on without the tunables rather than not at all
+    """Entry point: the malloc setting, then the command line."""
+    tune_malloc()
     try:
         app(prog_name="melanoma", standalone_mode=True)
     except ModuleNotFoundError as e:
