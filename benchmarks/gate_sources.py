@@ -4,9 +4,10 @@ on the generated non-lesion images.
 
     python benchmarks/gate_sources.py MODEL_DIR runs/NAME/split.csv [--out docs/results/NAME.json]
 
-The gate is refitted exactly as ``train`` fits it (ood.OODDetector.fit on 2,000 training images in equal shares
-of the sources used, plus ood.FIELD_SHARE of them seen through each of ood.GATE_VIEWS; threshold
-ood.gate_threshold on their validation images), on the model's own features. ``--compare`` also fits without
+The gate is refitted by the function ``train`` fits it with (ood.fit_gate: the detector on 2,000 training images in
+equal shares of the sources used, plus ood.FIELD_SHARE of them seen through each of ood.GATE_VIEWS; the threshold
+on their validation images), on the model's own features; its draws are its own (a fixed random sample of each
+source, drawn once, so the held-out fits differ only in the source left out), not train's. ``--compare`` fits without
 views (as gates were fitted before experiments/011-gate-field); ``--candidates field,shading field,close_up``
 also fits with each of those sets of views (experiments/014-gate-views); ``--knn 1 10`` also scores by the distance
 to the k-th nearest fit image (experiments/015-gate-knn); ``--blocks 4`` fits every gate on stage 4's features
@@ -30,7 +31,7 @@ from melanoma.datasets import discover, read_split
 from melanoma.engines import load_predictor
 from melanoma.engines.torch_engine import TorchPredictor
 from melanoma.imaging import InMemory
-from melanoma.ood import FIELD_SHARE, GATE_VIEWS, OODDetector, gate_threshold, gate_views
+from melanoma.ood import FIELD_SHARE, GATE_VIEWS, OODDetector, fit_gate, gate_threshold, gate_views
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,9 +105,12 @@ def main() -> None:
         fit_f = [f_train[n][:per] for n in sources]
         fit_f += [f_views[k][n][: round(FIELD_SHARE * per)] for k in views for n in sources]
         fit_f = np.concatenate(fit_f)
-        det = OODDetector.fit(fit_f, columns=columns) if knn is None else NearestGate(fit_f, knn)
-        scores = np.concatenate([det.score(f_val[n]) for n in sources])
-        det.threshold = gate_threshold(scores, np.concatenate([[n] * len(f_val[n]) for n in sources]))
+        val_f = np.concatenate([f_val[n] for n in sources])
+        val_sources = np.concatenate([[n] * len(f_val[n]) for n in sources])
+        if knn is None:
+            return fit_gate(fit_f, val_f, val_sources, columns)
+        det = NearestGate(fit_f, knn)
+        det.threshold = gate_threshold(det.score(val_f), val_sources)
         return det
 
     def refused(det: OODDetector, f: np.ndarray, flat: np.ndarray | None = None) -> float:

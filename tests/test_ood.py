@@ -239,3 +239,16 @@ def test_gate_views_of_the_first_share_of_each_source_keep_label_and_source(tmp_
     assert [v.image.tobytes() for v in both[:4]] == [v.image.tobytes() for v in views]  # field views drawn first
     with pytest.raises(ValueError, match="unknown gate view"):
         gate_views(samples, ("fog",))
+
+
+def test_the_gate_fit_is_one_function_its_threshold_keeps_every_sources_refusals_low():
+    from melanoma.ood import fit_gate
+
+    rng = np.random.default_rng(0)
+    fit_f = rng.normal(size=(400, 96))  # more dimensions than the detector's 64 components, as real features have
+    val_f = np.concatenate([rng.normal(size=(200, 96)), rng.normal(0.3, 1.0, size=(100, 96))])
+    sources = np.array(["a"] * 200 + ["b"] * 100, object)
+    det = fit_gate(fit_f, val_f, sources, quantile=0.99)
+    refused = det.score(val_f) > det.threshold
+    assert refused[sources == "a"].mean() <= 0.01 and refused[sources == "b"].mean() <= 0.01  # the shifted one too
+    assert (det.score(rng.normal(3.0, 1.0, size=(50, 96))) > det.threshold).all()  # far away: refused

@@ -25,7 +25,7 @@ from .config import CHECKSUMS, ModelConfig, atomic_write_bytes, write_checksums
 from .diagnoses import allowed_matrix, calibrated, fit_calibration, p_cancer, softmax
 from .engines import ONNX_FILE
 from .engines.torch_engine import TorchPredictor
-from .ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, OODDetector, gate_threshold, gate_views
+from .ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, fit_gate, gate_views
 from .sources import balanced_by_source
 
 DECISION_FILES = ("config.json", "ood.safetensors", CHECKSUMS)  # what the fits here rewrite
@@ -144,10 +144,9 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
     extra = gate_views(fit_samples, views, field_share) if field_share else []
     fit_f = predictor.features(fit_samples + extra)
     val_f = predictor.features(val_samples)
-    det = OODDetector.fit(fit_f, columns=columns)
-    val_scores = det.score(val_f)
     sources = np.array([s.source for s in val_samples], object)
-    det.threshold = gate_threshold(val_scores, sources, quantile)
+    det = fit_gate(fit_f, val_f, sources, columns, quantile)
+    val_scores = det.score(val_f)
     det.save(model_dir)
     n_views = {kind: sum(v.path.endswith(f"#{kind}") for v in extra) for kind in views}
     return {"n_fit": len(fit_f) - len(extra), "n_views": n_views, "n_val": len(val_f), "quantile": quantile,

@@ -198,6 +198,16 @@ def is_flat(x, mean, std) -> np.ndarray:
     return grey.reshape(len(grey), -1).std(axis=1) < FLAT_STD
 
 
+def fit_gate(fit_features: np.ndarray, val_features: np.ndarray, val_sources, columns: np.ndarray | None = None,
+             quantile: float = 0.995) -> OODDetector:
+    """The gate, fitted: the detector on ``fit_features`` (training images and their views), its threshold by
+    :func:`gate_threshold` on the validation images' scores. What ``train``, ``calibrate --gate`` and
+    ``benchmarks/gate_sources.py`` all call."""
+    det = OODDetector.fit(np.asarray(fit_features), columns=columns)
+    det.threshold = gate_threshold(det.score(np.asarray(val_features)), val_sources, quantile)
+    return det
+
+
 def gate_threshold(scores: np.ndarray, sources, quantile: float = 0.995) -> float:
     """The highest of the per-source ``quantile`` of validation scores: then no source of the validation
     images has more than 1 - ``quantile`` of its lesions refused, however small its share of the pool."""
