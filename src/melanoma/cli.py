@@ -63,8 +63,8 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help=(
+              "Print the version and exit."))] = False) -> None:
     """Benign-vs-malignant classifiers for dermoscopic skin-lesion images."""
 
 def _train_fields() -> str:
@@ -112,20 +112,23 @@ def train(
 
 @app.command()
 def calibrate(
-    model: Path = typer.Argument(..., help="Model folder whose config.json receives threshold and temperature."),
-    data: Path = typer.Argument(..., help="A labelled dataset, or a run's split.csv (its val rows are used)."),
-    split: str = typer.Option("val", help="Split of DATA to fit on. Never the test split."),
-    target_sensitivity: float = typer.Option(0.95, help="Threshold: the validation sensitivity to reach."),
-    youden: bool = typer.Option(False, "--youden", help="Choose the threshold by Youden's J instead."),
-    gate: bool = typer.Option(False, "--gate", help="Also refit the 'cannot assess' gate: on 2,000 of DATA's train "
-                                                    "images, equal shares per source; its threshold on SPLIT."),
-    threshold: bool = typer.Option(True, help="Refit threshold and temperature (--no-threshold: the gate only)."),
-    pool: Optional[list[str]] = typer.Option(None, help="Sources pooled for the per-source threshold rule, "
-                                                        "comma-separated (repeatable), e.g. ham10000,isic2017."),
-    downscale_to: Optional[int] = typer.Option(None, min=0, help="First set the model's downscale_to (pixels, the "
-                                                                 "shorter side; 0: none); needs --gate."),
-    gate_blocks: Optional[str] = typer.Option(None, help="With --gate: the EfficientNet stages the gate reads, "
-                                                         "comma-separated (default 3,4,5,6), e.g. 4."),
+    model: Annotated[Path, typer.Argument(help="Model folder whose config.json receives threshold and temperature.")],
+    data: Annotated[Path, typer.Argument(help="A labelled dataset, or a run's split.csv (its val rows are used).")],
+    split: Annotated[str, typer.Option(help="Split of DATA to fit on. Never the test split.")] = "val",
+    target_sensitivity: Annotated[float, typer.Option(help="Threshold: the validation sensitivity to reach.")] = 0.95,
+    youden: Annotated[bool, typer.Option("--youden", help="Choose the threshold by Youden's J instead.")] = False,
+    gate: Annotated[bool, typer.Option("--gate", help=(
+        "Also refit the 'cannot assess' gate: on 2,000 of DATA's train images, equal shares per source; "
+        "its threshold on SPLIT."))] = False,
+    threshold: Annotated[bool, typer.Option(help=(
+        "Refit threshold and temperature (--no-threshold: the gate only)."))] = True,
+    pool: Annotated[Optional[list[str]], typer.Option(help=(
+        "Sources pooled for the per-source threshold rule, comma-separated (repeatable), e.g. "
+        "ham10000,isic2017."))] = None,
+    downscale_to: Annotated[Optional[int], typer.Option(min=0, help=(
+        "First set the model's downscale_to (pixels, the shorter side; 0: none); needs --gate."))] = None,
+    gate_blocks: Annotated[Optional[str], typer.Option(help=(
+        "With --gate: the EfficientNet stages the gate reads, comma-separated (default 3,4,5,6), e.g. 4."))] = None,
 ) -> None:
     """Fit the temperature and decision threshold of a model on validation data (and, with --gate, its gate)."""
     from .config import ModelError
@@ -169,10 +172,13 @@ def calibrate(
 
 @app.command()
 def audit(
-    data: Path = typer.Argument(..., help="Dataset to audit (any supported layout)."),
-    against: Optional[Path] = typer.Option(None, help="A second dataset to look for copies in (e.g. ISIC 2017)."),
-    out_dir: Path = typer.Option(Path("runs/audit"), "--out", help="Folder for audit.json, clusters.csv, pairs.csv."),
-    min_similarity: float = typer.Option(0.98, help="Thumbnail correlation at which images count as copies."),
+    data: Annotated[Path, typer.Argument(help="Dataset to audit (any supported layout).")],
+    against: Annotated[Optional[Path], typer.Option(help=(
+        "A second dataset to look for copies in (e.g. ISIC 2017)."))] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help=(
+        "Folder for audit.json, clusters.csv, pairs.csv."))] = Path("runs/audit"),
+    min_similarity: Annotated[float, typer.Option(help=(
+        "Thumbnail correlation at which images count as copies."))] = 0.98,
 ) -> None:
     """Find exact and near-duplicate images within a dataset, across its splits, and against another."""
     from .audit import audit as run_audit
@@ -193,8 +199,8 @@ def audit(
 
 @app.command()
 def eda(
-    data: Path = typer.Argument(..., help="Dataset to describe (any supported layout)."),
-    out_dir: Path = typer.Option(Path("runs/eda"), "--out", help="Folder for eda.json and sample grids."),
+    data: Annotated[Path, typer.Argument(help="Dataset to describe (any supported layout).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for eda.json and sample grids.")] = Path("runs/eda"),
 ) -> None:
     """Counts, image sizes and modes, colour statistics, sample grids, and a shortcut check."""
     from rich.table import Table
@@ -220,8 +226,9 @@ def eda(
 
 @app.command()
 def report(
-    run_dir: Path = typer.Argument(..., help="An evaluation folder (melanoma evaluate --out RUN_DIR)."),
-    eda_data: Optional[Path] = typer.Option(None, "--eda", help="Also run the EDA on this dataset into RUN_DIR."),
+    run_dir: Annotated[Path, typer.Argument(help="An evaluation folder (melanoma evaluate --out RUN_DIR).")],
+    eda_data: Annotated[Optional[Path], typer.Option("--eda", help=(
+        "Also run the EDA on this dataset into RUN_DIR."))] = None,
 ) -> None:
     """One self-contained HTML report: curves, metrics with CIs, audit, EDA, training, mistakes."""
     from .datasets import DatasetError
@@ -294,18 +301,22 @@ def _diagnosis_table(d: dict, title: str):
 
 @app.command()
 def evaluate(
-    data: Path = typer.Argument(..., help="Labelled dataset (any supported layout), or a run's split.csv."),
-    model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
-    split: str = typer.Option("test", help="Split to evaluate; a dataset with no splits is evaluated whole."),
-    out_dir: Path = typer.Option(Path("runs/eval"), "--out", help="Folder for metrics.json and predictions.csv."),
-    batch_size: int = typer.Option(32, min=1),
-    clean: bool = typer.Option(True, help="Also report the clean test: images with no near-duplicate in train "
-                                          "(audited on demand, cached). Needs train and test splits."),
-    tta: bool = typer.Option(False, "--tta", help="Average the 8 flips/rotations of each image."),
-    engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
-    prevalence: Optional[float] = typer.Option(None, help=PREVALENCE_HELP),
-    plots: bool = typer.Option(False, help="Also write the ROC, precision-recall, confusion and reliability PNGs "
-                                           "(`melanoma report` draws them anyway)."),
+    data: Annotated[Path, typer.Argument(help="Labelled dataset (any supported layout), or a run's split.csv.")],
+    model: Annotated[Optional[Path], typer.Option(help=MODEL_HELP)] = None,
+    split: Annotated[str, typer.Option(help=(
+        "Split to evaluate; a dataset with no splits is evaluated whole."))] = "test",
+    out_dir: Annotated[Path, typer.Option("--out", help=(
+        "Folder for metrics.json and predictions.csv."))] = Path("runs/eval"),
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    clean: Annotated[bool, typer.Option(help=(
+        "Also report the clean test: images with no near-duplicate in train (audited on demand, cached). "
+        "Needs train and test splits."))] = True,
+    tta: Annotated[bool, typer.Option("--tta", help="Average the 8 flips/rotations of each image.")] = False,
+    engine: Annotated[Engine, typer.Option(help=ENGINE_HELP)] = Engine.auto,
+    prevalence: Annotated[Optional[float], typer.Option(help=PREVALENCE_HELP)] = None,
+    plots: Annotated[bool, typer.Option(help=(
+        "Also write the ROC, precision-recall, confusion and reliability PNGs (`melanoma report` draws "
+        "them anyway)."))] = False,
 ) -> None:
     """Metrics of a model on a labelled split: printed, and written to OUT/metrics.json."""
     from .config import ModelError
@@ -342,16 +353,18 @@ def evaluate(
 
 @app.command()
 def predict(
-    paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
-    model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of objects (same as --format json)."),
-    fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
-    output: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the JSON/CSV here instead of stdout."),
-    tta: bool = typer.Option(False, "--tta", help="Average the 8 flips/rotations of each image."),
-    engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
-    explain_dir: Optional[Path] = typer.Option(None, "--explain", help="Also write Grad-CAM overlays here."),
-    batch_size: int = typer.Option(32, min=1),
-    prevalence: Optional[float] = typer.Option(None, help=PREVALENCE_HELP),
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
+    model: Annotated[Optional[Path], typer.Option(help=MODEL_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=(
+        "Print a JSON list of objects (same as --format json)."))] = False,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", help=(
+        "Write the JSON/CSV here instead of stdout."))] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Average the 8 flips/rotations of each image.")] = False,
+    engine: Annotated[Engine, typer.Option(help=ENGINE_HELP)] = Engine.auto,
+    explain_dir: Annotated[Optional[Path], typer.Option("--explain", help="Also write Grad-CAM overlays here.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    prevalence: Annotated[Optional[float], typer.Option(help=PREVALENCE_HELP)] = None,
 ) -> None:
     """p(malignant) and a label for each image, or why it cannot be assessed.
 
@@ -452,10 +465,11 @@ def _write_explanations(predictor, paths: list[Path], out_dir: Path) -> list[Pat
 
 @app.command()
 def explain(
-    paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
-    out_dir: Path = typer.Option(Path("runs/explain"), "--out", help="Folder for <name>_gradcam.png overlays."),
-    model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
-    engine: Engine = typer.Option(Engine.auto, help=ENGINE_HELP),
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
+    out_dir: Annotated[Path, typer.Option("--out", help=(
+        "Folder for <name>_gradcam.png overlays."))] = Path("runs/explain"),
+    model: Annotated[Optional[Path], typer.Option(help=MODEL_HELP)] = None,
+    engine: Annotated[Engine, typer.Option(help=ENGINE_HELP)] = Engine.auto,
 ) -> None:
     """Grad-CAM heatmaps: where in each image the malignancy score comes from."""
     from .config import ModelError
@@ -476,10 +490,11 @@ def explain(
 
 @app.command()
 def adapt(
-    paths: list[str] = typer.Argument(..., help="The new site's images (files, folders, globs); no labels needed."),
-    out_dir: Path = typer.Option(..., "--out", help="New folder for the adapted model."),
-    model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
-    batch_size: int = typer.Option(32, min=1),
+    paths: Annotated[list[str], typer.Argument(help=(
+        "The new site's images (files, folders, globs); no labels needed."))],
+    out_dir: Annotated[Path, typer.Option("--out", help="New folder for the adapted model.")],
+    model: Annotated[Optional[Path], typer.Option(help=MODEL_HELP)] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
 ) -> None:
     """Adapt a model to a new site from its unlabelled images (batch-norm statistics re-estimated: AdaBN)."""
     from rich.markup import escape
@@ -507,10 +522,11 @@ def adapt(
 
 @app.command()
 def serve(
-    model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
-    host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes it to the network."),
-    port: int = typer.Option(7860),
-    share: bool = typer.Option(False, "--share", help="Ask Gradio for a public share link (off by default)."),
+    model: Annotated[Optional[Path], typer.Option(help=MODEL_HELP)] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 7860,
+    share: Annotated[bool, typer.Option("--share", help=(
+        "Ask Gradio for a public share link (off by default)."))] = False,
 ) -> None:
     """The web app (Gradio): one image or a batch, with the decision and a Grad-CAM overlay."""
     from .app import serve as run_server
@@ -524,10 +540,10 @@ def serve(
 
 @app.command("export-hub")
 def export_hub_cmd(
-    model_dir: Path = typer.Argument(..., help="Model folder to export (e.g. runs/NAME/model)."),
-    out_dir: Path = typer.Argument(..., help="Folder to write the model repository into."),
-    metrics: Optional[Path] = typer.Option(None, help="An evaluation's metrics.json, for the model card."),
-    push: Optional[str] = typer.Option(None, help="Also upload to this Hugging Face repo (user/name)."),
+    model_dir: Annotated[Path, typer.Argument(help="Model folder to export (e.g. runs/NAME/model).")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the model repository into.")],
+    metrics: Annotated[Optional[Path], typer.Option(help="An evaluation's metrics.json, for the model card.")] = None,
+    push: Annotated[Optional[str], typer.Option(help="Also upload to this Hugging Face repo (user/name).")] = None,
 ) -> None:
     """A Hugging Face model repository folder: config.json, model.safetensors, model.onnx, README.md."""
     from .config import ModelError
