@@ -63,8 +63,10 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help=(
-              "Print the version and exit."))] = False) -> None:
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
     """Benign-vs-malignant classifiers for dermoscopic skin-lesion images."""
 
 def _train_fields() -> str:
