@@ -113,3 +113,16 @@ def test_a_seven_class_card_says_what_it_answers_and_reports_by_diagnosis():
     assert "5,000 images labelled only benign" in card and "melanoma alone" in card
     assert f"| dermatofibroma | 6 | {external['flagged_df']:.2f}" in card and "Balanced multi-class accuracy" in card
     assert "were not trained on" not in card  # the one-logit model's BCC/AK caveat does not apply
+
+
+def test_the_card_carries_the_stress_suite_when_given():
+    from melanoma.card import stress_table
+
+    change = {"a": 0.85, "b": 0.80, "difference": -0.05, "difference_ci": [-0.09, -0.01]}
+    stress = {"n": 381, "untransformed": {"refused": 0.01, "melanoma_roc_auc": 0.85},
+              "families": {"zoom_out": {"refused": 0.2, "melanoma_roc_auc": change, "specificity": {"b": 0.3}}}}
+    rows = stress_table(stress)
+    assert "| zoomed out (lesion 15-35% of the frame) | 20.0% | 0.800 (-0.050, -0.090 to -0.010) | 0.300 |" in rows
+    card = model_card(ModelConfig(arch="tf_efficientnet_lite0", training={}), stress=stress)
+    assert card.index("## Pictures taken another way") < card.index("## Limitations")
+    assert "## Pictures taken another way" not in model_card(ModelConfig(arch="tf_efficientnet_lite0", training={}))

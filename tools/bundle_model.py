@@ -67,6 +67,7 @@ def main() -> None:
                     help="benchmarks/sources_table.py's (one logit) or diagnoses.py's (seven classes) JSON")
     ap.add_argument("--recipe", type=Path, required=True, help="the recipe file the run was trained from")
     ap.add_argument("--dest", type=Path, default=DEFAULT_MODEL_DIR)
+    ap.add_argument("--stress", type=Path, help="benchmarks/stress.py's JSON for this model: the card's stress table")
     ap.add_argument("--limitation", action="append", default=[],
                     help="A bullet for the card's Limitations section (repeatable): what the evaluations found.")
     args = ap.parse_args()
@@ -91,10 +92,11 @@ def main() -> None:
         raise SystemExit(f"{args.model} was trained with command-line options {args.recipe} does not hold: write them "
                          "into the recipe, so that recipes/flagship.yaml reproduces the bundled model")
     export_onnx(tmp, tmp / "model.onnx")
+    stress = json.loads(args.stress.read_text()) if args.stress else None
     if "sets" in table:  # benchmarks/sources_table.py's, for a one-logit model
-        card = model_card(cfg, table["sets"], args.limitation)
+        card = model_card(cfg, table["sets"], args.limitation, stress=stress)
     else:  # benchmarks/diagnoses.py's
-        card = model_card(cfg, diagnosis_evaluations(table), args.limitation,
+        card = model_card(cfg, diagnosis_evaluations(table), args.limitation, stress=stress,
                           by_diagnosis={"ISIC 2018 test (external, other clinics)": table["external"]})
     atomic_write_text(tmp / "README.md", card)
     write_checksums(tmp)

@@ -136,6 +136,30 @@ def diagnosis_table(d: dict) -> list[str]:
     return rows
 
 
+STRESS_NAMES = {"zoom_out": "zoomed out (lesion 15-35% of the frame)", "grid": "printed grid beside it",
+                "ruler": "ruler along an edge", "film": "film-scan look", "glare": "glare", "bubbles": "bubbles",
+                "hair": "hair", "field": "round dermatoscope field", "rotation": "rotated",
+                "jpeg": "JPEG quality 25-50", "blur": "out of focus", "large": "3,200 px photo"}
+
+
+def stress_table(stress: dict) -> list[str]:
+    """The site-shift stress suite (``benchmarks/stress.py``'s JSON) as the card's section."""
+    u = stress["untransformed"]
+    rows = ["## Pictures taken another way (stress suite)", "",
+            f"The external ISIC 2018 test ({stress['n']} images) seen as other clinics' pictures look "
+            f"(`melanoma.views`), each paired with the untransformed images (refused {100 * u['refused']:.1f}%, "
+            f"melanoma-vs-rest ROC-AUC {u['melanoma_roc_auc']:.3f}). The ranking and the specificity count every "
+            "picture, refused or not: what the network says without its gate.", "",
+            "| pictures | refused as \"cannot assess\" | melanoma vs rest ROC-AUC (change, 95% CI) | benign "
+            "specificity |", "| --- | --- | --- | --- |"]
+    for family, r in stress["families"].items():
+        m = r["melanoma_roc_auc"]
+        rows.append(f"| {STRESS_NAMES.get(family, family)} | {100 * r['refused']:.1f}% | {m['b']:.3f} "
+                    f"({m['difference']:+.3f}, {m['difference_ci'][0]:+.3f} to {m['difference_ci'][1]:+.3f}) | "
+                    f"{r['specificity']['b']:.3f} |")
+    return rows
+
+
 def _card_data(cfg: ModelConfig, evaluations: dict[str, dict]):
     from huggingface_hub import EvalResult, ModelCardData
 
@@ -164,17 +188,18 @@ SEVEN_CLASS_INTRO = (
 
 
 def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, limitations: list[str] | None = None,
-               timm_snippet: bool = True, by_diagnosis: dict | None = None) -> str:
+               timm_snippet: bool = True, by_diagnosis: dict | None = None, stress: dict | None = None) -> str:
     """README.md for a model folder or repository. ``evaluations``: {set title: metrics (n, n_malignant, roc_auc,
     recall, specificity, each with ``_ci``; ``refused`` optional)}; ``limitations``: bullets found by those
     evaluations, first (a given bullet that opens like a default one replaces it); ``by_diagnosis``: {set title:
-    :func:`melanoma.evaluate.diagnosis_metrics`}, a table per diagnosis each."""
+    :func:`melanoma.evaluate.diagnosis_metrics`}, a table per diagnosis each; ``stress``: ``benchmarks/stress.py``'s
+    JSON, a section of its own."""
     t = cfg.training
     evaluations = dict(evaluations or {})
     best, cal, recipe = t.get("best_val", {}), t.get("calibration", {}), t.get("recipe", {})
     sources = t.get("sources") or {}
-    command = public_command(t.get("command")) or (f"melanoma train DATA --arch {cfg.arch} --img-size {cfg.img_size} "
-                                                   f"--epochs {recipe.get('epochs', '?')}")
+    command = public_command(t.get("command")) or (f"melanoma train DATA --set arch={cfg.arch} --set "
+                                                   f"img_size={cfg.img_size} --set epochs={recipe.get('epochs', '?')}")
     lines = ["---", _card_data(cfg, evaluations).to_yaml(), "---", "",
              "# melanoma-classifier", "",
              (SEVEN_CLASS_INTRO if cfg.diagnoses else
@@ -266,6 +291,8 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
         f"{cfg.img_size} px input: fine structure of larger dermoscopic images is lost in the resize."]
     given = list(limitations or [])
     bullets = given + [d for d in defaults if not any(g[:24] == d[:24] for g in given)]
+    if stress:
+        lines += ["", *stress_table(stress)]
     lines += ["", "## Limitations", "", *[f"- {note}" for note in bullets], "",
               "## Use", "", "```bash", "pip install melanoma-classifier",
               "melanoma predict lesion.jpg --model path/to/this/folder", "```", "",
