@@ -30,7 +30,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not train and not browser"
 
 serve: setup
 	$(BIN)/melanoma serve

@@ -78,6 +78,7 @@ def test_evaluate_from_python_reports_the_clean_test_as_the_command_does(tmp_pat
     assert m["n"] == 12 and m["clean"]["n_excluded"] == 1 and (tmp_path / "eval" / "audit.json").is_file()
 
 
+@pytest.mark.train
 def test_train_from_python_takes_the_overrides_the_command_line_takes(tmp_path: Path, kaggle_like: Path):
     from melanoma.api import train
     from melanoma.config import ModelConfig

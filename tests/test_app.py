@@ -47,6 +47,7 @@ def test_api_answers_and_survives_a_bad_file(server: str, tmp_path: Path):
     assert verdict.startswith("## Looks benign")  # still up, still right
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed")
 def test_browser_upload_shows_label_and_heatmap(server: str, tmp_path: Path):
     from playwright.sync_api import sync_playwright

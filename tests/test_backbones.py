@@ -37,6 +37,7 @@ def test_the_gate_reads_four_stages_of_any_timm_cnn():
         TIMM.gate_modules(torch.nn.Linear(2, 2))
 
 
+@pytest.mark.train
 def test_a_non_efficientnet_family_trains_exports_and_predicts_with_its_gate(kaggle_like: Path, tmp_path: Path):
     from melanoma.engines import load_predictor
     from melanoma.imaging import Sample

@@ -9,6 +9,7 @@ import pytest
 from conftest import REPO
 
 
+@pytest.mark.train
 def test_the_bundled_folder_verifies_and_its_recipe_reproduces_the_run(tmp_path: Path, kaggle_like: Path,
                                                                         monkeypatch):
     from typer.testing import CliRunner

@@ -45,6 +45,7 @@ def test_unwritable_output_fails_before_training(tmp_path: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.train
 def test_kill_9_mid_training_then_resume(tmp_path: Path):
     data = write_class_folders(tmp_path / "data", 40)
     run = tmp_path / "run"
@@ -111,6 +112,7 @@ def test_same_seed_same_validation_metrics(tmp_path: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.train
 def test_ddp_two_processes_on_cpu(tmp_path: Path):
     """Two gloo processes: one model folder (rank 0), and a validation AUC over every validation image."""
     from sklearn.metrics import roc_auc_score

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from melanoma.cli import app
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.train]
 
 
 def link_subset(src: Path, dst: Path, n_per_class: int, seed: int) -> None:

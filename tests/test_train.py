@@ -10,6 +10,8 @@ from melanoma.models import load_model_folder
 from melanoma.recipe import AugConfig, TrainConfig
 from melanoma.train import train
 
+pytestmark = pytest.mark.train
+
 from conftest import write_class_folders, write_ham_like
 
 
