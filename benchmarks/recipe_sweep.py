@@ -10,7 +10,6 @@ hour on 2 cores". It runs anywhere; on a GPU it takes minutes. Test data is neve
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, replace
 
@@ -62,7 +61,15 @@ def run(name: str, cfg: TrainConfig, splits, workers: int) -> dict:
 
 
 def main() -> None:
-    split_csv, out_json, *names = sys.argv[1:]
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("split_csv", help="a run's split.csv: its train and val rows")
+    ap.add_argument("out_json")
+    ap.add_argument("names", nargs="*", choices=[[], *CANDIDATES], metavar="NAME",
+                    help=f"candidates to run (default: all of {', '.join(CANDIDATES)})")
+    args = ap.parse_args()
+    split_csv, out_json, names = args.split_csv, args.out_json, args.names
     splits = read_split(split_csv)
     workers = min(12, max(1, (torch.multiprocessing.cpu_count() or 2) - 2))
     results = []

@@ -91,3 +91,9 @@ def test_a_ship_rule_passes_only_when_every_clause_holds(capsys):
     assert verdict([Clause("a", "1", True)]) and not verdict([Clause("a", "1", True), Clause("b", "2", False)])
     out = capsys.readouterr().out
     assert "FAIL  b: 2" in out and out.count("ships") == 1 and "does not ship" in out
+
+
+@pytest.mark.parametrize("script", sorted((REPO / "benchmarks").glob("*.py")), ids=lambda p: p.name)
+def test_every_benchmark_says_how_to_call_it(script: Path):
+    done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]

@@ -10,9 +10,9 @@ from melanoma.models import load_model_folder
 from melanoma.recipe import AugConfig, TrainConfig
 from melanoma.train import train
 
-pytestmark = pytest.mark.train
-
 from conftest import write_class_folders, write_ham_like
+
+pytestmark = pytest.mark.train
 
 
 def tiny_config(**overrides) -> TrainConfig:
