@@ -115,9 +115,9 @@ def test_set_overrides_are_read_as_yaml_and_checked_against_the_one_schema():
     from melanoma.recipe import TrainConfig, apply_overrides, parse_overrides, settable_fields
 
     given = parse_overrides(["epochs=5", "aug.zoom=0.2", "extra_train=[../a, ../b]", "target_sensitivity=null",
-                             "devices=2", "flips=false"])
+                             "devices=2", "flips=false", "lr=1e-3", "arch=resnet18"])
     assert given == {"epochs": 5, "aug.zoom": 0.2, "extra_train": ["../a", "../b"], "target_sensitivity": None,
-                     "devices": 2, "flips": False}
+                     "devices": 2, "flips": False, "lr": 0.001, "arch": "resnet18"}  # 1e-3 a number, as meant
     cfg = apply_overrides(TrainConfig(), given)
     assert (cfg.epochs, cfg.aug.zoom, cfg.extra_train, cfg.target_sensitivity, cfg.aug.hflip) == (
         5, 0.2, ["../a", "../b"], None, False)

@@ -194,10 +194,19 @@ def parse_overrides(items: list[str]) -> dict:
         if not eq or not name.strip():
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=5")
         try:
-            out[name.strip()] = yaml.safe_load(value) if value.strip() else None
+            parsed = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError as e:
             raise ValueError(f"--set {item!r}: the value is not valid YAML ({e.problem})") from e
+        out[name.strip()] = _number(parsed) if isinstance(parsed, str) else parsed
     return out
+
+
+def _number(text: str) -> float | str:
+    """YAML 1.1 (PyYAML) reads ``1e-3`` as a string (it wants ``1.0e-3``); on a command line it means the number."""
+    try:
+        return float(text) if any(c.isdigit() for c in text) and text.strip().lower() not in ("nan", "inf") else text
+    except ValueError:
+        return text
 
 
 def settable_fields() -> dict[str, object]:
