@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.bench import data_root
+from melanoma.bench import gate_features as features
 from melanoma.bench.nonlesion import nonlesion_images
 from melanoma.card import public_name
 from melanoma.datasets import discover, read_split
@@ -36,12 +37,6 @@ from melanoma.ood import FIELD_SHARE, GATE_VIEWS, OODDetector, fit_gate, gate_th
 REPO = Path(__file__).resolve().parents[1]
 
 EXTERNAL = data_root() / "isic2018_test"
-
-
-def features(predictor, samples) -> tuple[np.ndarray, np.ndarray]:
-    """(N, D) gate features and (N,) flat-image flags of the readable samples."""
-    rs = [r for r in predictor.run(samples) if r is not None]
-    return np.stack([r["features"] for r in rs]), np.array([r["flat"] for r in rs])
 
 
 class NearestGate:

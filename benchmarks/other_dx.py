@@ -23,11 +23,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from compare_models import scores  # benchmarks/ is the script's own folder
 from scipy.stats import binomtest
 
 from melanoma import Classifier
 from melanoma.bench import data_root
+from melanoma.bench import labels_and_scores as scores
 from melanoma.config import atomic_write_text
 from melanoma.datasets import read_split
 from melanoma.engines import load_predictor

@@ -18,10 +18,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from compare_models import scores  # benchmarks/ is the script's own folder
 from PIL import Image
 
 from melanoma.bench import data_root
+from melanoma.bench import labels_and_scores as scores
 from melanoma.datasets import discover
 from melanoma.engines import load_predictor
 from melanoma.evaluate import paired_difference

@@ -15,9 +15,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from compare_models import scores, standard_sets  # benchmarks/ is the script's own folder
 from sklearn.metrics import roc_curve
 
+from melanoma.bench import labels_and_scores as scores
+from melanoma.bench import standard_sets
 from melanoma.engines import load_predictor
 
 EXTERNAL = "ISIC 2018 test (external)"

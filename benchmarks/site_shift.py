@@ -20,10 +20,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from compare_models import scores  # benchmarks/ is the script's own folder
 from site_threshold import rates
 
 from melanoma.bench import data_root
+from melanoma.bench import labels_and_scores as scores
 from melanoma.calibrate import log_odds, sigmoid
 from melanoma.config import resolve_model_dir, sha256_file
 from melanoma.datasets import discover, read_split

@@ -19,8 +19,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from compare_models import scores, standard_sets  # benchmarks/ is the script's own folder
 
+from melanoma.bench import labels_and_scores as scores
+from melanoma.bench import standard_sets
 from melanoma.calibrate import choose_threshold
 from melanoma.engines import load_predictor
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.audit import cached_audit
-from melanoma.bench import data_root
+from melanoma.bench import data_root, score
 from melanoma.card import public_name
 from melanoma.datasets import discover, read_split
 from melanoma.engines import load_predictor
@@ -30,18 +30,15 @@ DATA = data_root()
 
 
 def row(predictor, samples, n_boot: int = 1000) -> dict:
-    results = predictor.run(samples)
-    ok = [(s, r) for s, r in zip(samples, results) if r is not None]
-    y = np.array([s.label for s, _ in ok])
-    p = np.array([float(predictor.proba_from_logits(r["logit"])) for _, r in ok])
-    refused = np.array([predictor.is_out_of_distribution(r) for _, r in ok])
+    scored = score(predictor, samples)
+    y, p, refused = scored.labels, scored.p_verdict, scored.refused
     m = metrics_with_ci(y.tolist(), p.tolist(), predictor.threshold, n_boot)
     keep = ("n", "n_malignant", "roc_auc", "roc_auc_ci", "recall", "recall_ci", "specificity", "specificity_ci",
             "pr_auc", "accuracy")
     return {**{k: m[k] for k in keep if k in m},
             "median_p_melanoma": float(np.median(p[y == 1])) if (y == 1).any() else None,
             "refused": float(refused.mean()), "n_refused": int(refused.sum()),
-            "refused_melanomas": int(refused[y == 1].sum()), "unreadable": len(samples) - len(ok)}
+            "refused_melanomas": int(refused[y == 1].sum()), "unreadable": len(samples) - len(scored.samples)}
 
 
 def main() -> None:

@@ -14,9 +14,11 @@ import argparse
 import json
 from pathlib import Path
 
-from compare_models import CI, REPO, describe, paired_sets, standard_sets  # benchmarks/ is the script's own folder
-
+from melanoma.bench import PAIRED_CI as CI
+from melanoma.bench import describe, paired_sets, standard_sets
 from melanoma.engines import load_predictor
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -97,3 +97,14 @@ def test_a_ship_rule_passes_only_when_every_clause_holds(capsys):
 def test_every_benchmark_says_how_to_call_it(script: Path):
     done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]
+
+
+def test_the_compare_benchmark_pairs_a_model_with_itself_on_the_standard_sets(data_root: Path, tiny_model_dir: Path,
+                                                                              tmp_path: Path):
+    out = tmp_path / "compare.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "compare_models.py"), str(tiny_model_dir),
+                    str(tiny_model_dir), "--out", str(out)], check=True, cwd=tmp_path,
+                   env={**os.environ, bench.DATA_ENV: str(data_root)}, capture_output=True)
+    r = json.loads(out.read_text())
+    assert set(r["sets"]) == {bench.CLEAN, bench.EXTERNAL_TITLE} and r["a"]["model_sha256"] == r["b"]["model_sha256"]
+    assert r["sets"][bench.CLEAN]["n"] == 8 and r["sets"][bench.EXTERNAL_TITLE]["roc_auc"]["difference"] == 0

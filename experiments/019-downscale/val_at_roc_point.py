@@ -1,16 +1,14 @@
 """experiments/019-downscale: at the threshold where the external ROC reaches sensitivity 0.85, the share of each
 source's validation melanomas found (run from the repository root; prints one line per model)."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, "benchmarks")
-from compare_models import scores, standard_sets  # noqa: E402
-
-from melanoma.datasets import read_split  # noqa: E402
-from melanoma.engines import load_predictor  # noqa: E402
+from melanoma.bench import labels_and_scores as scores
+from melanoma.bench import standard_sets
+from melanoma.datasets import read_split
+from melanoma.engines import load_predictor
 
 ext = standard_sets()["ISIC 2018 test (external)"]
 for m, split in (("runs/e019/model", "runs/e016/split.csv"), ("runs/e019s43/model", "runs/e016s43/split.csv")):

@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from melanoma.bench import external_set
+from melanoma.bench import gate_features as features
 from melanoma.bench.nonlesion import nonlesion_images
-from melanoma.datasets import discover, read_split
+from melanoma.datasets import read_split
 from melanoma.engines import load_predictor
 from melanoma.imaging import InMemory
 from melanoma.ood import gate_views
-
-sys.path[:0] = ["benchmarks"]
-from gate_sources import EXTERNAL, features  # noqa: E402
 
 model, split_path, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 pred = load_predictor(model, num_workers=2)
@@ -35,7 +34,7 @@ for n in names:
     arrs[f"field/{n}"] = features(pred, gate_views(drawn[n], ("field",)))[0]
     arrs[f"val/{n}"] = features(pred, val[n])[0]
     print(n, flush=True)
-arrs["ext"], _ = features(pred, discover(EXTERNAL)["test"])
+arrs["ext"], _ = features(pred, external_set())
 non = [InMemory(a, b) for a, b in nonlesion_images()]
 arrs["non"], arrs["non_flat"] = features(pred, non)
 site = Path(".venv/lib/python3.11/site-packages")

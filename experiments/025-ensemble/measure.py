@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from compare_models import scores, standard_sets  # noqa: E402
-
-from melanoma.calibrate import choose_threshold_per_source, log_odds, pooled_sources, sigmoid  # noqa: E402
-from melanoma.config import DEFAULT_MODEL_DIR  # noqa: E402
-from melanoma.datasets import read_split  # noqa: E402
-from melanoma.engines import load_predictor  # noqa: E402
-from melanoma.evaluate import metrics_with_ci, paired_difference  # noqa: E402
+from melanoma.bench import labels_and_scores as scores
+from melanoma.bench import standard_sets
+from melanoma.calibrate import choose_threshold_per_source, log_odds, pooled_sources, sigmoid
+from melanoma.config import DEFAULT_MODEL_DIR
+from melanoma.datasets import read_split
+from melanoma.engines import load_predictor
+from melanoma.evaluate import metrics_with_ci, paired_difference
 
 EXT, CLEAN = "ISIC 2018 test (external)", "Kaggle clean test"
 

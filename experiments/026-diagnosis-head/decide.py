@@ -5,15 +5,14 @@ Prints each clause and exits 1 if any fails."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import sys
 from pathlib import Path
 
+from melanoma.bench import EXTERNAL_TITLE
+from melanoma.bench.rules import Clause, change, one_logit_clauses, verdict
+
 HERE = Path(__file__).parent
-# One rule, one text: 023's clauses are imported, not copied (its folder name is not a module name).
-_spec = importlib.util.spec_from_file_location("decide023", HERE.parent / "023-lite2" / "decide.py")
-decide023 = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(decide023)
 
 
 def main() -> None:
@@ -21,15 +20,14 @@ def main() -> None:
     compare, table, gate = read("compare_bundled.json"), read("sources_table.json"), read("gate_sources.json")
     if not compare["b"]["model_sha256"] == table["model_sha256"]:
         raise SystemExit("compare_bundled.json and sources_table.json are of different models")
-    results = decide023.clauses(compare, gate, 0.0, 0.0)[:4]
+    clauses = one_logit_clauses(compare, gate)
+    name = "seed 42: external ROC-AUC, paired change above 0"
     if (HERE / "compare_bundled_s42.json").is_file():
-        auc = read("compare_bundled_s42.json")["sets"][decide023.EXT]["roc_auc"]
-        lo, hi = auc["difference_ci"]
-        results.append(("seed 42: external ROC-AUC, paired change above 0", auc["difference"] > 0,
-                        f"{auc['a']:.3f} -> {auc['b']:.3f}, {auc['difference']:+.3f} ({lo:+.3f} to {hi:+.3f})"))
+        auc = read("compare_bundled_s42.json")["sets"][EXTERNAL_TITLE]["roc_auc"]
+        clauses.append(Clause(name, change(auc), auc["difference"] > 0))
     else:
-        results.append(("seed 42: external ROC-AUC, paired change above 0", False, "not run yet"))
-    decide023.verdict(results)
+        clauses.append(Clause(name, "not run yet", False))
+    sys.exit(0 if verdict(clauses) else 1)
 
 
 if __name__ == "__main__":

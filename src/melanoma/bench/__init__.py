@@ -131,3 +131,54 @@ def paired(a: Scores, b: Scores, target: str = "cancer", score_name: str = "p_ve
     d = paired_difference(y, getattr(a, score_name), getattr(b, score_name), a.threshold, b.threshold)
     keys = ("roc_auc", "recall", "specificity", "net_benefit") if score_name == "p_verdict" else ("roc_auc",)
     return {"n": len(y), "n_positive": int(y.sum()), **{k: d[k] for k in keys}}
+
+
+def labels_and_scores(predictor, samples: list) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and p(malignant) (the verdict's probability) of every readable image, in order, refused or not."""
+    s = score(predictor, samples)
+    return s.labels, s.p_verdict
+
+
+CLEAN, EXTERNAL_TITLE = "Kaggle clean test", "ISIC 2018 test (external)"
+
+
+def standard_sets(root: Path | None = None) -> dict[str, list[Sample]]:
+    """The two sets every recipe is compared on: the Kaggle clean test and the external ISIC 2018 test."""
+    return {CLEAN: kaggle_clean_test(root), EXTERNAL_TITLE: external_set(root)}
+
+
+PAIRED_METRICS = ("roc_auc", "recall", "specificity", "net_benefit")
+PAIRED_CI = "95% percentile bootstrap of the paired difference B - A, 1000 resamples of images, seed 0"
+
+
+def paired_sets(a, b, sets: dict[str, list]) -> dict:
+    """Two predictors on each set: n, melanomas, and B - A for ROC-AUC, recall, specificity and net benefit (each at
+    its model's threshold), printed as a table row per set too."""
+    from ..evaluate import paired_difference
+
+    out = {}
+    for name, samples in sets.items():
+        y, p_a = labels_and_scores(a, samples)
+        y_b, p_b = labels_and_scores(b, samples)
+        if len(y) != len(y_b) or not (y == y_b).all():
+            raise ValueError(f"{name}: the two models could not read the same images")
+        d = paired_difference(y, p_a, p_b, a.threshold, b.threshold)
+        out[name] = r = {"n": len(y), "n_malignant": int(y.sum()), **{k: d[k] for k in PAIRED_METRICS}}
+        print(f"| {name} | {r['n']} ({r['n_malignant']} mel.) | " + " | ".join(
+            f"{v['a']:.3f} -> {v['b']:.3f}, {v['difference']:+.3f} ({v['difference_ci'][0]:+.3f} to "
+            f"{v['difference_ci'][1]:+.3f})" for v in (r[k] for k in PAIRED_METRICS)) + " |", flush=True)
+    return out
+
+
+def describe(model: Path | None, predictor) -> dict:
+    """Which model a result is of: its folder, threshold and weights' checksum."""
+    from ..config import DEFAULT_MODEL_DIR, sha256_file
+
+    return {"model": str(model or "bundled"), "threshold": predictor.threshold,
+            "model_sha256": sha256_file(Path(model or DEFAULT_MODEL_DIR) / "model.safetensors")}
+
+
+def gate_features(predictor, samples: list) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) gate features and (N,) flat-image flags of the readable samples, in order."""
+    rs = [r for r in predictor.run(samples) if r is not None]
+    return np.stack([r["features"] for r in rs]), np.array([r["flat"] for r in rs])

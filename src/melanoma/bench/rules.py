@@ -60,3 +60,33 @@ def refused_at_most(stress: dict, limits: dict[str, float], name: str) -> Clause
     fams = stress["families"]
     value = ", ".join(f"{f} {100 * fams[f]['refused']:.1f}% (<= {100 * lim:.1f}%)" for f, lim in limits.items())
     return Clause(name, value, all(fams[f]["refused"] <= lim for f, lim in limits.items()))
+
+
+def one_logit_clauses(compare: dict, gate: dict, ms: float | None = None,
+                      ms_bundled: float | None = None) -> list[Clause]:
+    """The clauses a one-logit candidate was judged by against the bundled model (experiments/023's rule, kept by
+    026): ``compare`` is ``benchmarks/compare_models.py`` bundled -> candidate, ``gate`` is
+    ``benchmarks/gate_sources.py``'s; the fifth, ONNX batch-1 latency, only when both latencies are given."""
+    from . import CLEAN, EXTERNAL_TITLE
+
+    ext, clean = compare["sets"][EXTERNAL_TITLE], compare["sets"][CLEAN]
+    auc, nb = ext["roc_auc"], ext["net_benefit"]
+    shipped, held_out = gate["shipped_gate"], {s: r["refused"] for s, r in gate["held_out"].items()}
+    out = [
+        Clause("1 external ROC-AUC, paired change >= +0.020 with its interval above 0", change(auc),
+               auc["difference"] >= 0.020 and auc["difference_ci"][0] > 0),
+        Clause("2 external sensitivity >= 0.85; net benefit at risk 0.10 >= the bundled model's",
+               f"sensitivity {ext['recall']['b']:.3f}, specificity {ext['specificity']['b']:.3f}; net benefit "
+               f"{change(nb)}", ext["recall"]["b"] >= 0.85 and nb["b"] >= nb["a"]),
+        Clause("3 Kaggle clean ROC-AUC >= 0.970; paired sensitivity interval's low end > -0.05",
+               f"ROC-AUC {clean['roc_auc']['b']:.3f}; sensitivity {change(clean['recall'])}",
+               clean["roc_auc"]["b"] >= 0.970 and clean["recall"]["difference_ci"][0] > -0.05),
+        Clause("4 gate: external <= 2%, non-lesions >= 95%, each source held out <= 2.7%",
+               f"external {shipped['external_refused']:.1%}, non-lesions {shipped['nonlesions_refused']:.1%}, held "
+               "out " + ", ".join(f"{s} {r:.1%}" for s, r in held_out.items()),
+               shipped["external_refused"] <= 0.02 and shipped["nonlesions_refused"] >= 0.95
+               and max(held_out.values()) <= 0.027)]
+    if ms is not None and ms_bundled is not None:
+        out.append(Clause("5 ONNX Runtime batch-1 latency <= 2x the bundled model's",
+                          f"{ms:.1f} ms against {ms_bundled:.1f} ms", ms <= 2 * ms_bundled))
+    return out
