@@ -130,7 +130,7 @@ def calibrate(
     downscale_to: Annotated[Optional[int], typer.Option(min=0, help=(
         "First set the model's downscale_to (pixels, the shorter side; 0: none); needs --gate."))] = None,
     gate_blocks: Annotated[Optional[str], typer.Option(help=(
-        "With --gate: the EfficientNet stages the gate reads, comma-separated (default 3,4,5,6), e.g. 4."))] = None,
+        "With --gate: the stages the gate reads, comma-separated (default 3,4,5,6), e.g. 4."))] = None,
 ) -> None:
     """Fit the temperature and decision threshold of a model on validation data (and, with --gate, its gate)."""
     from .config import ModelError

@@ -135,7 +135,7 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
                       views: tuple[str, ...] = GATE_VIEWS, blocks=GATE_BLOCKS) -> dict:
     """Fit the gate on features of ``fit_samples`` (training images, ideally every source alike) and of
     ``field_share`` of them seen through each of ``views`` (:func:`ood.gate_views`), reading the outputs of the
-    EfficientNet stages ``blocks`` (:func:`ood.stage_columns`), set its threshold by :func:`gate_threshold` on
+    backbone's stages ``blocks`` (:func:`ood.stage_columns`), set its threshold by :func:`gate_threshold` on
     ``val_samples``' scores (real images only), and save it into the model folder."""
     model_dir = Path(model_dir)
     predictor = TorchPredictor(model_dir, batch_size=batch_size, num_workers=1, use_ood=False)

@@ -27,7 +27,9 @@ from .views import FAMILIES as SITE_FAMILIES
 from .views import view as site_view
 
 OOD_FILE = "ood.safetensors"
-GATE_BLOCKS = (3, 4, 5, 6)  # EfficientNet stages whose pooled outputs the engines give the gate, concatenated
+# The labels of the four stages whose pooled outputs the engines give the gate, concatenated: EfficientNet's block
+# numbers; another backbone family's four stages take the same labels, in order (melanoma.backbones.GATE_STAGES).
+GATE_BLOCKS = (3, 4, 5, 6)
 FLAT_STD = 0.02  # grey-level std (0-1) under which an image is called blank / single-colour
 FIELD_SHARE = 0.5  # of the gate's fit images, also seen through a synthetic dermatoscope field
 FIELD_RADIUS = (0.42, 0.65)  # the field's radius, in units of the image's shorter side
