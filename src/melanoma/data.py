@@ -88,10 +88,10 @@ def build_transform(img_size: int, mean, std, aug: AugConfig | None = None,
 
     The whole image is resized to a square (no crop), so a lesion near the edge is never cut off.
     The resize runs in PIL (bilinear, antialiased) and colour constancy on its result, so the
-    torch-free path (:mod:`melanoma.onnx_predict`) reproduces these pixels exactly. With ``aug`` the
+    torch-free path (:func:`melanoma.engines.base.preprocess`) reproduces these pixels exactly. With ``aug`` the
     random training augmentation is applied after that (a site view, ``aug.site_views``, before the resize).
-    ``downscale_to``: first shrink the image until its
-    shorter side is at most that many pixels (:func:`melanoma.imaging.cap_shorter_side`).
+    ``downscale_to``: first shrink the image until its shorter side is at most that many pixels
+    (:func:`melanoma.imaging.cap_shorter_side`).
     """
     cap = [] if downscale_to is None else [v2.Lambda(partial(cap_shorter_side, px=downscale_to), Image.Image)]
     steps: list = list(cap)
