@@ -3,11 +3,11 @@
 The score of an image is how far its CNN features lie from those of training images: a Mahalanobis
 distance inside the top principal components plus the share of the feature vector outside them (Lee et
 al. 2018's feature-space detector, in a low-rank form that 2,000 images can estimate). The features
-are the globally pooled outputs of the middle-to-late stages (EfficientNet blocks 3-6), each dimension
-standardised: measured on the bundled model, the final pooled features (the classifier's input) let
-74% of cat photos, screenshots and charts through, because fine-tuning keeps only what tells benign
-from malignant; the intermediate stages still describe what the image is. Cats, screenshots, charts and
-landscapes land far away. Blank and single-colour images are refused outright: they have no lesion to assess.
+are the globally pooled outputs of four middle-to-late stages (EfficientNet blocks 3-6; another family's per
+melanoma.backbones), each dimension standardised: the final pooled features (the classifier's input) let most cat
+photos, screenshots and charts through, because fine-tuning keeps only what tells benign from malignant, while the
+intermediate stages still describe what the image is (docs/results.md, "Inference, the gate and Grad-CAM"). Cats,
+screenshots, charts and landscapes land far away. Blank and single-colour images are refused outright: they have no lesion to assess.
 
 The threshold is a high quantile of the scores of held-out lesion images (validation split), so the
 expected false rejection rate on lesions is known by construction.
