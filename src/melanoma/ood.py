@@ -7,7 +7,8 @@ are the globally pooled outputs of four middle-to-late stages (EfficientNet bloc
 melanoma.backbones), each dimension standardised: the final pooled features (the classifier's input) let most cat
 photos, screenshots and charts through, because fine-tuning keeps only what tells benign from malignant, while the
 intermediate stages still describe what the image is (docs/results.md, "Inference, the gate and Grad-CAM"). Cats,
-screenshots, charts and landscapes land far away. Blank and single-colour images are refused outright: they have no lesion to assess.
+screenshots, charts and landscapes land far away. Blank and single-colour images are refused outright: they have
+no lesion to assess.
 
 The threshold is a high quantile of the scores of held-out lesion images (validation split), so the
 expected false rejection rate on lesions is known by construction.
