@@ -76,7 +76,9 @@ def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | N
     if predictor.cfg.diagnoses:  # seven classes: temperature and bias on the diagnoses, threshold on p(skin cancer)
         recipe = predictor.cfg.training.get("recipe") or {}
         # the recipe's calibration_sources (none: every source) fit temperature and bias; the threshold uses all
-        fit_on = np.isin(src, recipe["calibration_sources"]) if recipe.get("calibration_sources") else src == src
+        fit_on = np.ones(len(src), bool)
+        if recipe.get("calibration_sources"):
+            fit_on = np.isin(src, recipe["calibration_sources"])
         if not fit_on.any():
             raise ValueError(f"no validation images from calibration_sources {recipe['calibration_sources']} "
                              f"(the validation images come from {sorted(set(src.tolist()))})")

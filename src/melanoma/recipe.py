@@ -183,6 +183,21 @@ def beside(data: str | Path, path: str | Path) -> Path:
     return Path(path) if Path(path).is_absolute() else Path(data).parent / path
 
 
+def read_yaml(text: str):
+    """YAML as a recipe means it: PyYAML follows YAML 1.1, which reads ``1e-3`` as a string (it wants ``1.0e-3``);
+    this loader also reads an exponent without a dot as a float, as YAML 1.2 does, in a recipe file and in ``--set``."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                                 list("-+0123456789"))
+    return yaml.load(text, Loader=Loader)  # a SafeLoader with one resolver more
+
+
 def parse_overrides(items: list[str]) -> dict:
     """``["epochs=5", "aug.zoom=0.2", "extra_train=[a, b]"]`` -> {name: value}, each value read as YAML (so numbers,
     booleans, null and lists mean what they say); the names are checked by :func:`apply_overrides`."""
@@ -194,19 +209,10 @@ def parse_overrides(items: list[str]) -> dict:
         if not eq or not name.strip():
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=5")
         try:
-            parsed = yaml.safe_load(value) if value.strip() else None
+            out[name.strip()] = read_yaml(value) if value.strip() else None
         except yaml.YAMLError as e:
             raise ValueError(f"--set {item!r}: the value is not valid YAML ({e.problem})") from e
-        out[name.strip()] = _number(parsed) if isinstance(parsed, str) else parsed
     return out
-
-
-def _number(text: str) -> float | str:
-    """YAML 1.1 (PyYAML) reads ``1e-3`` as a string (it wants ``1.0e-3``); on a command line it means the number."""
-    try:
-        return float(text) if any(c.isdigit() for c in text) and text.strip().lower() not in ("nan", "inf") else text
-    except ValueError:
-        return text
 
 
 def settable_fields() -> dict[str, object]:
@@ -235,12 +241,11 @@ def apply_overrides(cfg: TrainConfig, overrides: dict) -> TrainConfig:
 
 
 def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict:
-    import yaml
 
     path = path.resolve()
     if path in seen:
         raise ValueError(f"recipe {path.name}: its base chain loops back to itself")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"recipe {path.name}: a recipe is a mapping of TrainConfig fields")
     raw.pop("notes", None)  # free text for the reader

@@ -212,4 +212,5 @@ def view(img: Image.Image, family: str, rng: np.random.Generator, max_side: int 
 
 def transform(img: Image.Image, family: str, index: int, seed: int = 0) -> Image.Image:
     """``img`` (RGB) seen as ``family`` does, fixed by (family, index, seed): the stress suite's view."""
-    return view(img, family, rng_for(family, index, seed) if family in FAMILIES else None)
+    check_families([family])
+    return view(img, family, rng_for(family, index, seed))
