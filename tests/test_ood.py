@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from melanoma.bench.nonlesion import nonlesion_images
+from melanoma.card import gate_note
 from melanoma.config import ModelConfig
 from melanoma.engines.torch_engine import TorchPredictor
 from melanoma.fit import fit_ood_for_model
@@ -157,9 +158,18 @@ def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path:
     assert len(OODDetector.load(model_dir).columns) == 112  # lite0's stage 4 has 112 channels
     row = TorchPredictor(model_dir).predict_paths([parts["val"][0].path])[0]
     assert row["status"] in ("ok", "out_of_distribution") and row["ood_score"] is not None
+    assert OODDetector.load(model_dir).head is None and "head" not in gate_note(cfg)  # the recipe asks for none
+    headed = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--gate",
+                                      "--no-threshold", "--gate-negatives", "30"])
+    assert headed.exit_code == 0, headed.output
+    cfg = ModelConfig.load(model_dir / "config.json")
+    assert cfg.training["gate"]["n_negatives"] == 30 and OODDetector.load(model_dir).head is not None
+    assert "head fitted on 30 non-lesion pictures" in gate_note(cfg)
+    row = TorchPredictor(model_dir).predict_paths([parts["val"][0].path])[0]  # the folder verifies, the head scores
+    assert row["ood_score"] is not None
     for bad, message in ((["--gate", "--gate-blocks", "2,4"], "must be some of"),
                          (["--gate", "--gate-blocks", "four"], "must be some of"),
-                         (["--gate-blocks", "4"], "with --gate")):
+                         (["--gate-blocks", "4"], "with --gate"), (["--gate-negatives", "30"], "with --gate")):
         refused = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"),
                                            "--no-threshold", *bad])
         assert refused.exit_code == 2 and message in refused.output, refused.output
@@ -252,3 +262,27 @@ def test_the_gate_fit_is_one_function_its_threshold_keeps_every_sources_refusals
     refused = det.score(val_f) > det.threshold
     assert refused[sources == "a"].mean() <= 0.01 and refused[sources == "b"].mean() <= 0.01  # the shifted one too
     assert (det.score(rng.normal(3.0, 1.0, size=(50, 96))) > det.threshold).all()  # far away: refused
+
+
+def test_a_head_learns_what_the_distance_cannot_see_and_is_saved_with_the_gate(tmp_path: Path):
+    from melanoma.ood import fit_gate
+
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(40, 80))
+    lesions = rng.normal(size=(1000, 40)) @ basis + rng.normal(0, 0.1, (1000, 80))
+    # non-lesions about as far from the lesions as lesions are, in 40 dimensions, but all to one side in one of them
+    others = (rng.normal(size=(300, 40)) + np.eye(40)[0] * 4.5) @ basis + rng.normal(0, 0.1, (300, 80))
+    val = lesions[800:]
+    sources = np.array(["a"] * 200, object)
+    plain = fit_gate(lesions[:800], val, sources)
+    headed = fit_gate(lesions[:800], val, sources, negative_features=others[:150])
+    assert plain.head is None and headed.head.shape == (plain.components.shape[0] + 2,)
+    held_out = others[150:]
+    assert (plain.score(held_out) > plain.threshold).mean() < 0.5  # a distance lets most of them through
+    assert (headed.score(held_out) > headed.threshold).mean() > 0.9  # the head refuses them
+    assert (headed.score(val) > headed.threshold).mean() <= 0.005  # and its threshold keeps the lesions
+    headed.save(tmp_path)
+    again = OODDetector.load(tmp_path)
+    assert np.allclose(again.head, headed.head) and np.allclose(again.score(held_out), headed.score(held_out))
+    plain.save(tmp_path)
+    assert OODDetector.load(tmp_path).head is None  # a gate without a head scores by distance, as every gate before

@@ -55,7 +55,8 @@ def test_a_recipe_lists_what_differs_from_its_base_and_unknown_keys_name_themsel
     ("extra_train: [x]\nthreshold_groups: [[a]]", "threshold_groups"),
     ("extra_train: [x]\nthreshold_groups: [[a, b], [b, c]]", "threshold_groups"),
     ("aug:\n  site_views: 0.3", "site_families"), ("aug:\n  site_families: [fog]", "aug.site_families"),
-    ("gate_views: [fog]", "gate_views"), ("calibration_sources: [ham10000]", "calibration_sources")])
+    ("gate_views: [fog]", "gate_views"), ("calibration_sources: [ham10000]", "calibration_sources"),
+    ("gate_negatives: 5", "gate_negatives")])
 def test_out_of_range_values_are_refused_with_their_name(tmp_path: Path, line: str, field: str):
     from melanoma.recipe import load_recipe
 

@@ -131,6 +131,9 @@ def calibrate(
         "First set the model's downscale_to (pixels, the shorter side; 0: none); needs --gate."))] = None,
     gate_blocks: Annotated[Optional[str], typer.Option(help=(
         "With --gate: the stages the gate reads, comma-separated (default 3,4,5,6), e.g. 4."))] = None,
+    gate_negatives: Annotated[Optional[int], typer.Option(min=0, help=(
+        "With --gate: fit its lesion / non-lesion head on this many non-lesion pictures (0: none; default: as "
+        "the model's recipe says)."))] = None,
 ) -> None:
     """Fit the temperature and decision threshold of a model on validation data (and, with --gate, its gate)."""
     from .config import ModelError
@@ -145,8 +148,8 @@ def calibrate(
              "(--gate, not --no-threshold)", USAGE)
     if downscale_to is not None and 0 < downscale_to < 32:
         fail(f"--downscale-to must be 0 (none) or at least 32 pixels (got {downscale_to})", USAGE)
-    if gate_blocks is not None and not gate:
-        fail("--gate-blocks chooses what the gate reads: give it with --gate", USAGE)
+    if (gate_blocks is not None or gate_negatives is not None) and not gate:
+        fail("--gate-blocks and --gate-negatives shape the gate: give them with --gate", USAGE)
     try:
         blocks = GATE_BLOCKS if gate_blocks is None else tuple(int(b) for b in gate_blocks.split(","))
     except ValueError:
@@ -166,7 +169,8 @@ def calibrate(
                 result |= calibrate_model_folder(model, select_split(splits, split),
                                                  None if youden else target_sensitivity, threshold_groups=groups)
             if gate:
-                result["gate"] = refit_gate(model, splits["train"], select_split(splits, split), blocks=blocks)
+                result["gate"] = refit_gate(model, splits["train"], select_split(splits, split), blocks=blocks,
+                                            negatives=gate_negatives)
     except (DatasetError, ModelError, ValueError) as e:
         fail(str(e))
     out.print_json(data=result)

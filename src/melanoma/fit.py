@@ -25,6 +25,7 @@ from .config import CHECKSUMS, ModelConfig, atomic_write_bytes, write_checksums
 from .diagnoses import allowed_matrix, calibrated, fit_calibration, p_cancer, softmax
 from .engines import ONNX_FILE
 from .engines.torch_engine import TorchPredictor
+from .negatives import gate_negatives
 from .ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, fit_gate, gate_views
 from .sources import balanced_by_source
 
@@ -134,10 +135,11 @@ def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | N
 
 def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile: float = 0.995,
                       batch_size: int = 32, field_share: float = FIELD_SHARE,
-                      views: tuple[str, ...] = GATE_VIEWS, blocks=GATE_BLOCKS) -> dict:
+                      views: tuple[str, ...] = GATE_VIEWS, blocks=GATE_BLOCKS, negatives: int = 0) -> dict:
     """Fit the gate on features of ``fit_samples`` (training images, ideally every source alike) and of
     ``field_share`` of them seen through each of ``views`` (:func:`ood.gate_views`), reading the outputs of the
-    backbone's stages ``blocks`` (:func:`ood.stage_columns`), set its threshold by :func:`gate_threshold` on
+    backbone's stages ``blocks`` (:func:`ood.stage_columns`), with ``negatives`` non-lesion pictures
+    (:func:`negatives.gate_negatives`) its lesion / non-lesion head, set its threshold by :func:`gate_threshold` on
     ``val_samples``' scores (real images only), and save it into the model folder."""
     model_dir = Path(model_dir)
     predictor = TorchPredictor(model_dir, batch_size=batch_size, num_workers=1, use_ood=False)
@@ -145,13 +147,15 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
     fit_samples = list(fit_samples)
     extra = gate_views(fit_samples, views, field_share) if field_share else []
     fit_f = predictor.features(fit_samples + extra)
+    neg_f = predictor.features(gate_negatives(fit_samples, negatives)) if negatives else None
     val_f = predictor.features(val_samples)
     sources = np.array([s.source for s in val_samples], object)
-    det = fit_gate(fit_f, val_f, sources, columns, quantile)
+    det = fit_gate(fit_f, val_f, sources, columns, quantile, negative_features=neg_f)
     val_scores = det.score(val_f)
     det.save(model_dir)
     n_views = {kind: sum(v.path.endswith(f"#{kind}") for v in extra) for kind in views}
     return {"n_fit": len(fit_f) - len(extra), "n_views": n_views, "n_val": len(val_f), "quantile": quantile,
+            "n_negatives": 0 if neg_f is None else len(neg_f),
             "blocks": sorted(set(blocks)),
             "threshold": det.threshold,
             "val_rejected": float((val_scores > det.threshold).mean()),
@@ -162,14 +166,17 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
 GATE_FIT_IMAGES = 2000  # training images the gate's PCA is fitted on, in equal shares of the sources
 
 
-def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int = 42, blocks=GATE_BLOCKS) -> dict:
+def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int = 42, blocks=GATE_BLOCKS,
+               negatives: int | None = None) -> dict:
     """Refit the gate of a trained model folder on ``train_samples`` (an equal share of each source) with its
-    threshold on ``val_samples``, as ``train`` does, and record it in config.json's ``training.gate``."""
+    threshold on ``val_samples``, as ``train`` does, and record it in config.json's ``training.gate``;
+    ``negatives``: its head's non-lesion pictures (None: as the model's recipe says)."""
     model_dir = Path(model_dir)
     train_samples = list(train_samples)
     recipe = ModelConfig.load(model_dir / "config.json").training.get("recipe") or {}
     result = fit_ood_for_model(model_dir, balanced_by_source(train_samples, GATE_FIT_IMAGES, seed),
-                               list(val_samples), blocks=blocks, views=tuple(recipe.get("gate_views", GATE_VIEWS)))
+                               list(val_samples), blocks=blocks, views=tuple(recipe.get("gate_views", GATE_VIEWS)),
+                               negatives=recipe.get("gate_negatives", 0) if negatives is None else negatives)
     return record_gate(model_dir, result, train_samples)
 
 

@@ -37,6 +37,7 @@ FIELD_RADIUS = (0.42, 0.65)  # the field's radius, in units of the image's short
 FIELD_MAX_SIDE = 448  # px: views are made (and held in memory) at most this large; the model sees 224-300
 CLOSE_UP = (0.6, 0.85)  # a close-up view's share of each side
 GATE_VIEWS = ("field",)  # the views the gate's fit images are also seen through (gate_views)
+HEAD_C = 0.1  # the head's inverse L2 penalty (scikit-learn's C) over its whitened inputs
 
 
 class OODDetector:
@@ -44,10 +45,12 @@ class OODDetector:
     features it reads (:func:`stage_columns`; None: all, as every gate fitted before experiments/021-gate-block)."""
 
     def __init__(self, mean: np.ndarray, components: np.ndarray, variances: np.ndarray, residual_scale: float,
-                 threshold: float, scale: np.ndarray | None = None, columns: np.ndarray | None = None):
+                 threshold: float, scale: np.ndarray | None = None, columns: np.ndarray | None = None,
+                 head: np.ndarray | None = None):
         self.mean, self.components, self.variances = mean, components, variances
         self.scale = np.ones_like(mean) if scale is None else scale  # per-dimension std of the fit features
         self.residual_scale, self.threshold, self.columns = residual_scale, threshold, columns
+        self.head = head  # the lesion / non-lesion head's weights over head_inputs, bias last; None: distance only
 
     @classmethod
     def fit(cls, features: np.ndarray, k: int = 64, columns: np.ndarray | None = None) -> OODDetector:
@@ -63,17 +66,39 @@ class OODDetector:
         det.residual_scale = float(np.mean(det._parts(features)[1])) or 1.0
         return det
 
-    def _parts(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _parts(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         centred = f - self.mean
         proj = centred @ self.components.T
         inside = (proj**2 / self.variances).mean(axis=1)
         residual = (centred**2).sum(axis=1) - (proj**2).sum(axis=1)
-        return inside, np.maximum(residual, 0)
+        return inside, np.maximum(residual, 0), proj
+
+    def _distance(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        f = np.asarray(f, np.float32)
+        inside, residual, proj = self._parts((f if self.columns is None else f[:, self.columns]) / self.scale)
+        return inside + residual / self.residual_scale, proj
+
+    def head_inputs(self, f: np.ndarray) -> np.ndarray:
+        """(N, k + 1): the whitened principal components and the log distance, what the head weighs."""
+        distance, proj = self._distance(f)
+        return np.column_stack([proj / np.sqrt(self.variances), np.log1p(distance)])
 
     def score(self, f: np.ndarray) -> np.ndarray:
-        f = np.asarray(f, np.float32)
-        inside, residual = self._parts((f if self.columns is None else f[:, self.columns]) / self.scale)
-        return inside + residual / self.residual_scale
+        """Larger = less like a lesion: the distance, or with a head its log-odds of "not a lesion"."""
+        if self.head is None:
+            return self._distance(f)[0]
+        return self.head_inputs(f) @ self.head[:-1] + self.head[-1]
+
+    def fit_head(self, lesions: np.ndarray, others: np.ndarray, c: float = HEAD_C) -> OODDetector:
+        """Fit the head: a logistic regression of "not a lesion" on :meth:`head_inputs`, ``lesions`` and ``others``
+        (features of non-lesion pictures, :mod:`melanoma.negatives`) weighted to equal shares."""
+        from sklearn.linear_model import LogisticRegression
+
+        z = np.concatenate([self.head_inputs(lesions), self.head_inputs(others)])
+        y = np.r_[np.zeros(len(lesions)), np.ones(len(others))]
+        lr = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit(z, y)
+        self.head = np.r_[lr.coef_[0], lr.intercept_].astype(np.float32)
+        return self
 
     def save(self, model_dir: Path) -> None:
         from safetensors.numpy import save
@@ -88,6 +113,8 @@ class OODDetector:
                  "threshold": np.array([self.threshold], np.float32)}
         if self.columns is not None:
             data["columns"] = np.asarray(self.columns, np.int64)
+        if self.head is not None:
+            data["head"] = np.asarray(self.head, np.float32)
         atomic_write_bytes(model_dir / OOD_FILE, save(data))
         write_checksums(model_dir)
 
@@ -100,7 +127,7 @@ class OODDetector:
             return None
         d = load_file(path)
         return cls(d["mean"], d["components"], d["variances"], float(d["residual_scale"][0]),
-                   float(d["threshold"][0]), d.get("scale"), d.get("columns"))
+                   float(d["threshold"][0]), d.get("scale"), d.get("columns"), d.get("head"))
 
 
 def stage_columns(widths, blocks) -> np.ndarray | None:
@@ -202,11 +229,14 @@ def is_flat(x, mean, std) -> np.ndarray:
 
 
 def fit_gate(fit_features: np.ndarray, val_features: np.ndarray, val_sources, columns: np.ndarray | None = None,
-             quantile: float = 0.995) -> OODDetector:
-    """The gate, fitted: the detector on ``fit_features`` (training images and their views), its threshold by
+             quantile: float = 0.995, negative_features: np.ndarray | None = None, c: float = HEAD_C) -> OODDetector:
+    """The gate, fitted: the detector on ``fit_features`` (training images and their views), with
+    ``negative_features`` (non-lesion pictures) also its lesion / non-lesion head, its threshold by
     :func:`gate_threshold` on the validation images' scores. What ``train``, ``calibrate --gate`` and
     ``benchmarks/gate_sources.py`` all call."""
     det = OODDetector.fit(np.asarray(fit_features), columns=columns)
+    if negative_features is not None and len(negative_features):
+        det.fit_head(np.asarray(fit_features), np.asarray(negative_features), c)
     det.threshold = gate_threshold(det.score(np.asarray(val_features)), val_sources, quantile)
     return det
 

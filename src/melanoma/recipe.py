@@ -90,6 +90,9 @@ class TrainConfig:
     threshold_groups: list[list[str]] = field(default_factory=list)
     gate_blocks: list[int] = field(default_factory=lambda: list(GATE_BLOCKS))  # what the gate reads: ood.stage_columns
     gate_views: list[str] = field(default_factory=lambda: list(GATE_VIEWS))  # its fit images also seen so (ood.VIEWS)
+    # non-lesion pictures (melanoma.negatives) the gate's lesion / non-lesion head is fitted on; 0: no head, the gate
+    # is the distance alone (every gate before experiments/029-lesion-gate)
+    gate_negatives: int = 0
     # seven classes: the sources whose validation images fit the calibration's temperature and bias (all: empty), so
     # the differential carries a clinical mix of diagnoses rather than an archive's
     calibration_sources: list[str] = field(default_factory=list)
@@ -124,6 +127,7 @@ _RULES = [
     ("color_constancy", lambda v: v in (None, "shades_of_grey"), "shades_of_grey or null"),
     ("downscale_to", lambda v: v is None or v >= 32, "at least 32 (pixels), or null"),
     ("gate_views", lambda v: set(v) <= set(VIEWS), f"some of {', '.join(VIEWS)}"),
+    ("gate_negatives", lambda v: v == 0 or v >= 30, "0 (no head) or at least 30"),
     ("gate_blocks", lambda v: len(v) > 0 and set(v) <= set(GATE_BLOCKS), f"some of the stages {GATE_BLOCKS}"),
     ("pretrained", lambda v: v in ("imagenet", "none") or Path(v).is_dir(), "imagenet, none or a model folder"),
 ]
