@@ -30,7 +30,7 @@ def main() -> None:
     from gradio_client import Client, handle_file
 
     from melanoma.app import MAX_FILE_SIZE, build_app
-    from melanoma.engines.torch_engine import TorchPredictor
+    from melanoma.nn.torch_engine import TorchPredictor
 
     images = sorted(SAMPLES.glob("*/*.jpg"))
     expected = {Path(r["path"]).name: r["label"] for r in TorchPredictor().predict_paths(images)}

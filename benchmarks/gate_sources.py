@@ -8,10 +8,11 @@ The gate is refitted by the function ``train`` fits it with (ood.fit_gate: the d
 equal shares of the sources used, plus ood.FIELD_SHARE of them seen through each of ood.GATE_VIEWS; the threshold
 on their validation images), on the model's own features; its draws are its own (a fixed random sample of each
 source, drawn once, so the held-out fits differ only in the source left out), not train's. ``--compare`` fits without
-views (as gates were fitted before experiments/011-gate-field); ``--candidates field,shading field,close_up``
-also fits with each of those sets of views (experiments/014-gate-views); ``--knn 1 10`` also scores by the distance
-to the k-th nearest fit image (experiments/015-gate-knn); ``--blocks 4`` fits every gate on stage 4's features
-alone (experiments/021-gate-block); the JSON has one entry per fit.
+views (as gates were fitted before experiments/011-gate-field); ``--candidates field,grid field,zoom_out``
+also fits with each of those sets of views (ood.VIEWS; experiments/014-gate-views compared lens-shading and close-up
+views, since removed); ``--knn 1 10`` also scores by the distance to the k-th nearest fit image
+(experiments/015-gate-knn); ``--blocks 4`` fits every gate on stage 4's features alone (experiments/021-gate-block);
+the JSON has one entry per fit.
 Targets (issue 16): <= 2% of a held-out source's lesions refused; >= 95% of non-lesions refused.
 """
 
@@ -30,8 +31,8 @@ from melanoma.bench.nonlesion import nonlesion_images
 from melanoma.card import public_name
 from melanoma.datasets import discover, read_split
 from melanoma.engines import load_predictor
-from melanoma.engines.torch_engine import TorchPredictor
 from melanoma.imaging import InMemory
+from melanoma.nn.torch_engine import TorchPredictor
 from melanoma.ood import FIELD_SHARE, GATE_VIEWS, OODDetector, fit_gate, gate_threshold, gate_views
 
 REPO = Path(__file__).resolve().parents[1]

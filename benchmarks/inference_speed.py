@@ -47,7 +47,7 @@ def timed(fn, repeats: int, warmup: int = 3) -> float:
 def dynamic_padding_copy(model_dir: Path | None, tmp: Path) -> Path:
     """The model folder with model.onnx exported as before static padding (timm's run-time "same" pads)."""
     from melanoma.config import DEFAULT_MODEL_DIR, write_checksums
-    from melanoma.export import export_onnx
+    from melanoma.nn.export import export_onnx
 
     src = Path(model_dir or DEFAULT_MODEL_DIR)
     shutil.copytree(src, tmp, dirs_exist_ok=True)
@@ -60,7 +60,7 @@ def network_speed(model_dir: Path | None, before_dir: Path) -> list[dict]:
     import torch
 
     from melanoma.engines.onnx_engine import OnnxPredictor
-    from melanoma.engines.torch_engine import TorchPredictor
+    from melanoma.nn.torch_engine import TorchPredictor
 
     torch_p, onnx_p, before_p = TorchPredictor(model_dir), OnnxPredictor(model_dir), OnnxPredictor(before_dir)
     size = torch_p.cfg.img_size

@@ -17,9 +17,9 @@ import lightning as L
 import torch
 
 from melanoma.backbones import mean_std as default_mean_std
-from melanoma.data import LesionDataModule
 from melanoma.datasets import read_split
-from melanoma.module import LesionClassifier
+from melanoma.nn.data import LesionDataModule
+from melanoma.nn.module import LesionClassifier
 from melanoma.recipe import AugConfig, TrainConfig
 
 CANDIDATES = {

@@ -4,7 +4,7 @@ external ISIC 2018 Task 3 test set.
     python benchmarks/site_adaptation.py MODEL_DIR [--out docs/results/NAME.json]
 
 The external images are split in two random halves. The model is adapted on one half's images (their labels
-unused; `melanoma.adapt.adapt_model_folder`, as the command does) and scored on the *other* half, then the other way
+unused; `melanoma.nn.adapt.adapt_model_folder`, as the command does) and scored on the *other* half, then the other way
 round; the unadapted model is scored on the same halves. Per half: ROC-AUC, sensitivity / specificity at the
 model's own threshold (temperature unchanged), each with a 95% bootstrap interval, the share of images the
 unchanged gate refuses, and the paired change adapted - unadapted (the same images, so its interval is the
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from melanoma.adapt import adapt_model_folder
 from melanoma.bench import data_root
 from melanoma.config import resolve_model_dir
 from melanoma.datasets import discover
 from melanoma.engines import load_predictor
 from melanoma.evaluate import metrics_with_ci, paired_difference
+from melanoma.nn.adapt import adapt_model_folder
 
 REPO = Path(__file__).resolve().parents[1]
 EXTERNAL = data_root() / "isic2018_test"
@@ -53,7 +53,7 @@ def main() -> None:
     model = resolve_model_dir(args.model)
     samples = discover(EXTERNAL)["test"]
     halves = np.array_split(np.random.default_rng(0).permutation(len(samples)), 2)
-    result = {"model": str(args.model), "method": "AdaBN via melanoma.adapt.adapt_model_folder", "halves": []}
+    result = {"model": str(args.model), "method": "AdaBN via melanoma.nn.adapt.adapt_model_folder", "halves": []}
     with tempfile.TemporaryDirectory() as tmp:
         for k, (fit, test) in enumerate(((halves[0], halves[1]), (halves[1], halves[0]))):
             adapted, _ = adapt_model_folder(model, [samples[i].path for i in fit], Path(tmp) / f"half{k}")

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 
 from melanoma.backbones import mean_std as default_mean_std
 from melanoma.bench import data_root
-from melanoma.data import build_transform
 from melanoma.datasets import discover, load_image
-from melanoma.models import create_model
+from melanoma.nn.data import build_transform
+from melanoma.nn.models import create_model
 from melanoma.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]

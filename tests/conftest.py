@@ -69,7 +69,7 @@ def real_kaggle() -> Path:
 def tiny_model_dir(tmp_path: Path) -> Path:
     """An untrained small_cnn model folder (48 px input): fast, and enough for contract tests."""
     from melanoma.config import ModelConfig
-    from melanoma.models import create_model, save_model_folder
+    from melanoma.nn.models import create_model, save_model_folder
 
     return save_model_folder(create_model("small_cnn", pretrained="none"),
                              ModelConfig(arch="small_cnn", img_size=48), tmp_path / "model")

@@ -6,13 +6,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from melanoma.adapt import adapt_model_folder
 from melanoma.cli import app
 from melanoma.config import ModelConfig
 from melanoma.engines.onnx_engine import OnnxPredictor
-from melanoma.engines.torch_engine import TorchPredictor
 from melanoma.inputs import expand_paths
-from melanoma.models import load_model_folder
+from melanoma.nn.adapt import adapt_model_folder
+from melanoma.nn.models import load_model_folder
+from melanoma.nn.torch_engine import TorchPredictor
 
 from conftest import write_class_folders
 
@@ -37,8 +37,8 @@ def test_adaptation_re_estimates_batch_norm_statistics_only(tmp_path: Path, tiny
     assert stats and all(not torch.equal(b[k], a[k]) for k in stats)
     assert all(torch.equal(b[k], a[k]) for k in b if k not in stats and not k.endswith("num_batches_tracked"))
     # the first batch norm's running mean is now the mean of its input over the site's images
-    from melanoma.data import build_transform
     from melanoma.datasets import load_image
+    from melanoma.nn.data import build_transform
 
     tf = build_transform(cfg.img_size, cfg.mean, cfg.std, color_constancy=cfg.color_constancy)
     x = torch.stack([tf(load_image(p)) for p in images])

@@ -75,7 +75,7 @@ def test_concurrent_requests_get_their_own_answers(server: str):
 
     from gradio_client import Client, handle_file
 
-    from melanoma.engines.torch_engine import TorchPredictor
+    from melanoma.nn.torch_engine import TorchPredictor
 
     images = sorted(SAMPLES.glob("*/*.jpg"))[::3]
     expected = [r["label"] for r in TorchPredictor().predict_paths(images)]

@@ -98,9 +98,9 @@ def test_grouped_validation_keeps_clusters_together(planted: Path):
 def test_training_can_drop_train_images_that_have_a_copy_in_test(planted: Path, tmp_path: Path):
     import csv as csv_module
 
-    from melanoma.models import load_model_folder
+    from melanoma.nn.models import load_model_folder
+    from melanoma.nn.train import train
     from melanoma.recipe import TrainConfig
-    from melanoma.train import train
 
     cfg = TrainConfig(arch="small_cnn", pretrained="none", img_size=32, epochs=1, batch_size=8, num_workers=0,
                       val_fraction=0.25, accelerator="cpu", devices=1, fast_dev_run=True, drop_test_duplicates=True)

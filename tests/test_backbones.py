@@ -41,8 +41,8 @@ def test_the_gate_reads_four_stages_of_any_timm_cnn():
 def test_a_non_efficientnet_family_trains_exports_and_predicts_with_its_gate(kaggle_like: Path, tmp_path: Path):
     from melanoma.engines import load_predictor
     from melanoma.imaging import Sample
+    from melanoma.nn.train import train
     from melanoma.recipe import TrainConfig
-    from melanoma.train import train
 
     cfg = TrainConfig(arch="test_resnet", pretrained="none", img_size=64, epochs=1, batch_size=8, num_workers=0,
                       val_fraction=0.25, accelerator="cpu", devices=1, fast_dev_run=True)
@@ -67,7 +67,7 @@ def test_a_non_efficientnet_family_trains_exports_and_predicts_with_its_gate(kag
 
 
 def test_freezing_is_a_familys_choice(tmp_path: Path):
-    from melanoma.module import LesionClassifier
+    from melanoma.nn.module import LesionClassifier
 
     frozen = LesionClassifier("tf_efficientnet_lite0", "none", 1e-3, 0.0, "adamw", 0.0, freeze_blocks=2).frozen
     assert len(frozen) == 4  # the stem's conv and BN, and two blocks

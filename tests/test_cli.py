@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from melanoma.cli import app
-from melanoma.engines.torch_engine import TorchPredictor
 from melanoma.inputs import expand_paths
+from melanoma.nn.torch_engine import TorchPredictor
 
 from conftest import SAMPLES, write_class_folders
 

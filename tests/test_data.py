@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from melanoma.data import LesionDataset, RandomSiteView, build_transform, collate_skip_none
 from melanoma.datasets import DatasetError, discover, make_train_val, select_split, write_split
+from melanoma.nn.data import LesionDataset, RandomSiteView, build_transform, collate_skip_none
 from melanoma.recipe import AugConfig
 
 from conftest import lesion_image, write_class_folders
@@ -164,7 +164,7 @@ def test_shades_of_grey_removes_a_colour_cast_and_keeps_neutral_images():
 
 
 def test_vignette_darkens_the_rim_and_keeps_the_centre():
-    from melanoma.data import RandomVignette
+    from melanoma.nn.data import RandomVignette
 
     torch.manual_seed(0)
     img = torch.full((3, 64, 64), 200, dtype=torch.uint8)
@@ -176,7 +176,7 @@ def test_vignette_darkens_the_rim_and_keeps_the_centre():
 
 
 def test_a_partial_vignette_shades_the_rim_by_a_random_fraction():
-    from melanoma.data import RandomVignette
+    from melanoma.nn.data import RandomVignette
 
     img = torch.full((3, 64, 64), 200.0)
     fractions = []

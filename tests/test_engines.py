@@ -71,7 +71,7 @@ def test_predict_runs_without_torch():
 
 @pytest.mark.parametrize("method,downscale", [(None, None), ("shades_of_grey", None), ("shades_of_grey", 40)])
 def test_numpy_preprocessing_equals_the_training_eval_transform(method, downscale):
-    from melanoma.data import build_transform
+    from melanoma.nn.data import build_transform
 
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 256, (173, 301, 3), dtype=np.uint8))

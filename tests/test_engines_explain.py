@@ -10,9 +10,9 @@ from PIL import Image
 
 from melanoma.engines import explainer_for, load_predictor
 from melanoma.engines.base import heatmap_from_cam
-from melanoma.engines.torch_engine import TorchExplainer, TorchPredictor
 from melanoma.imaging import open_rgb
 from melanoma.inputs import expand_paths
+from melanoma.nn.torch_engine import TorchExplainer, TorchPredictor
 
 from conftest import SAMPLES
 
@@ -82,7 +82,7 @@ def test_explainer_assess_agrees_with_predict(tmp_path: Path, engine: str):
 
 
 def test_an_onnx_export_without_cam_falls_back_to_pytorch(tmp_path: Path, tiny_model_dir: Path):
-    from melanoma.export import export_onnx
+    from melanoma.nn.export import export_onnx
 
     export_onnx(tiny_model_dir, tiny_model_dir / "model.onnx")  # small_cnn: logit only
     explainer = explainer_for(load_predictor(tiny_model_dir, "onnx"))

@@ -5,8 +5,8 @@ from typer.testing import CliRunner
 
 from melanoma.cli import app
 from melanoma.config import DEFAULT_MODEL_DIR
-from melanoma.engines.torch_engine import TorchPredictor
 from melanoma.inputs import expand_paths
+from melanoma.nn.torch_engine import TorchPredictor
 
 from conftest import SAMPLES, files_git_would_refuse
 
@@ -39,7 +39,7 @@ def test_static_same_padding_keeps_the_outputs_at_the_image_size():
     import timm
     import torch
 
-    from melanoma.export import static_same_padding
+    from melanoma.nn.export import static_same_padding
 
     torch.manual_seed(0)
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1).eval()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_train import tiny_config
 
-from melanoma.train import train
+from melanoma.nn.train import train
 
 from conftest import write_class_folders
 
@@ -118,7 +118,7 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path):
     from sklearn.metrics import roc_auc_score
 
     from melanoma.datasets import read_split
-    from melanoma.engines.torch_engine import TorchPredictor
+    from melanoma.nn.torch_engine import TorchPredictor
 
     data = write_class_folders(tmp_path / "data", 24)
     run = tmp_path / "run"
@@ -132,7 +132,7 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path):
     # the saved model is the last epoch's here only if that epoch was the best: compare with the best checkpoint
     import torch
 
-    from melanoma.models import create_model
+    from melanoma.nn.models import create_model
     state = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     net = create_model("small_cnn", pretrained="none")
     net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})

@@ -55,9 +55,9 @@ def test_calibrate_downscale_to_changes_what_the_model_sees_and_refits_threshold
     import numpy as np
     from PIL import Image
 
-    from melanoma.engines.torch_engine import TorchPredictor
     from melanoma.imaging import InMemory, cap_shorter_side
-    from melanoma.models import create_model, save_model_folder
+    from melanoma.nn.models import create_model, save_model_folder
+    from melanoma.nn.torch_engine import TorchPredictor
 
     model_dir = save_model_folder(create_model("tf_efficientnet_lite0"), ModelConfig(img_size=64), tmp_path / "m")
     plain = Path(shutil.copytree(model_dir, tmp_path / "plain"))

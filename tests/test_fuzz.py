@@ -54,7 +54,7 @@ def test_mutated_images_open_or_fail_cleanly(tmp_path: Path, blob: bytes):
 def test_predict_survives_a_batch_of_mutants(tmp_path: Path, tiny_model_dir: Path):
     import random
 
-    from melanoma.engines.torch_engine import TorchPredictor
+    from melanoma.nn.torch_engine import TorchPredictor
 
     rng = random.Random(0)
     paths = []

@@ -5,7 +5,7 @@ import torch
 
 from melanoma.backbones import lite_weights_file, map_lite_state_dict
 from melanoma.config import ModelConfig, ModelError
-from melanoma.models import create_model, load_model_folder, save_model_folder
+from melanoma.nn.models import create_model, load_model_folder, save_model_folder
 
 
 def test_every_lite0_imagenet_tensor_maps_onto_timm():

@@ -12,7 +12,7 @@ from conftest import write_class_folders
 def test_source_logit_adjustment_adds_each_images_offset_to_its_logit_in_the_loss():
     import torch.nn.functional as F
 
-    from melanoma.module import LesionClassifier
+    from melanoma.nn.module import LesionClassifier
 
     module = LesionClassifier("small_cnn", "none", 1e-3, 0.0, "adamw", 0.0).eval()  # eval: the same logits twice
     module.log = lambda *a, **k: None  # no trainer attached
@@ -29,7 +29,7 @@ def test_source_logit_adjustment_adds_each_images_offset_to_its_logit_in_the_los
 
 
 def test_frozen_blocks_keep_their_imagenet_weights_and_the_rest_learns():
-    from melanoma.module import LesionClassifier
+    from melanoma.nn.module import LesionClassifier
 
     module = LesionClassifier("tf_efficientnet_lite0", "none", 1e-2, 0.0, "adam", 0.0, freeze_blocks=2)
     before = {k: v.clone() for k, v in module.net.state_dict().items()}
@@ -47,10 +47,10 @@ def test_frozen_blocks_keep_their_imagenet_weights_and_the_rest_learns():
 
 
 def test_linear_probe_fits_the_head_on_frozen_features_and_changes_no_other_weight(tmp_path: Path):
-    from melanoma.data import build_transform, make_loader
     from melanoma.datasets import discover
-    from melanoma.models import create_model
-    from melanoma.module import fit_linear_probe
+    from melanoma.nn.data import build_transform, make_loader
+    from melanoma.nn.models import create_model
+    from melanoma.nn.module import fit_linear_probe
 
     data = write_class_folders(tmp_path / "data", 16)
     samples = discover(data)["all"]
@@ -79,7 +79,7 @@ def test_linear_probe_fits_the_head_on_frozen_features_and_changes_no_other_weig
 def test_diagnosis_head_adds_its_cross_entropy_over_the_images_that_name_a_diagnosis_and_is_not_saved():
     import torch.nn.functional as F
 
-    from melanoma.module import LesionClassifier
+    from melanoma.nn.module import LesionClassifier
 
     module = LesionClassifier("tf_efficientnet_lite0", "none", 1e-3, 0.0, "adamw", 0.0,
                               diagnosis_loss=0.5, n_diagnoses=7).eval()
@@ -100,7 +100,7 @@ def test_diagnosis_head_adds_its_cross_entropy_over_the_images_that_name_a_diagn
 
 
 def test_diagnosis_head_needs_pooled_features():
-    from melanoma.module import LesionClassifier
+    from melanoma.nn.module import LesionClassifier
 
     with pytest.raises(ValueError, match="diagnosis_loss needs"):
         LesionClassifier("small_cnn", "none", 1e-3, 0.0, "adamw", 0.0, diagnosis_loss=0.5, n_diagnoses=7)
@@ -110,7 +110,7 @@ def test_the_diagnosis_task_trains_on_each_images_allowed_set_with_its_sources_p
     import torch.nn.functional as F
 
     from melanoma.diagnoses import IS_CANCER, allowed
-    from melanoma.module import LesionClassifier, set_nll
+    from melanoma.nn.module import LesionClassifier, set_nll
 
     module = LesionClassifier("small_cnn", "none", 1e-3, 0.0, "adamw", 0.0, num_classes=7).eval()
     module.log = lambda *a, **k: None

@@ -6,11 +6,11 @@ import pytest
 from melanoma.bench.nonlesion import nonlesion_images
 from melanoma.card import gate_note
 from melanoma.config import ModelConfig
-from melanoma.engines.torch_engine import TorchPredictor
-from melanoma.fit import fit_ood_for_model
 from melanoma.imaging import Sample
 from melanoma.inputs import expand_paths
-from melanoma.models import create_model, save_model_folder
+from melanoma.nn.fit import fit_ood_for_model
+from melanoma.nn.models import create_model, save_model_folder
+from melanoma.nn.torch_engine import TorchPredictor
 from melanoma.ood import OODDetector
 
 from conftest import SAMPLES, textured_lesion
@@ -198,38 +198,6 @@ def test_dermatoscope_field_blackens_outside_a_disc_and_keeps_its_centre():
     assert len({v.tobytes() for v in views}) == 5  # each draw its own radius and centre
 
 
-def test_lens_shading_darkens_the_corners_by_at_least_30_percent_and_keeps_the_centre():
-    from PIL import Image
-
-    from melanoma.ood import lens_shading
-
-    image = Image.fromarray(np.full((120, 160, 3), 200, np.uint8))
-    for seed in range(5):
-        v = np.asarray(lens_shading(image, np.random.default_rng(seed)), np.float32)
-        assert v.shape == (120, 160, 3)
-        assert (v[60, 80] == 200).all()  # the middle lies inside any ellipse drawn
-        assert 0 <= v[0, 0, 0] <= 0.7 * 200 + 1  # a corner lies outside it: darkened by 30-100%
-    views = {lens_shading(image, np.random.default_rng(seed)).tobytes() for seed in range(5)}
-    assert len(views) == 5
-
-
-def test_close_up_crops_60_to_85_percent_of_each_side_from_inside_the_image():
-    from PIL import Image
-
-    from melanoma.ood import CLOSE_UP, close_up
-
-    pixels = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
-    image = Image.fromarray(pixels)
-    for seed in range(5):
-        v = close_up(image, np.random.default_rng(seed))
-        w, h = v.size
-        assert CLOSE_UP[0] * 160 - 1 <= w <= CLOSE_UP[1] * 160 + 1 and abs(w / h - 160 / 120) < 0.02
-        crop = np.asarray(v)  # its pixels are the original's, at some offset
-        found = [(y, x) for y in range(121 - h) for x in range(161 - w) if (pixels[y, x] == crop[0, 0]).all()
-                 and (pixels[y : y + h, x : x + w] == crop).all()]
-        assert found
-
-
 def test_gate_views_of_the_first_share_of_each_source_keep_label_and_source(tmp_path: Path):
     from melanoma.imaging import InMemory
     from melanoma.ood import gate_views
@@ -244,8 +212,8 @@ def test_gate_views_of_the_first_share_of_each_source_keep_label_and_source(tmp_
     assert all(isinstance(v, InMemory) for v in views)
     assert [(v.label, v.source) for v in views] == [(s.label, s.source) for s in kept]
     assert gate_views(samples, ("field",), 0.75, 0)[0].image.tobytes() == views[0].image.tobytes()  # reproducible
-    both = gate_views(samples, ("field", "close_up"), 0.75, 0)
-    assert [v.path for v in both] == [f"{s.path}#{k}" for k in ("field", "close_up") for s in kept]
+    both = gate_views(samples, ("field", "grid"), 0.75, 0)
+    assert [v.path for v in both] == [f"{s.path}#{k}" for k in ("field", "grid") for s in kept]
     assert [v.image.tobytes() for v in both[:4]] == [v.image.tobytes() for v in views]  # field views drawn first
     with pytest.raises(ValueError, match="unknown gate view"):
         gate_views(samples, ("fog",))

@@ -127,7 +127,7 @@ def test_source_log_odds_is_each_sources_melanoma_log_odds_and_finite_for_one_cl
 
 
 def test_a_weighted_epoch_follows_the_weights_and_is_fixed_by_seed_and_epoch():
-    from melanoma.data import EpochShuffle
+    from melanoma.nn.data import EpochShuffle
 
     weights = [9.0] + [1.0] * 9  # the first index carries half the mass
     s = EpochShuffle(range(10), num_replicas=1, rank=0, seed=3, weights=weights)

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from melanoma.models import load_model_folder
+from melanoma.nn.models import load_model_folder
+from melanoma.nn.train import train
 from melanoma.recipe import AugConfig, TrainConfig
-from melanoma.train import train
 
 from conftest import write_class_folders, write_ham_like
 
@@ -40,8 +40,8 @@ def test_fast_dev_run_writes_a_loadable_model_folder(kaggle_like: Path, tmp_path
     # the run also writes model.onnx, so the torch-free engine serves it, with PyTorch's probabilities
     # (gate off: an untrained gate may refuse synthetic images, and then there is no probability)
     from melanoma.engines.onnx_engine import OnnxPredictor
-    from melanoma.engines.torch_engine import TorchPredictor
     from melanoma.inputs import expand_paths
+    from melanoma.nn.torch_engine import TorchPredictor
 
     assert "onnx_export" in model_cfg.training["timings_s"]
     paths = expand_paths([kaggle_like / "test"])
@@ -202,7 +202,7 @@ def test_ema_ships_the_averaged_weights_and_resumes_with_both(tmp_path: Path):
 def test_a_resumed_run_sees_the_data_an_unbroken_run_sees(tmp_path: Path, monkeypatch):
     # A restart must continue the data stream: same order and same augmentation per epoch as an
     # uninterrupted run, not a replay of epoch 0 (which lets the network memorise what it saw).
-    from melanoma.module import LesionClassifier
+    from melanoma.nn.module import LesionClassifier
 
     seen: list[tuple[int, list[int], float]] = []
     step = LesionClassifier.training_step
@@ -332,7 +332,7 @@ def test_the_diagnosis_task_needs_bcc_and_ak_trained_as_themselves():
 def test_a_seven_class_model_exports_to_the_hub_with_its_diagnoses(seven_class_run: Path, tmp_path: Path):
     import json
 
-    from melanoma.export import export_hub
+    from melanoma.nn.export import export_hub
 
     out = export_hub(seven_class_run, tmp_path / "hub")
     config = json.loads((out / "config.json").read_text())
@@ -347,7 +347,7 @@ def test_training_is_three_stages_a_plan_a_fit_and_a_finish_that_can_be_rerun(tm
     import numpy as np
 
     from melanoma.datasets import read_split
-    from melanoma.train import finish, prepare
+    from melanoma.nn.train import finish, prepare
 
     kaggle = write_class_folders(tmp_path / "kaggle", 8)
     ham = write_ham_like(tmp_path / "ham", np.random.default_rng(2), [(d, 1) for d in ("mel", "nv", "bkl", "bcc")] * 3)

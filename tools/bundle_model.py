@@ -23,7 +23,7 @@ from pathlib import Path
 
 from melanoma.card import diagnosis_evaluations, model_card
 from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig, atomic_write_text, sha256_file, write_checksums
-from melanoma.export import export_onnx
+from melanoma.nn.export import export_onnx
 from melanoma.recipe import AugConfig, TrainConfig, load_recipe, resolved_recipe_text
 
 FILES = ("model.safetensors", "config.json", "ood.safetensors", "training_log.csv")

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from melanoma.calibrate import sigmoid
-from melanoma.data import make_loader
 from melanoma.datasets import discover, read_split
-from melanoma.engines.torch_engine import TorchPredictor
 from melanoma.evaluate import paired_difference
+from melanoma.nn.data import make_loader
+from melanoma.nn.torch_engine import TorchPredictor
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

@@ -6,7 +6,7 @@
     clf.predict_proba(images), clf.predict(images), clf.classes_  # scikit-learn's conventions
 
 Torch-free on a model folder with ``model.onnx`` (the bundled one has it). ``train``, ``evaluate`` and
-``audit`` are the functions the commands call (:func:`melanoma.train.train`, :func:`melanoma.evaluate.evaluate`,
+``audit`` are the functions the commands call (:func:`melanoma.nn.train.train`, :func:`melanoma.evaluate.evaluate`,
 :func:`melanoma.audit.audit`), importable from here.
 """
 
@@ -150,8 +150,8 @@ def train(data: str | Path, out: str | Path, recipe: str | Path | None = None, r
     (``aug={...}`` for augmentation), checked as ``--set`` is (:func:`melanoma.recipe.apply_overrides`); the recipe,
     merged, is written into the model folder. Needs [train]."""
     from .config import atomic_write_text
+    from .nn.train import train as run_training
     from .recipe import TrainConfig, apply_overrides, load_recipe, resolved_recipe_text
-    from .train import train as run_training
 
     aug = overrides.pop("aug", None) or {}
     cfg = apply_overrides(load_recipe(recipe) if recipe else TrainConfig(),

@@ -93,8 +93,8 @@ def train(
     """Fine-tune a CNN and write a self-contained model folder (model.safetensors, model.onnx, config.json, gate)."""
     from .config import ModelError
     from .datasets import DatasetError
+    from .nn.train import train as run_training
     from .recipe import TrainConfig, apply_overrides, load_recipe, parse_overrides, resolved_recipe_text
-    from .train import train as run_training
 
     try:
         cfg = apply_overrides(load_recipe(recipe) if recipe is not None else TrainConfig(),
@@ -138,7 +138,7 @@ def calibrate(
     """Fit the temperature and decision threshold of a model on validation data (and, with --gate, its gate)."""
     from .config import ModelError
     from .datasets import DatasetError, discover, select_split
-    from .fit import all_or_nothing, calibrate_model_folder, refit_gate, set_downscale
+    from .nn.fit import all_or_nothing, calibrate_model_folder, refit_gate, set_downscale
     from .ood import GATE_BLOCKS
 
     if split == "test":
@@ -505,9 +505,9 @@ def adapt(
     """Adapt a model to a new site from its unlabelled images (batch-norm statistics re-estimated: AdaBN)."""
     from rich.markup import escape
 
-    from .adapt import MIN_IMAGES, adapt_model_folder
     from .config import ModelError
     from .inputs import expand_paths
+    from .nn.adapt import MIN_IMAGES, adapt_model_folder
 
     skipped_rows: list[dict] = []
     files = expand_paths(paths, skipped_rows)
@@ -553,7 +553,7 @@ def export_hub_cmd(
 ) -> None:
     """A Hugging Face model repository folder: config.json, model.safetensors, model.onnx, README.md."""
     from .config import ModelError
-    from .export import export_hub, push_to_hub
+    from .nn.export import export_hub, push_to_hub
 
     try:
         folder = export_hub(model_dir, out_dir, metrics)

@@ -35,7 +35,6 @@ FLAT_STD = 0.02  # grey-level std (0-1) under which an image is called blank / s
 FIELD_SHARE = 0.5  # of the gate's fit images, also seen through a synthetic dermatoscope field
 FIELD_RADIUS = (0.42, 0.65)  # the field's radius, in units of the image's shorter side
 FIELD_MAX_SIDE = 448  # px: views are made (and held in memory) at most this large; the model sees 224-300
-CLOSE_UP = (0.6, 0.85)  # a close-up view's share of each side
 GATE_VIEWS = ("field",)  # the views the gate's fit images are also seen through (gate_views)
 HEAD_C = 0.1  # the head's inverse L2 penalty (scikit-learn's C) over its whitened inputs
 
@@ -157,31 +156,6 @@ def dermatoscope_field(image, rng: np.random.Generator):
     return Image.fromarray((np.asarray(image, np.float32) * inside[..., None]).astype(np.uint8))
 
 
-def lens_shading(image, rng: np.random.Generator):
-    """The PIL image with its rim darkened by a random 30-100% outside a large, soft ellipse, as many
-    dermatoscopes' lenses shade the corners (the training augmentation ``data.RandomVignette`` with
-    ``vignette_min_darkness`` 0.3, in numpy: this module stays torch-free)."""
-    from PIL import Image
-
-    w, h = image.size
-    yy, xx = np.ogrid[-1 : 1 : h * 1j, -1 : 1 : w * 1j]
-    cy, cx = rng.uniform(-0.1, 0.1, 2)
-    radius, edge, darkness = rng.uniform(0.85, 1.35), rng.uniform(0.03, 0.18), rng.uniform(0.3, 1.0)
-    lit = np.clip((radius - np.hypot(yy - cy, xx - cx)) / edge, 0, 1)
-    mask = 1 - darkness * (1 - lit)
-    return Image.fromarray((np.asarray(image, np.float32) * mask[..., None]).astype(np.uint8))
-
-
-def close_up(image, rng: np.random.Generator):
-    """A random crop of the PIL image's middle, 60-85% of each side, as a clinic that frames the lesion larger
-    sees it (the model resizes every image to its square input, so the crop keeps the image's aspect ratio)."""
-    w, h = image.size
-    f = rng.uniform(*CLOSE_UP)
-    cw, ch = round(f * w), round(f * h)
-    x0, y0 = (rng.uniform(0, 1, 2) * (w - cw, h - ch)).round().astype(int)
-    return image.crop((int(x0), int(y0), int(x0) + cw, int(y0) + ch))
-
-
 def _site_view(family: str):
     def apply(image, rng: np.random.Generator):
         return site_view(image, family, rng, max_side=FIELD_MAX_SIDE)
@@ -190,8 +164,7 @@ def _site_view(family: str):
 
 # the gate's views: a dermatoscope field (the default; the gates fitted so far drew it, so it keeps its name and random
 # stream rather than melanoma.views' round field), and any other site view (melanoma.views: zoom-out, grid...)
-VIEWS = {**{family: _site_view(family) for family in SITE_FAMILIES},
-         "field": dermatoscope_field, "shading": lens_shading, "close_up": close_up}
+VIEWS = {**{family: _site_view(family) for family in SITE_FAMILIES}, "field": dermatoscope_field}
 
 
 def gate_views(samples, kinds: tuple[str, ...] = GATE_VIEWS, share: float = FIELD_SHARE, seed: int = 0) -> list:

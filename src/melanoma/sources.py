@@ -10,7 +10,7 @@ a connected component is one lesion photo, however many sources hold it. Then:
 * trained on: every other image whose component holds no held-out image, so no validation or test image
   reaches training through a copy in another source.
 
-Torch-free; :func:`melanoma.train.train` calls :func:`split_sources` with the recipe's datasets.
+Torch-free; :func:`melanoma.nn.train.train` calls :func:`split_sources` with the recipe's datasets.
 """
 
 from __future__ import annotations

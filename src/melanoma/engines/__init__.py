@@ -31,7 +31,7 @@ def load_predictor(model_dir: str | Path | None = None, engine: str = "auto", **
         from .onnx_engine import OnnxPredictor
 
         return OnnxPredictor(folder, **kwargs)
-    from .torch_engine import TorchPredictor
+    from ..nn.torch_engine import TorchPredictor
 
     return TorchPredictor(folder, **kwargs)
 
@@ -44,10 +44,10 @@ def explainer_for(predictor) -> BaseExplainer:
     if isinstance(predictor, OnnxPredictor):
         if predictor.has_cam:
             return OnnxExplainer(predictor)
-        from .torch_engine import TorchPredictor
+        from ..nn.torch_engine import TorchPredictor
 
         predictor = TorchPredictor(predictor.model_dir)
-    from .torch_engine import TorchExplainer
+    from ..nn.torch_engine import TorchExplainer
 
     return TorchExplainer(predictor)
 

@@ -4,7 +4,7 @@ and Grad-CAM's rendering. Torch-free.
 An engine is a :class:`BasePredictor` subclass that sets ``cfg`` and ``ood`` and implements ``run`` (samples ->
 per sample ``{"logit", "ood_score", "flat", "features", "refusal"}``, or None when unreadable), with an explainer, a
 :class:`BaseExplainer` subclass that implements ``explain`` (RGB image -> run result and heatmap):
-:mod:`melanoma.engines.onnx_engine` (ONNX Runtime) and :mod:`melanoma.engines.torch_engine` (PyTorch).
+:mod:`melanoma.engines.onnx_engine` (ONNX Runtime) and :mod:`melanoma.nn.torch_engine` (PyTorch).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def draft_size(cfg: ModelConfig) -> int:
 
 def preprocess(img: Image.Image, cfg: ModelConfig) -> np.ndarray:
     """RGB PIL image -> (3, S, S) float32, normalised; the same pixels as the eval transform of
-    :func:`melanoma.data.build_transform` (downscale, PIL bilinear resize, colour constancy, scale, normalise)."""
+    :func:`melanoma.nn.data.build_transform` (downscale, PIL bilinear resize, colour constancy, scale, normalise)."""
     img = cap_shorter_side(img, cfg.downscale_to)
     if img.size != (cfg.img_size, cfg.img_size):
         img = img.resize((cfg.img_size, cfg.img_size), Image.BILINEAR)

@@ -1,6 +1,6 @@
 """``train()`` in three stages: :func:`prepare` (the data plan: sources, split, weights, priors), :func:`fit`
 (Lightning) and :func:`finish` (threshold, temperature, gate, ONNX, on any model folder), ending in a model folder.
-The recipe is :mod:`melanoma.recipe`; the training step is :mod:`melanoma.module`."""
+The recipe is :mod:`melanoma.recipe`; the training step is :mod:`melanoma.nn.module`."""
 
 from __future__ import annotations
 
@@ -14,25 +14,25 @@ import lightning as L
 import numpy as np
 import torch
 
-from .backbones import mean_std as default_mean_std
-from .calibrate import pooled_sources
-from .config import ModelConfig, atomic_write_text, sha256_file, write_checksums
+from ..backbones import mean_std as default_mean_std
+from ..calibrate import pooled_sources
+from ..config import ModelConfig, atomic_write_text, sha256_file, write_checksums
+from ..datasets import discover, make_train_val, write_split
+from ..diagnoses import DIAGNOSES, IS_CANCER, allowed_matrix, class_counts, source_log_priors
+from ..engines import ONNX_FILE
+from ..recipe import TrainConfig, beside, validate
+from ..sources import balanced_by_source, source_class_weights, source_log_odds
 from .data import LesionDataModule, make_loader
-from .datasets import discover, make_train_val, write_split
-from .diagnoses import DIAGNOSES, IS_CANCER, allowed_matrix, class_counts, source_log_priors
-from .engines import ONNX_FILE
 from .export import export_onnx
 from .fit import GATE_FIT_IMAGES, calibrate_model_folder, fit_ood_for_model, record_gate
 from .models import save_model_folder
 from .module import LesionClassifier, fit_linear_probe
-from .recipe import TrainConfig, beside, validate
-from .sources import balanced_by_source, source_class_weights, source_log_odds
 
 
 def _versions() -> dict[str, str]:
     import timm
 
-    from ._version import __version__
+    from .._version import __version__
     return {"melanoma": __version__, "torch": torch.__version__, "timm": timm.__version__,
             "lightning": L.__version__}
 
@@ -126,7 +126,7 @@ def prepare(data: str | Path, cfg: TrainConfig, out: Path) -> DataPlan:
     dropped: list = []
     sources = None
     if cfg.extra_train:  # several sources: one duplicate graph over all, one validation split per source
-        from .sources import only_sources, split_sources
+        from ..sources import only_sources, split_sources
 
         split = split_sources([data, *(beside(data, p) for p in cfg.extra_train)], cfg.val_fraction, cfg.seed,
                               cfg.other_dx)
@@ -138,7 +138,7 @@ def prepare(data: str | Path, cfg: TrainConfig, out: Path) -> DataPlan:
         splits = discover(data, other_dx=cfg.other_dx)
         audit = None
         if cfg.group_duplicates or cfg.drop_test_duplicates:
-            from .audit import cached_audit
+            from ..audit import cached_audit
 
             audit = cached_audit(data)
         if cfg.drop_test_duplicates and "test" in splits:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
-from .backbones import backbone
+from ..backbones import backbone
 from .models import create_model
 
 

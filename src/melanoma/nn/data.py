@@ -16,9 +16,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 from torchvision.transforms import v2
 
-from .imaging import COLOR_CONSTANCY, Sample, cap_shorter_side, load_any, shades_of_grey
-from .recipe import AugConfig
-from .views import FAMILIES, check_families, view
+from ..imaging import COLOR_CONSTANCY, Sample, cap_shorter_side, load_any, shades_of_grey
+from ..recipe import AugConfig
+from ..views import FAMILIES, check_families, view
 
 
 class RandomVignette(torch.nn.Module):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibrate import (
+from ..calibrate import (
     choose_threshold,
     choose_threshold_per_source,
     expected_calibration_error,
@@ -21,13 +21,13 @@ from .calibrate import (
     pooled_sources,
     sigmoid,
 )
-from .config import CHECKSUMS, ModelConfig, atomic_write_bytes, write_checksums
-from .diagnoses import allowed_matrix, calibrated, fit_calibration, p_cancer, softmax
-from .engines import ONNX_FILE
-from .engines.torch_engine import TorchPredictor
-from .negatives import gate_negatives
-from .ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, fit_gate, gate_views
-from .sources import balanced_by_source
+from ..config import CHECKSUMS, ModelConfig, atomic_write_bytes, write_checksums
+from ..diagnoses import allowed_matrix, calibrated, fit_calibration, p_cancer, softmax
+from ..engines import ONNX_FILE
+from ..negatives import gate_negatives
+from ..ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, fit_gate, gate_views
+from ..sources import balanced_by_source
+from .torch_engine import TorchPredictor
 
 DECISION_FILES = ("config.json", "ood.safetensors", CHECKSUMS)  # what the fits here rewrite
 

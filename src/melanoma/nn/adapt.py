@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from .config import atomic_write_text, resolve_model_dir, sha256_file, write_checksums
+from ..config import atomic_write_text, resolve_model_dir, sha256_file, write_checksums
+from ..datasets import load_image
+from ..imaging import ImageError
 from .data import build_transform
-from .datasets import load_image
-from .imaging import ImageError
 from .models import load_model_folder, save_model_folder
 
 MIN_IMAGES = 100  # fewer images estimate the statistics of a few lesions, not of the site

@@ -15,12 +15,12 @@ from PIL import Image
 
 from ..backbones import backbone
 from ..config import DEFAULT_MODEL_DIR
-from ..data import build_transform, make_loader
 from ..diagnoses import IS_CANCER
+from ..engines.base import BaseExplainer, BasePredictor, draft_size
 from ..imaging import Sample
-from ..models import load_model_folder
 from ..ood import GATE_BLOCKS, OODDetector, stage_columns
-from .base import BaseExplainer, BasePredictor, draft_size
+from .data import build_transform, make_loader
+from .models import load_model_folder
 
 
 class TorchPredictor(BasePredictor):

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .backbones import backbone
-from .config import (
+from ..backbones import backbone
+from ..config import (
     DEFAULT_MODEL_DIR,
     ModelConfig,
     ModelError,

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import torch
 
-from .backbones import GATE_STAGES, backbone
-from .card import HUB_GITATTRIBUTES, model_card, public_name
-from .config import DEFAULT_MODEL_DIR, ModelError, atomic_write_bytes, atomic_write_text, write_checksums
-from .datasets import source_name
-from .engines.base import cam_weights
+from ..backbones import GATE_STAGES, backbone
+from ..card import HUB_GITATTRIBUTES, model_card, public_name
+from ..config import DEFAULT_MODEL_DIR, ModelError, atomic_write_bytes, atomic_write_text, write_checksums
+from ..datasets import source_name
+from ..engines.base import cam_weights
 from .models import load_model_folder
 
 
 class WithGateFeatures(torch.nn.Module):
     """A timm network that also returns the "cannot assess" gate's features (the spatial means of its backbone's
-    gate modules' outputs, concatenated, as :class:`melanoma.engines.torch_engine.TorchPredictor` hooks them) and
+    gate modules' outputs, concatenated, as :class:`melanoma.nn.torch_engine.TorchPredictor` hooks them) and
     the class activation map ``cam`` = sum_c w_c A_c of the last conv maps A (N, C, h, w: ``forward_features``) and
     the classifier's weights w (:func:`cam_weights`: a seven-class model's cancer-against-benign direction): with a
     global-average-pool + linear head this is Grad-CAM before its ReLU, so ONNX Runtime draws heatmaps without
