@@ -244,13 +244,17 @@ def test_a_head_learns_what_the_distance_cannot_see_and_is_saved_with_the_gate(t
     sources = np.array(["a"] * 200, object)
     plain = fit_gate(lesions[:800], val, sources)
     headed = fit_gate(lesions[:800], val, sources, negative_features=others[:150])
-    assert plain.head is None and headed.head.shape == (plain.components.shape[0] + 2,)
+    assert plain.head is None and headed.head["weights"].shape == (80 + 2,)  # every feature, the log distance, bias
     held_out = others[150:]
     assert (plain.score(held_out) > plain.threshold).mean() < 0.5  # a distance lets most of them through
     assert (headed.score(held_out) > headed.threshold).mean() > 0.9  # the head refuses them
     assert (headed.score(val) > headed.threshold).mean() <= 0.005  # and its threshold keeps the lesions
+    # far away on the lesions' side of the head's boundary: the head calls it a lesion, the distance refuses it
+    far = (rng.normal(size=(50, 40)) - np.eye(40)[0] * 30) @ basis
+    assert (headed.head_logit(far) < headed.head["norms"][1]).all() and (headed.score(far) > headed.threshold).all()
     headed.save(tmp_path)
     again = OODDetector.load(tmp_path)
-    assert np.allclose(again.head, headed.head) and np.allclose(again.score(held_out), headed.score(held_out))
+    assert all(np.allclose(again.head[k], headed.head[k]) for k in headed.head)
+    assert np.allclose(again.score(held_out), headed.score(held_out))
     plain.save(tmp_path)
     assert OODDetector.load(tmp_path).head is None  # a gate without a head scores by distance, as every gate before

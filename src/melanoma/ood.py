@@ -36,20 +36,26 @@ FIELD_SHARE = 0.5  # of the gate's fit images, also seen through a synthetic der
 FIELD_RADIUS = (0.42, 0.65)  # the field's radius, in units of the image's shorter side
 FIELD_MAX_SIDE = 448  # px: views are made (and held in memory) at most this large; the model sees 224-300
 GATE_VIEWS = ("field",)  # the views the gate's fit images are also seen through (gate_views)
-HEAD_C = 0.1  # the head's inverse L2 penalty (scikit-learn's C) over its whitened inputs
+HEAD_C = 1.0  # the head's inverse L2 penalty (scikit-learn's C) over its standardised inputs (experiments/029)
 
 
 class OODDetector:
     """Scores (N, D) feature vectors; larger = less like the training lesions. ``columns``: the indices of the D
-    features it reads (:func:`stage_columns`; None: all, as every gate fitted before experiments/021-gate-block)."""
+    features it reads (:func:`stage_columns`; None: all, as every gate fitted before experiments/021-gate-block).
+
+    ``head`` (optional; experiments/029-lesion-gate): a lesion / non-lesion logistic regression over all D features
+    (standardised by ``head["mean"]``, ``head["scale"]``) and the log distance, ``head["weights"]`` with the bias
+    last. With it the score is the larger of the two parts, each past its own validation threshold
+    (``head["norms"]``): log(distance / norm) and logit - norm, so a picture is refused when it is far from every
+    lesion the gate saw, or near them and still more like the non-lesions."""
 
     def __init__(self, mean: np.ndarray, components: np.ndarray, variances: np.ndarray, residual_scale: float,
                  threshold: float, scale: np.ndarray | None = None, columns: np.ndarray | None = None,
-                 head: np.ndarray | None = None):
+                 head: dict[str, np.ndarray] | None = None):
         self.mean, self.components, self.variances = mean, components, variances
         self.scale = np.ones_like(mean) if scale is None else scale  # per-dimension std of the fit features
         self.residual_scale, self.threshold, self.columns = residual_scale, threshold, columns
-        self.head = head  # the lesion / non-lesion head's weights over head_inputs, bias last; None: distance only
+        self.head = head
 
     @classmethod
     def fit(cls, features: np.ndarray, k: int = 64, columns: np.ndarray | None = None) -> OODDetector:
@@ -65,38 +71,49 @@ class OODDetector:
         det.residual_scale = float(np.mean(det._parts(features)[1])) or 1.0
         return det
 
-    def _parts(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _parts(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         centred = f - self.mean
         proj = centred @ self.components.T
         inside = (proj**2 / self.variances).mean(axis=1)
         residual = (centred**2).sum(axis=1) - (proj**2).sum(axis=1)
-        return inside, np.maximum(residual, 0), proj
+        return inside, np.maximum(residual, 0)
 
-    def _distance(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def distance(self, f: np.ndarray) -> np.ndarray:
+        """The feature-space distance from the fit lesions (the whole score of a gate without a head)."""
         f = np.asarray(f, np.float32)
-        inside, residual, proj = self._parts((f if self.columns is None else f[:, self.columns]) / self.scale)
-        return inside + residual / self.residual_scale, proj
+        inside, residual = self._parts((f if self.columns is None else f[:, self.columns]) / self.scale)
+        return inside + residual / self.residual_scale
 
-    def head_inputs(self, f: np.ndarray) -> np.ndarray:
-        """(N, k + 1): the whitened principal components and the log distance, what the head weighs."""
-        distance, proj = self._distance(f)
-        return np.column_stack([proj / np.sqrt(self.variances), np.log1p(distance)])
+    def head_logit(self, f: np.ndarray) -> np.ndarray:
+        """The head's log-odds of "not a lesion"."""
+        f = np.asarray(f, np.float32)
+        z = np.column_stack([(f - self.head["mean"]) / self.head["scale"], np.log1p(self.distance(f))])
+        return z @ self.head["weights"][:-1] + self.head["weights"][-1]
 
     def score(self, f: np.ndarray) -> np.ndarray:
-        """Larger = less like a lesion: the distance, or with a head its log-odds of "not a lesion"."""
+        """Larger = less like a lesion: the distance; with a head, the larger part past its norm."""
         if self.head is None:
-            return self._distance(f)[0]
-        return self.head_inputs(f) @ self.head[:-1] + self.head[-1]
+            return self.distance(f)
+        norm_distance, norm_logit = self.head["norms"]
+        return np.maximum(np.log(np.maximum(self.distance(f), 1e-12) / norm_distance),
+                          self.head_logit(f) - norm_logit)
 
-    def fit_head(self, lesions: np.ndarray, others: np.ndarray, c: float = HEAD_C) -> OODDetector:
-        """Fit the head: a logistic regression of "not a lesion" on :meth:`head_inputs`, ``lesions`` and ``others``
-        (features of non-lesion pictures, :mod:`melanoma.negatives`) weighted to equal shares."""
+    def fit_head(self, lesions: np.ndarray, others: np.ndarray, val: np.ndarray, val_groups,
+                 c: float = HEAD_C, quantile: float = 0.995) -> OODDetector:
+        """Fit the head: a logistic regression of "not a lesion" on the standardised features and the log distance,
+        ``lesions`` and ``others`` (features of non-lesion pictures, :mod:`melanoma.negatives`) weighted to equal
+        shares; each part's norm is :func:`gate_threshold` of its scores on ``val`` (grouped by ``val_groups``)."""
         from sklearn.linear_model import LogisticRegression
 
-        z = np.concatenate([self.head_inputs(lesions), self.head_inputs(others)])
+        lesions, others = np.asarray(lesions, np.float32), np.asarray(others, np.float32)
+        self.head = {"mean": lesions.mean(axis=0), "scale": lesions.std(axis=0) + 1e-6}
+        x = np.concatenate([lesions, others])
+        z = np.column_stack([(x - self.head["mean"]) / self.head["scale"], np.log1p(self.distance(x))])
         y = np.r_[np.zeros(len(lesions)), np.ones(len(others))]
-        lr = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit(z, y)
-        self.head = np.r_[lr.coef_[0], lr.intercept_].astype(np.float32)
+        lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(z, y)
+        self.head["weights"] = np.r_[lr.coef_[0], lr.intercept_].astype(np.float32)
+        self.head["norms"] = np.array([gate_threshold(self.distance(val), val_groups, quantile),
+                                       gate_threshold(self.head_logit(val), val_groups, quantile)], np.float32)
         return self
 
     def save(self, model_dir: Path) -> None:
@@ -112,8 +129,7 @@ class OODDetector:
                  "threshold": np.array([self.threshold], np.float32)}
         if self.columns is not None:
             data["columns"] = np.asarray(self.columns, np.int64)
-        if self.head is not None:
-            data["head"] = np.asarray(self.head, np.float32)
+        data |= {f"head_{k}": np.ascontiguousarray(v, np.float32) for k, v in (self.head or {}).items()}
         atomic_write_bytes(model_dir / OOD_FILE, save(data))
         write_checksums(model_dir)
 
@@ -126,7 +142,8 @@ class OODDetector:
             return None
         d = load_file(path)
         return cls(d["mean"], d["components"], d["variances"], float(d["residual_scale"][0]),
-                   float(d["threshold"][0]), d.get("scale"), d.get("columns"), d.get("head"))
+                   float(d["threshold"][0]), d.get("scale"), d.get("columns"),
+                   {k.removeprefix("head_"): v for k, v in d.items() if k.startswith("head_")} or None)
 
 
 def stage_columns(widths, blocks) -> np.ndarray | None:
@@ -205,11 +222,12 @@ def fit_gate(fit_features: np.ndarray, val_features: np.ndarray, val_sources, co
              quantile: float = 0.995, negative_features: np.ndarray | None = None, c: float = HEAD_C) -> OODDetector:
     """The gate, fitted: the detector on ``fit_features`` (training images and their views), with
     ``negative_features`` (non-lesion pictures) also its lesion / non-lesion head, its threshold by
-    :func:`gate_threshold` on the validation images' scores. What ``train``, ``calibrate --gate`` and
+    :func:`gate_threshold` on the validation images' scores (``val_sources`` groups them: a gate with a head is
+    also held to its validation images' site views, each kind a group). What ``train``, ``calibrate --gate`` and
     ``benchmarks/gate_sources.py`` all call."""
     det = OODDetector.fit(np.asarray(fit_features), columns=columns)
     if negative_features is not None and len(negative_features):
-        det.fit_head(np.asarray(fit_features), np.asarray(negative_features), c)
+        det.fit_head(fit_features, negative_features, val_features, val_sources, c, quantile)
     det.threshold = gate_threshold(det.score(np.asarray(val_features)), val_sources, quantile)
     return det
 

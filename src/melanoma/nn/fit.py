@@ -150,12 +150,18 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
     neg_f = predictor.features(gate_negatives(fit_samples, negatives)) if negatives else None
     val_f = predictor.features(val_samples)
     sources = np.array([s.source for s in val_samples], object)
-    det = fit_gate(fit_f, val_f, sources, columns, quantile, negative_features=neg_f)
+    if negatives:  # a gate with a head is also held to site views of validation images, each kind a group
+        val_views = gate_views(val_samples, views, VAL_VIEW_SHARE)
+        fit_val = np.concatenate([val_f, predictor.features(val_views)])
+        groups = np.concatenate([sources, ["view:" + v.path.rsplit("#", 1)[1] for v in val_views]])
+    else:
+        fit_val, groups = val_f, sources
+    det = fit_gate(fit_f, fit_val, groups, columns, quantile, negative_features=neg_f)
     val_scores = det.score(val_f)
     det.save(model_dir)
     n_views = {kind: sum(v.path.endswith(f"#{kind}") for v in extra) for kind in views}
     return {"n_fit": len(fit_f) - len(extra), "n_views": n_views, "n_val": len(val_f), "quantile": quantile,
-            "n_negatives": 0 if neg_f is None else len(neg_f),
+            "n_negatives": 0 if neg_f is None else len(neg_f), "n_val_views": len(fit_val) - len(val_f),
             "blocks": sorted(set(blocks)),
             "threshold": det.threshold,
             "val_rejected": float((val_scores > det.threshold).mean()),
@@ -164,6 +170,7 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
 
 
 GATE_FIT_IMAGES = 2000  # training images the gate's PCA is fitted on, in equal shares of the sources
+VAL_VIEW_SHARE = 0.2  # of each source's validation images, seen through each gate view for a headed gate's threshold
 
 
 def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int = 42, blocks=GATE_BLOCKS,

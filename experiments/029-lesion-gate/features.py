@@ -1,0 +1,53 @@
+"""Cache 028's gate features for ``choose.py`` (fit and validation data only): the gate's 2,000 fit images and half
+of them through each of 028's gate views, 1,200 negatives, the validation images, and 450 of them through each of
+nine site views (melanoma.views.transform, as the stress suite draws them).
+
+    python experiments/029-lesion-gate/features.py RUN_DIR OUT_DIR
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from melanoma.bench import gate_features
+from melanoma.datasets import read_split
+from melanoma.imaging import InMemory, load_any
+from melanoma.negatives import gate_negatives
+from melanoma.nn.torch_engine import TorchPredictor
+from melanoma.ood import gate_views
+from melanoma.sources import balanced_by_source
+from melanoma.views import transform
+
+FIT_VIEWS = ("field", "zoom_out", "grid", "film", "blur", "hair", "glare")  # 028's gate_views
+VAL_VIEWS = ("zoom_out", "grid", "ruler", "film", "glare", "bubbles", "hair", "field", "blur")
+
+
+def main() -> None:
+    run, out = Path(sys.argv[1]), Path(sys.argv[2])
+    out.mkdir(exist_ok=True, parents=True)
+    split = read_split(run / "split.csv")
+    predictor = TorchPredictor(run / "model", batch_size=32, num_workers=1, use_ood=False)
+
+    def save(name: str, samples: list) -> None:
+        f, _ = gate_features(predictor, samples)
+        np.save(out / f"{name}.npy", f)
+        np.save(out / f"{name}_src.npy", np.array([s.source for s in samples], object), allow_pickle=True)
+        print(name, f.shape, flush=True)
+
+    fit = balanced_by_source(split["train"], 2000, 43)  # 028's seed: the draw its gate was fitted on
+    save("fit", fit)
+    save("neg", gate_negatives(fit, 1200))
+    save("val", split["val"])
+    for kind in FIT_VIEWS:
+        save(f"view_{kind}", gate_views(fit, (kind,), 0.5))
+    some = balanced_by_source(split["val"], 450, 0)
+    for family in VAL_VIEWS:
+        save(f"valview_{family}", [InMemory(f"{s.path}#{family}", transform(load_any(s), family, i), s.label, s.source)
+                                   for i, s in enumerate(some)])
+
+
+if __name__ == "__main__":
+    main()
