@@ -5,7 +5,7 @@ import pytest
 
 from melanoma.bench.nonlesion import nonlesion_images
 from melanoma.card import gate_note
-from melanoma.config import ModelConfig
+from melanoma.config import ModelConfig, write_checksums
 from melanoma.imaging import Sample
 from melanoma.inputs import expand_paths
 from melanoma.nn.fit import fit_ood_for_model
@@ -150,7 +150,14 @@ def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path:
     assert set(gate["val_rejected_per_source"]) == {"clinic_a", "clinic_b"}
     assert (model_dir / "ood.safetensors").read_bytes() != before and cfg.threshold == 0.5  # threshold untouched
     TorchPredictor(model_dir)  # the checksums were rewritten: the folder still verifies
-    assert gate["blocks"] == [3, 4, 5, 6] and OODDetector.load(model_dir).columns is None
+    assert gate["blocks"] == [3, 4, 5, 6] and OODDetector.load(model_dir).columns is None  # no recipe: all four
+    cfg.training = {**cfg.training, "recipe": {"gate_blocks": [5]}}
+    cfg.save(model_dir / "config.json")
+    write_checksums(model_dir)
+    as_trained = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--gate",
+                                          "--no-threshold"])
+    assert as_trained.exit_code == 0, as_trained.output  # refitted as the recipe fitted it: stage 5 alone
+    assert ModelConfig.load(model_dir / "config.json").training["gate"]["blocks"] == [5]
     one = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--gate",
                                    "--no-threshold", "--gate-blocks", "4"])
     assert one.exit_code == 0, one.output
@@ -164,6 +171,7 @@ def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path:
     assert headed.exit_code == 0, headed.output
     cfg = ModelConfig.load(model_dir / "config.json")
     assert cfg.training["gate"]["n_negatives"] == 30 and OODDetector.load(model_dir).head is not None
+    assert cfg.training["gate"]["n_val_views"] == 2 + 2  # a fifth of each source's 10, through the field view
     assert "head fitted on 30 non-lesion pictures" in gate_note(cfg)
     row = TorchPredictor(model_dir).predict_paths([parts["val"][0].path])[0]  # the folder verifies, the head scores
     assert row["ood_score"] is not None

@@ -130,7 +130,8 @@ def calibrate(
     downscale_to: Annotated[Optional[int], typer.Option(min=0, help=(
         "First set the model's downscale_to (pixels, the shorter side; 0: none); needs --gate."))] = None,
     gate_blocks: Annotated[Optional[str], typer.Option(help=(
-        "With --gate: the stages the gate reads, comma-separated (default 3,4,5,6), e.g. 4."))] = None,
+        "With --gate: the stages the gate reads, comma-separated, e.g. 4 (default: as the model's recipe says; "
+        "3,4,5,6 without one)."))] = None,
     gate_negatives: Annotated[Optional[int], typer.Option(min=0, help=(
         "With --gate: fit its lesion / non-lesion head on this many non-lesion pictures (0: none; default: as "
         "the model's recipe says)."))] = None,
@@ -151,10 +152,10 @@ def calibrate(
     if (gate_blocks is not None or gate_negatives is not None) and not gate:
         fail("--gate-blocks and --gate-negatives shape the gate: give them with --gate", USAGE)
     try:
-        blocks = GATE_BLOCKS if gate_blocks is None else tuple(int(b) for b in gate_blocks.split(","))
+        blocks = None if gate_blocks is None else tuple(int(b) for b in gate_blocks.split(","))
     except ValueError:
         blocks = ()
-    if not set(blocks) or not set(blocks) <= set(GATE_BLOCKS):
+    if blocks is not None and (not set(blocks) or not set(blocks) <= set(GATE_BLOCKS)):
         fail(f"--gate-blocks must be some of {','.join(map(str, GATE_BLOCKS))} (got {gate_blocks})", USAGE)
     try:
         splits = discover(data)

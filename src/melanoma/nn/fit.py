@@ -173,16 +173,18 @@ GATE_FIT_IMAGES = 2000  # training images the gate's PCA is fitted on, in equal 
 VAL_VIEW_SHARE = 0.2  # of each source's validation images, seen through each gate view for a headed gate's threshold
 
 
-def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int = 42, blocks=GATE_BLOCKS,
+def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int = 42, blocks=None,
                negatives: int | None = None) -> dict:
     """Refit the gate of a trained model folder on ``train_samples`` (an equal share of each source) with its
     threshold on ``val_samples``, as ``train`` does, and record it in config.json's ``training.gate``;
-    ``negatives``: its head's non-lesion pictures (None: as the model's recipe says)."""
+    ``blocks`` (the stages it reads) and ``negatives`` (its head's non-lesion pictures): None, as the model's recipe
+    says."""
     model_dir = Path(model_dir)
     train_samples = list(train_samples)
     recipe = ModelConfig.load(model_dir / "config.json").training.get("recipe") or {}
     result = fit_ood_for_model(model_dir, balanced_by_source(train_samples, GATE_FIT_IMAGES, seed),
-                               list(val_samples), blocks=blocks, views=tuple(recipe.get("gate_views", GATE_VIEWS)),
+                               list(val_samples), views=tuple(recipe.get("gate_views", GATE_VIEWS)),
+                               blocks=recipe.get("gate_blocks", GATE_BLOCKS) if blocks is None else blocks,
                                negatives=recipe.get("gate_negatives", 0) if negatives is None else negatives)
     return record_gate(model_dir, result, train_samples)
 
