@@ -13,6 +13,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from . import render
+
 # glibc's default malloc returns freed tensors' memory to the OS and faults it back in on every batch; keeping it
 # mapped makes CPU training and inference much faster (benchmarks/train_speed.py). mallopt's M_MMAP_MAX and
 # M_TRIM_THRESHOLD, set before anything large is allocated, do what GLIBC_TUNABLES does at process start.
@@ -210,7 +212,6 @@ def eda(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for eda.json and sample grids.")] = Path("runs/eda"),
 ) -> None:
     """Counts, image sizes and modes, colour statistics, sample grids, and a shortcut check."""
-    from rich.table import Table
 
     from .datasets import DatasetError
     from .eda import eda as run_eda
@@ -221,13 +222,8 @@ def eda(
             summary = run_eda(data, out_dir, on_progress=lambda n: progress.advance(task, n))
     except DatasetError as e:
         fail(str(e))
-    table = Table(title=f"Shortcut check on {data} (all splits): AUC of each feature alone, 0.5 = no signal")
-    for col in ("feature", "benign mean", "malignant mean", "AUC"):
-        table.add_column(col, justify="left" if col == "feature" else "right")
-    for name, row in summary["shortcuts"].items():
-        table.add_row(name, _fmt(row["benign_mean"]), _fmt(row["malignant_mean"]), _fmt(row["auc"]))
     out.print(json.dumps({"counts": summary["counts"], "sizes": summary["sizes"], "modes": summary["modes"]}))
-    out.print(table)
+    out.print(render.shortcut_table(summary["shortcuts"], data))
     out.print(f"written: {out_dir / 'eda.json'}, grid_benign.png, grid_malignant.png")
 
 
@@ -256,54 +252,6 @@ def _progress(total_label: str):
 
     return Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal)
-
-
-def _fmt(v) -> str:
-    return "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
-def _metrics_table(m: dict, title: str):
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=f"{title}: n={m['n']} ({m['n_benign']} benign, {m['n_malignant']} malignant), "
-                        f"threshold {m['threshold']:.3f}")
-    for col, justify in (("metric", "left"), ("value", "right"), ("95% CI", "right")):
-        table.add_column(col, justify=justify)
-    from .evaluate import SUMMARY
-
-    for key in (k for k in SUMMARY if k in m):
-        ci = m.get(f"{key}_ci")
-        table.add_row(key, _fmt(m.get(key)), f"{ci[0]:.4f} - {ci[1]:.4f}" if ci else "")
-    (tn, fp), (fn, tp) = m["confusion_matrix"]
-    table.add_row(escape("confusion [[tn, fp], [fn, tp]]"), escape(f"[[{tn}, {fp}], [{fn}, {tp}]]"), "")
-    return table
-
-
-def _diagnosis_table(d: dict, title: str):
-    """evaluate's table by diagnosis (evaluate.diagnosis_metrics): the summary rows, then one row per diagnosis."""
-    from rich.table import Table
-
-    from .diagnoses import NAMES
-    from .evaluate import DIAGNOSIS_SUMMARY
-
-    def cell(key: str) -> str:
-        ci = d.get(f"{key}_ci")
-        return _fmt(d.get(key)) + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
-
-    table = Table(title=f"{title} by diagnosis: n={d['n']}, flagged at p >= {d['threshold']:.3f}")
-    table.add_column("metric", justify="left")
-    table.add_column("value (95% CI)", justify="right")
-    for key in DIAGNOSIS_SUMMARY:
-        if key in d:
-            table.add_row(key, cell(key))
-    per = Table(show_header=True)
-    for col in ("diagnosis", "n", "flagged", "recall", "ROC-AUC (one vs rest)"):
-        per.add_column(col, justify="left" if col == "diagnosis" else "right")
-    for dx, n in d["n_per_diagnosis"].items():
-        per.add_row(NAMES[dx], str(n), cell(f"flagged_{dx}"), cell(f"recall_{dx}") if f"recall_{dx}" in d else "",
-                    cell(f"roc_auc_{dx}") if f"roc_auc_{dx}" in d else "")
-    return table, per
 
 
 @app.command()
@@ -345,11 +293,11 @@ def evaluate(
                          engine=engine.value, prevalence=prevalence, plots=plots)
     except (DatasetError, ModelError, ValueError) as e:
         fail(str(e))
-    out.print(_metrics_table(m, f"{m['split']} split of {data}"))
+    out.print(render.metrics_table(m, f"{m['split']} split of {data}"))
     if "diagnosis" in m:
-        out.print(*_diagnosis_table(m["diagnosis"], f"{m['split']} split"))
+        out.print(*render.diagnosis_tables(m["diagnosis"], f"{m['split']} split"))
     if "clean" in m:
-        out.print(_metrics_table(m["clean"], f"clean {m['split']} (no near-duplicate in train; "
+        out.print(render.metrics_table(m["clean"], f"clean {m['split']} (no near-duplicate in train; "
                                              f"{m['clean']['n_excluded']} excluded)"))
     if m["skipped"]:
         err.print(f"[yellow]{len(m['skipped'])} unreadable images skipped[/] (listed in metrics.json)")
@@ -377,9 +325,6 @@ def predict(
 
     Exit code 0 when every image was assessed, 1 when any was refused (error or out_of_distribution).
     """
-    import csv
-    import io
-
     from .config import ModelError
     from .engines import load_predictor
     from .inputs import expand_paths
@@ -401,18 +346,9 @@ def predict(
     if explain_dir:
         _write_explanations(predictor, [Path(r["path"]) for r in rows if r["status"] == "ok"], explain_dir)
     if fmt == "table":
-        out.print(_predict_table(rows, predictor.threshold, bool(predictor.cfg.diagnoses)))
+        out.print(render.predict_table(rows, predictor.threshold, bool(predictor.cfg.diagnoses)))
     else:
-        if fmt == "json":
-            text = json.dumps(rows, indent=2) + "\n"
-        else:
-            from .diagnoses import short_differential
-
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-            writer.writeheader()  # one cell for the differential: every diagnosis with its probability
-            writer.writerows([r | {"diagnoses": short_differential(r["diagnoses"], None) or None} for r in rows])
-            text = buf.getvalue()
+        text = render.rows_text(rows, fmt)
         if output:
             from .config import atomic_write_text
 
@@ -421,39 +357,6 @@ def predict(
             sys.stdout.write(text)
     if any(r["status"] != "ok" for r in assessed):
         raise typer.Exit(1)
-
-
-def _predict_table(rows: list[dict], threshold: float, seven: bool = False):
-    """predict's table; paths relative to their common folder, so rows differ at any terminal width. A seven-class
-    model's: the verdict, p(skin cancer) (what it is decided on), p(melanoma) and the three likeliest diagnoses."""
-    from rich.table import Table
-
-    from .diagnoses import short_differential
-
-    try:
-        common = os.path.commonpath([os.path.dirname(os.path.abspath(r["path"])) for r in rows])
-    except ValueError:  # paths on different drives
-        common = ""
-    common = "" if common == os.path.sep else common
-    title = (f"{'p(skin cancer) ' if seven else ''}threshold {threshold:.3f}"
-             + (f"; files under {common}" if common and len(rows) > 1 else ""))
-    table = Table(title=title)
-    table.add_column("file", justify="left", overflow="fold")
-    for name in (("verdict", "p(skin cancer)", "p(melanoma)", "likeliest diagnoses") if seven
-                 else ("p(malignant)", "label")):
-        table.add_column(name, justify="right" if name.startswith("p(") else "left", overflow="fold")
-    for r in rows:
-        name = os.path.relpath(os.path.abspath(r["path"]), common) if common and len(rows) > 1 else r["path"]
-        if r["status"] == "ok":
-            style = "red" if r["label"] == "malignant" else "green"
-            if seven:
-                table.add_row(name, f"[{style}]{r['verdict']}[/]", f"{r['p_skin_cancer']:.3f}",
-                              f"{r['p_melanoma']:.3f}", short_differential(r["diagnoses"]))
-            else:
-                table.add_row(name, f"{r['p_malignant']:.3f}", f"[{style}]{r['label']}[/]")
-        else:
-            table.add_row(name, "-", f"[yellow]{r['status']}: {r['error']}[/]", *([""] * 2 * seven))
-    return table
 
 
 def _write_explanations(predictor, paths: list[Path], out_dir: Path) -> list[Path]:
