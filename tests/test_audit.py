@@ -95,6 +95,7 @@ def test_grouped_validation_keeps_clusters_together(planted: Path):
     assert cached_audit(planted).summary == cached_audit(planted).summary  # served from the cache
 
 
+@pytest.mark.train
 def test_training_can_drop_train_images_that_have_a_copy_in_test(planted: Path, tmp_path: Path):
     import csv as csv_module
 

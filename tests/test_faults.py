@@ -99,6 +99,7 @@ def test_crash_during_a_save_leaves_the_previous_file_intact(tmp_path: Path, mon
     assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]  # no temporary left behind
 
 
+@pytest.mark.train
 def test_same_seed_same_validation_metrics(tmp_path: Path):
     data = write_class_folders(tmp_path / "data", 16)
     cfgs = []

@@ -28,6 +28,7 @@ def test_source_logit_adjustment_adds_each_images_offset_to_its_logit_in_the_los
     assert adjusted.item() != pytest.approx(plain.item())
 
 
+@pytest.mark.train
 def test_frozen_blocks_keep_their_imagenet_weights_and_the_rest_learns():
     from melanoma.nn.module import LesionClassifier
 
@@ -46,6 +47,7 @@ def test_frozen_blocks_keep_their_imagenet_weights_and_the_rest_learns():
     assert any(not torch.equal(before[k], after[k]) for k in trained)
 
 
+@pytest.mark.train
 def test_linear_probe_fits_the_head_on_frozen_features_and_changes_no_other_weight(tmp_path: Path):
     from melanoma.datasets import discover
     from melanoma.nn.data import build_transform, make_loader
