@@ -3,7 +3,7 @@
 (zoomed out, gridded, blurred) widens what it lets through; negatives tell it which side of the boundary is not a
 lesion.
 
-Four kinds, in equal shares, each seeded:
+Three kinds, in equal shares, each seeded:
 
 - ``skin``: skin with no lesion on it, cut from the fit's own pictures beside their lesion (where a lesion mask is
   next to the picture, as HAM10000's ``masks/<id>_segmentation.png``; else from the plausible skin that

@@ -13,6 +13,9 @@ no lesion to assess.
 The threshold is a high quantile of the scores of held-out lesion images (validation split), so the
 expected false rejection rate on lesions is known by construction.
 
+A distance learns from lesions only; optionally (recipe ``gate_negatives``) a lesion / non-lesion head fitted on
+non-lesion pictures (:mod:`melanoma.negatives`) joins it (:class:`OODDetector`'s ``head``; experiments/029).
+
 Some archives photograph through a contact dermatoscope's round field (a black frame around a disc), others
 fill the frame; a gate fitted only on the second kind refuses the first. So the fit set also sees a share of its
 images through a synthetic field (:func:`gate_views`; experiments/011-gate-field, 014-gate-views).
