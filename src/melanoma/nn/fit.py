@@ -30,6 +30,8 @@ from ..sources import balanced_by_source
 from .torch_engine import TorchPredictor
 
 DECISION_FILES = ("config.json", "ood.safetensors", CHECKSUMS)  # what the fits here rewrite
+GATE_FIT_IMAGES = 2000  # training images the gate's PCA is fitted on, in equal shares of the sources
+VAL_VIEW_SHARE = 0.2  # of each source's validation images, seen through each gate view for a headed gate's threshold
 
 
 @contextmanager
@@ -167,10 +169,6 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
             "val_rejected": float((val_scores > det.threshold).mean()),
             "val_rejected_per_source": {str(n): float((val_scores[sources == n] > det.threshold).mean())
                                         for n in dict.fromkeys(sources.tolist())}}
-
-
-GATE_FIT_IMAGES = 2000  # training images the gate's PCA is fitted on, in equal shares of the sources
-VAL_VIEW_SHARE = 0.2  # of each source's validation images, seen through each gate view for a headed gate's threshold
 
 
 def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int = 42, blocks=None,
