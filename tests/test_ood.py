@@ -172,6 +172,8 @@ def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path:
     cfg = ModelConfig.load(model_dir / "config.json")
     assert cfg.training["gate"]["n_negatives"] == 30 and OODDetector.load(model_dir).head is not None
     assert cfg.training["gate"]["n_val_views"] == 2 + 2  # a fifth of each source's 10, through the field view
+    kinds = cfg.training["gate"]["negatives"]  # which pictures, so that a fit elsewhere can be compared
+    assert kinds["skin"] == kinds["photos"] == kinds["patterns"] == 10 and kinds["photo_files"] > 0
     assert "head fitted on 30 non-lesion pictures" in gate_note(cfg)
     row = TorchPredictor(model_dir).predict_paths([parts["val"][0].path])[0]  # the folder verifies, the head scores
     assert row["ood_score"] is not None

@@ -7,6 +7,7 @@ was fitted. Called by ``train`` and ``melanoma calibrate``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ from ..calibrate import (
 from ..config import CHECKSUMS, ModelConfig, atomic_write_bytes, write_checksums
 from ..diagnoses import allowed_matrix, calibrated, fit_calibration, p_cancer, softmax
 from ..engines import ONNX_FILE
-from ..negatives import gate_negatives
+from ..negatives import gate_negatives, package_photos
 from ..ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, fit_gate, gate_views
 from ..sources import balanced_by_source
 from .torch_engine import TorchPredictor
@@ -149,7 +150,8 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
     fit_samples = list(fit_samples)
     extra = gate_views(fit_samples, views, field_share) if field_share else []
     fit_f = predictor.features(fit_samples + extra)
-    neg_f = predictor.features(gate_negatives(fit_samples, negatives)) if negatives else None
+    negs = gate_negatives(fit_samples, negatives) if negatives else []
+    neg_f = predictor.features(negs) if negs else None
     val_f = predictor.features(val_samples)
     sources = np.array([s.source for s in val_samples], object)
     if negatives:  # a gate with a head is also held to site views of validation images, each kind a group
@@ -164,6 +166,8 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
     n_views = {kind: sum(v.path.endswith(f"#{kind}") for v in extra) for kind in views}
     return {"n_fit": len(fit_f) - len(extra), "n_views": n_views, "n_val": len(val_f), "quantile": quantile,
             "n_negatives": 0 if neg_f is None else len(neg_f), "n_val_views": len(fit_val) - len(val_f),
+            **({"negatives": {**Counter(n.source.removeprefix("negative:") for n in negs),
+                              "photo_files": len(package_photos())}} if negs else {}),
             "blocks": sorted(set(blocks)),
             "threshold": det.threshold,
             "val_rejected": float((val_scores > det.threshold).mean()),
