@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from melanoma.config import ModelConfig
 from melanoma.ood import OODDetector, fit_gate
 
-FIT_VIEWS = ("field", "zoom_out", "grid", "film", "blur", "hair", "glare")  # 028's gate_views
 HELD_OUT_VIEWS = ("ruler", "bubbles")
 CS = (0.1, 1.0)
 
@@ -31,16 +31,17 @@ def main() -> None:
         return np.load(args.features / f"{name}.npy"), np.load(args.features / f"{name}_src.npy", allow_pickle=True)
 
     columns = OODDetector.load(args.model).columns  # the stages 028's gate reads (its recipe's gate_blocks)
+    fit_views = tuple(ModelConfig.load(args.model / "config.json").training["recipe"]["gate_views"])
     fit_f, fit_s = load("fit")
-    views = [load(f"view_{k}") for k in FIT_VIEWS]
+    views = [load(f"view_{k}") for k in fit_views]
     pos_f = np.concatenate([fit_f, *[v[0] for v in views]])
     pos_s = np.concatenate([fit_s, *[v[1] for v in views]])
     neg_f, neg_s = load("neg")
     val_f, val_s = load("val")
-    val_views = {k: load(f"valview_{k}") for k in FIT_VIEWS + HELD_OUT_VIEWS}
+    val_views = {k: load(f"valview_{k}") for k in fit_views + HELD_OUT_VIEWS}
     # the threshold's groups: every source's validation lesions, and each trained-on view of them
-    thr_f = np.concatenate([val_f, *[val_views[k][0] for k in FIT_VIEWS]])
-    thr_g = np.concatenate([val_s, *[[f"view:{k}"] * len(val_views[k][0]) for k in FIT_VIEWS]])
+    thr_f = np.concatenate([val_f, *[val_views[k][0] for k in fit_views]])
+    thr_g = np.concatenate([val_s, *[[f"view:{k}"] * len(val_views[k][0]) for k in fit_views]])
 
     def refused(det, f: np.ndarray) -> float:
         return round(float((det.score(f) > det.threshold).mean()), 4)

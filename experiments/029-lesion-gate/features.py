@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.bench import gate_features
+from melanoma.config import ModelConfig
 from melanoma.datasets import read_split
 from melanoma.imaging import InMemory, load_any
 from melanoma.negatives import gate_negatives
@@ -21,7 +22,6 @@ from melanoma.ood import gate_views
 from melanoma.sources import balanced_by_source
 from melanoma.views import transform
 
-FIT_VIEWS = ("field", "zoom_out", "grid", "film", "blur", "hair", "glare")  # 028's gate_views
 VAL_VIEWS = ("zoom_out", "grid", "ruler", "film", "glare", "bubbles", "hair", "field", "blur")
 
 
@@ -41,7 +41,7 @@ def main() -> None:
     save("fit", fit)
     save("neg", gate_negatives(fit, 1200))
     save("val", split["val"])
-    for kind in FIT_VIEWS:
+    for kind in ModelConfig.load(run / "model" / "config.json").training["recipe"]["gate_views"]:  # 028's
         save(f"view_{kind}", gate_views(fit, (kind,), 0.5))
     some = balanced_by_source(split["val"], 450, 0)
     for family in VAL_VIEWS:

@@ -124,7 +124,7 @@ def gate_negatives(samples, n: int, seed: int = 0) -> list:
     per = {kind: n // len(KINDS) + (i < n % len(KINDS)) for i, kind in enumerate(KINDS)}
     out = []
     for s in list(samples):
-        if sum(o.source == "negative:skin" for o in out) >= per["skin"]:
+        if len(out) >= per["skin"]:  # only skin so far
             break
         try:
             image = load_any(s)
