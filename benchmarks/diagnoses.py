@@ -2,7 +2,8 @@
 Kaggle clean test, each source's validation images (``--split``), and the non-lesion images; with ``--against``,
 every change paired with another model on the same images.
 
-    python benchmarks/diagnoses.py MODEL [--split runs/NAME/split.csv] [--against BASE] --out docs/results/F.json
+    python benchmarks/diagnoses.py MODEL [--split runs/NAME/split.csv] [--against BASE] --out docs/results/F.json \
+        [--nonlesion-pictures DEST/held_out]    # the wider non-lesion set, tools/nonlesion_pictures.sh
 
 Every number has a 95% bootstrap interval. Scores are taken on every readable image, refused or not; the share
 refused is reported beside them.
@@ -44,6 +45,7 @@ def main() -> None:
     ap.add_argument("model", type=Path)
     ap.add_argument("--split", type=Path, help="the model's split.csv: its validation images, per source")
     ap.add_argument("--against", type=Path, help="a model to pair every change with (e.g. the bundled one)")
+    ap.add_argument("--nonlesion-pictures", type=Path, help="a folder of held-out non-lesion pictures by source")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     model = load_predictor(args.model, num_workers=2)
@@ -57,6 +59,12 @@ def main() -> None:
     result["kaggle_clean"] = melanoma_set(scores["kaggle_clean"])
     non = bench.score(model, bench.nonlesion_set())
     result["nonlesion"] = {"n": len(non.refused), "refused": float(non.refused.mean())}
+    if args.nonlesion_pictures:
+        pics = bench.nonlesion_pictures(args.nonlesion_pictures)
+        refused = bench.score(model, pics).refused
+        by = np.array([p.source for p in pics])
+        result["nonlesion_pictures"] = {"n": len(refused), "refused": float(refused.mean()), "by_source": {
+            str(k): float(refused[by == k].mean()) for k in dict.fromkeys(by.tolist())}}
     if args.split:
         result["validation"] = {src: by_diagnosis(bench.score(model, samples)) if any(x.dx for x in samples)
                                 else melanoma_set(bench.score(model, samples))

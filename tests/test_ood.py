@@ -177,9 +177,25 @@ def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path:
     assert "head fitted on 30 non-lesion pictures" in gate_note(cfg)
     row = TorchPredictor(model_dir).predict_paths([parts["val"][0].path])[0]  # the folder verifies, the head scores
     assert row["ood_score"] is not None
+    from test_negatives import picture_folder
+
+    pictures = picture_folder(tmp_path / "pictures")
+    fourth = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--gate",
+                                      "--no-threshold", "--gate-negatives", "32", "--gate-negative-pictures",
+                                      str(pictures)])
+    assert fourth.exit_code == 0, fourth.output
+    kinds = ModelConfig.load(model_dir / "config.json").training["gate"]["negatives"]
+    assert kinds["picture_files"] == {"a": 2, "b": 1} and kinds["skin"] == kinds["pictures"] == 8  # a quarter each
+    before = (model_dir / "ood.safetensors").read_bytes()
+    missing = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--gate",
+                                       "--no-threshold", "--gate-negatives", "32", "--gate-negative-pictures",
+                                       str(tmp_path / "nowhere")])
+    assert missing.exit_code == 3 and "no folder of non-lesion pictures" in missing.output
+    assert (model_dir / "ood.safetensors").read_bytes() == before  # a failed refit leaves the folder as it was
     for bad, message in ((["--gate", "--gate-blocks", "2,4"], "must be some of"),
                          (["--gate", "--gate-blocks", "four"], "must be some of"),
-                         (["--gate-blocks", "4"], "with --gate"), (["--gate-negatives", "30"], "with --gate")):
+                         (["--gate-blocks", "4"], "with --gate"), (["--gate-negatives", "30"], "with --gate"),
+                         (["--gate-negative-pictures", "x"], "with --gate")):
         refused = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"),
                                            "--no-threshold", *bad])
         assert refused.exit_code == 2 and message in refused.output, refused.output

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from melanoma.nn.models import load_model_folder
 from melanoma.nn.train import train
@@ -362,3 +363,15 @@ def test_training_is_three_stages_a_plan_a_fit_and_a_finish_that_can_be_rerun(tm
     finish(model_dir, cfg, prepare(kaggle, cfg, tmp_path / "again"))  # the same plan again: the same decisions
     after = json.loads((model_dir / "config.json").read_text())
     assert after["threshold"] == pytest.approx(before["threshold"]) and after["class_bias"] == before["class_bias"]
+
+
+def test_the_gates_folder_of_pictures_is_found_beside_the_data_or_the_plan_fails(tmp_path: Path):
+    from melanoma.nn.train import prepare
+
+    kaggle = write_class_folders(tmp_path / "kaggle", 4)
+    with pytest.raises(ValueError, match="no folder of non-lesion pictures"):  # before any training, not after it
+        prepare(kaggle, tiny_config(gate_negatives=40, gate_negative_pictures="nonlesions"), tmp_path / "plan")
+    (tmp_path / "nonlesions" / "a").mkdir(parents=True)
+    Image.new("RGB", (130, 130), (9, 99, 9)).save(tmp_path / "nonlesions" / "a" / "leaf.png")
+    plan = prepare(kaggle, tiny_config(gate_negatives=40, gate_negative_pictures="nonlesions"), tmp_path / "plan2")
+    assert plan.negative_pictures == tmp_path / "nonlesions"  # relative: beside the data, as extra_train

@@ -2,12 +2,14 @@
 of them through each of 028's gate views, 1,200 negatives, the validation images, and 450 of them through each of
 nine site views (melanoma.views.transform, as the stress suite draws them).
 
-    python experiments/029-lesion-gate/features.py RUN_DIR OUT_DIR
+    python experiments/029-lesion-gate/features.py RUN_DIR OUT_DIR [--negatives N] [--pictures DIR] [--only NAME]
+
+(031 caches 1,600 negatives with its folder of pictures, ``--only neg`` beside a copy of this cache.)
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -26,27 +28,38 @@ VAL_VIEWS = ("zoom_out", "grid", "ruler", "film", "glare", "bubbles", "hair", "f
 
 
 def main() -> None:
-    run, out = Path(sys.argv[1]), Path(sys.argv[2])
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--negatives", type=int, default=1200)
+    ap.add_argument("--pictures", type=Path, help="a folder of non-lesion pictures: the negatives' fourth kind")
+    ap.add_argument("--only", help="cache this one array (e.g. neg)")
+    args = ap.parse_args()
+    run, out = args.run, args.out
     out.mkdir(exist_ok=True, parents=True)
     split = read_split(run / "split.csv")
     predictor = TorchPredictor(run / "model", batch_size=32, num_workers=1, use_ood=False)
 
-    def save(name: str, samples: list) -> None:
+    def save(name: str, make) -> None:  # make: the pictures, drawn only when they are cached
+        if args.only and name != args.only:
+            return
+        samples = make()
         f, _ = gate_features(predictor, samples)
         np.save(out / f"{name}.npy", f)
         np.save(out / f"{name}_src.npy", np.array([s.source for s in samples], object), allow_pickle=True)
         print(name, f.shape, flush=True)
 
     fit = balanced_by_source(split["train"], 2000, 43)  # 028's seed: the draw its gate was fitted on
-    save("fit", fit)
-    save("neg", gate_negatives(fit, 1200))
-    save("val", split["val"])
+    save("fit", lambda: fit)
+    save("neg", lambda: gate_negatives(fit, args.negatives, pictures=args.pictures))
+    save("val", lambda: split["val"])
     for kind in ModelConfig.load(run / "model" / "config.json").training["recipe"]["gate_views"]:  # 028's
-        save(f"view_{kind}", gate_views(fit, (kind,), 0.5))
+        save(f"view_{kind}", lambda kind=kind: gate_views(fit, (kind,), 0.5))
     some = balanced_by_source(split["val"], 450, 0)
     for family in VAL_VIEWS:
-        save(f"valview_{family}", [InMemory(f"{s.path}#{family}", transform(load_any(s), family, i), s.label, s.source)
-                                   for i, s in enumerate(some)])
+        save(f"valview_{family}", lambda family=family: [
+            InMemory(f"{s.path}#{family}", transform(load_any(s), family, i), s.label, s.source)
+            for i, s in enumerate(some)])
 
 
 if __name__ == "__main__":

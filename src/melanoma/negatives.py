@@ -3,7 +3,7 @@
 (zoomed out, gridded, blurred) widens what it lets through; negatives tell it which side of the boundary is not a
 lesion.
 
-Three kinds, in equal shares, each seeded:
+Three kinds, and a fourth when a folder of pictures is given, in equal shares, each seeded:
 
 - ``skin``: skin with no lesion on it, cut from the fit's own pictures beside their lesion (where a lesion mask is
   next to the picture, as HAM10000's ``masks/<id>_segmentation.png``; else from the plausible skin that
@@ -11,7 +11,10 @@ Three kinds, in equal shares, each seeded:
 - ``photos``: crops of the photographs and figures that installed Python packages ship (matplotlib's, scikit-learn's,
   gradio's...), except scikit-image's: those are the test suite's non-lesion set (:mod:`melanoma.bench.nonlesion`),
   which stays out of every fit;
-- ``patterns``: smooth colour fields, gratings, printed pages and line plots, drawn here.
+- ``patterns``: smooth colour fields, gratings, printed pages and line plots, drawn here;
+- ``pictures``: crops of the pictures in a folder given for the purpose (recipe ``gate_negative_pictures``), whose
+  first-level subfolders are its sources (e.g. one per package of ``tools/nonlesion_pictures.sh``), each drawn
+  equally often so that one large source does not make the kind.
 
 Hand-written with PIL and numpy: no library generates such a set, and the gate's fit stays torch-free.
 """
@@ -28,6 +31,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from .views import _skin_around
 
 KINDS = ("skin", "photos", "patterns")
+PICTURES = "pictures"  # the fourth kind, from a folder (picture_sources)
+PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 HELD_OUT_PACKAGES = ("skimage",)  # the test suite's non-lesion photos come from here
 MIN_PHOTO_SIDE = 120  # px: smaller package images are icons
 SIDE = 256  # px: the side of every negative (the model resizes to its input)
@@ -71,9 +76,43 @@ def package_photos() -> tuple[Path, ...]:
     return tuple(found)
 
 
+def _is_picture(path: Path) -> bool:
+    try:
+        with Image.open(path) as im:
+            return min(im.size) >= MIN_PHOTO_SIDE
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+@lru_cache(maxsize=4)
+def picture_sources(folder: str | Path) -> dict[str, tuple[Path, ...]]:
+    """The pictures (PNG, JPEG, WebP, at least MIN_PHOTO_SIDE px on each side) under each first-level subfolder of
+    ``folder``, sorted; subfolders with none are left out. A ValueError when there are none at all."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"no folder of non-lesion pictures at {folder}")
+    out = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = tuple(p for p in sorted(sub.rglob("*")) if p.suffix.lower() in PICTURE_EXTENSIONS and _is_picture(p))
+        if files:
+            out[sub.name] = files
+    if not out:
+        raise ValueError(f"{folder} has no subfolder with a picture of at least {MIN_PHOTO_SIDE} px")
+    return out
+
+
+def opaque(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """RGB, with any transparency laid over a random flat colour (a sprite's see-through pixels hold anything)."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        ground = Image.new("RGBA", rgba.size, tuple(int(v) for v in rng.integers(0, 256, 3)) + (255,))
+        return Image.alpha_composite(ground, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
 def photo_crop(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     """A random square crop (35-100% of the shorter side), maybe mirrored, its colour jittered a little."""
-    image = image.convert("RGB")
+    image = opaque(image, rng)
     w, h = image.size
     s = int(min(w, h) * rng.uniform(0.35, 1.0))
     x, y = int(rng.integers(0, w - s + 1)), int(rng.integers(0, h - s + 1))
@@ -115,13 +154,31 @@ def pattern(rng: np.random.Generator) -> Image.Image:
     return img
 
 
-def gate_negatives(samples, n: int, seed: int = 0) -> list:
-    """``n`` non-lesion pictures (InMemory, label 0, source ``negative:<kind>``, path ``negative:<kind>:<i>``),
-    a third of each kind; the skin is cut from ``samples`` (the gate's fit images), in their order."""
+def picture_crops(folder: str | Path, n: int, rng: np.random.Generator, name: str = PICTURES) -> list:
+    """``n`` crops (:func:`photo_crop`) of the pictures in ``folder``, its subfolders in turn, a random picture of
+    each (InMemory, label 0, path ``negative:<name>:<subfolder>:<i>``, source ``negative:<name>``)."""
+    from .imaging import InMemory
+
+    sources = picture_sources(folder)
+    names = list(sources)
+    out = []
+    for i in range(n):
+        sub = names[i % len(names)]
+        with Image.open(sources[sub][int(rng.integers(len(sources[sub])))]) as im:
+            out.append(InMemory(f"negative:{name}:{sub}:{i}", photo_crop(im, rng), 0, f"negative:{name}"))
+    return out
+
+
+def gate_negatives(samples, n: int, seed: int = 0, pictures: str | Path | None = None) -> list:
+    """``n`` non-lesion pictures (InMemory, label 0, source ``negative:<kind>``, path ``negative:<kind>:...``),
+    an equal share of each kind (with ``pictures``, a folder: a fourth kind, drawn last so that the other three
+    are the same pictures with or without it when the shares are); the skin is cut from ``samples`` (the gate's
+    fit images), in their order."""
     from .imaging import ImageError, InMemory, load_any
 
     rng = np.random.default_rng([seed, 7])
-    per = {kind: n // len(KINDS) + (i < n % len(KINDS)) for i, kind in enumerate(KINDS)}
+    kinds = KINDS + ((PICTURES,) if pictures is not None else ())
+    per = {kind: n // len(kinds) + (i < n % len(kinds)) for i, kind in enumerate(kinds)}
     out = []
     for s in list(samples):
         if len(out) >= per["skin"]:  # only skin so far
@@ -142,4 +199,6 @@ def gate_negatives(samples, n: int, seed: int = 0) -> list:
         with Image.open(photos[i % len(photos)]) as im:
             out.append(InMemory(f"negative:photos:{i}", photo_crop(im, rng), 0, "negative:photos"))
     out += [InMemory(f"negative:patterns:{i}", pattern(rng), 0, "negative:patterns") for i in range(per["patterns"])]
+    if pictures is not None:
+        out += picture_crops(pictures, per[PICTURES], rng)
     return out

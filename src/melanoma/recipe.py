@@ -93,6 +93,10 @@ class TrainConfig:
     # non-lesion pictures (melanoma.negatives) the gate's lesion / non-lesion head is fitted on; 0: no head, the gate
     # is the distance alone (every gate before experiments/029-lesion-gate)
     gate_negatives: int = 0
+    # a folder of non-lesion pictures, one subfolder per source (tools/nonlesion_pictures.sh's DEST/fit): with
+    # gate_negatives, a fourth kind of negative (melanoma.negatives); a relative path is beside ``data``, as
+    # extra_train's. null: the three built-in kinds only.
+    gate_negative_pictures: str | None = None
     # seven classes: the sources whose validation images fit the calibration's temperature and bias (all: empty), so
     # the differential carries a clinical mix of diagnoses rather than an archive's
     calibration_sources: list[str] = field(default_factory=list)

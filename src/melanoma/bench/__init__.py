@@ -60,6 +60,17 @@ def nonlesion_set() -> list[InMemory]:
     return [InMemory(name, img) for name, img in nonlesion_images()]
 
 
+def nonlesion_pictures(folder: str | Path, per_source: int = 100, seed: int = 0) -> list[InMemory]:
+    """The wider non-lesion set: ``per_source`` seeded crops of the pictures under each subfolder of ``folder``
+    (``tools/nonlesion_pictures.sh``'s ``DEST/held_out``: packages no gate is fitted on), as the gate's negatives
+    are cut (:func:`melanoma.negatives.picture_crops`); a picture's source is ``nonlesion:<subfolder>``."""
+    from ..negatives import picture_crops, picture_sources
+
+    n = per_source * len(picture_sources(folder))
+    crops = picture_crops(folder, n, np.random.default_rng([seed, 11]), name="held_out")
+    return [InMemory(c.path, c.image, 0, "nonlesion:" + c.path.split(":")[2]) for c in crops]
+
+
 def stratified(samples: list, n: int | None) -> list:
     """Every ``len/n``-th image of each diagnosis (all of them without ``n``): a fixed, proportionate subset."""
     if not n or n >= len(samples):

@@ -25,7 +25,7 @@ from ..calibrate import (
 from ..config import CHECKSUMS, ModelConfig, atomic_write_bytes, write_checksums
 from ..diagnoses import allowed_matrix, calibrated, fit_calibration, p_cancer, softmax
 from ..engines import ONNX_FILE
-from ..negatives import gate_negatives, package_photos
+from ..negatives import gate_negatives, package_photos, picture_sources
 from ..ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, fit_gate, gate_views
 from ..sources import balanced_by_source
 from .torch_engine import TorchPredictor
@@ -138,11 +138,13 @@ def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | N
 
 def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile: float = 0.995,
                       batch_size: int = 32, field_share: float = FIELD_SHARE,
-                      views: tuple[str, ...] = GATE_VIEWS, blocks=GATE_BLOCKS, negatives: int = 0) -> dict:
+                      views: tuple[str, ...] = GATE_VIEWS, blocks=GATE_BLOCKS, negatives: int = 0,
+                      pictures: str | Path | None = None) -> dict:
     """Fit the gate on features of ``fit_samples`` (training images, ideally every source alike) and of
     ``field_share`` of them seen through each of ``views`` (:func:`ood.gate_views`), reading the outputs of the
     backbone's stages ``blocks`` (:func:`ood.stage_columns`), with ``negatives`` non-lesion pictures
-    (:func:`negatives.gate_negatives`) its lesion / non-lesion head, set its threshold by :func:`gate_threshold` on
+    (:func:`negatives.gate_negatives`, ``pictures`` a folder of them for its fourth kind) its lesion / non-lesion
+    head, set its threshold by :func:`gate_threshold` on
     ``val_samples``' scores (real images only), and save it into the model folder."""
     model_dir = Path(model_dir)
     predictor = TorchPredictor(model_dir, batch_size=batch_size, num_workers=1, use_ood=False)
@@ -150,7 +152,7 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
     fit_samples = list(fit_samples)
     extra = gate_views(fit_samples, views, field_share) if field_share else []
     fit_f = predictor.features(fit_samples + extra)
-    negs = gate_negatives(fit_samples, negatives) if negatives else []
+    negs = gate_negatives(fit_samples, negatives, pictures=pictures) if negatives else []
     neg_f = predictor.features(negs) if negs else None
     val_f = predictor.features(val_samples)
     sources = np.array([s.source for s in val_samples], object)
@@ -167,7 +169,9 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
     return {"n_fit": len(fit_f) - len(extra), "n_views": n_views, "n_val": len(val_f), "quantile": quantile,
             "n_negatives": 0 if neg_f is None else len(neg_f), "n_val_views": len(fit_val) - len(val_f),
             **({"negatives": {**Counter(n.source.removeprefix("negative:") for n in negs),
-                              "photo_files": len(package_photos())}} if negs else {}),
+                              "photo_files": len(package_photos()),
+                              **({"picture_files": {k: len(v) for k, v in picture_sources(pictures).items()}}
+                                 if pictures is not None else {})}} if negs else {}),
             "blocks": sorted(set(blocks)),
             "threshold": det.threshold,
             "val_rejected": float((val_scores > det.threshold).mean()),
@@ -176,19 +180,29 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
 
 
 def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int = 42, blocks=None,
-               negatives: int | None = None) -> dict:
+               negatives: int | None = None, pictures: str | Path | None = None) -> dict:
     """Refit the gate of a trained model folder on ``train_samples`` (an equal share of each source) with its
     threshold on ``val_samples``, as ``train`` does, and record it in config.json's ``training.gate``;
-    ``blocks`` (the stages it reads) and ``negatives`` (its head's non-lesion pictures): None, as the model's recipe
-    says."""
+    ``blocks`` (the stages it reads), ``negatives`` (how many non-lesion pictures its head is fitted on) and
+    ``pictures`` (a folder of them): None, as the model's recipe says (its folder of pictures must exist here)."""
     model_dir = Path(model_dir)
     train_samples = list(train_samples)
     recipe = ModelConfig.load(model_dir / "config.json").training.get("recipe") or {}
     result = fit_ood_for_model(model_dir, balanced_by_source(train_samples, GATE_FIT_IMAGES, seed),
                                list(val_samples), views=tuple(recipe.get("gate_views", GATE_VIEWS)),
                                blocks=recipe.get("gate_blocks", GATE_BLOCKS) if blocks is None else blocks,
-                               negatives=recipe.get("gate_negatives", 0) if negatives is None else negatives)
+                               negatives=recipe.get("gate_negatives", 0) if negatives is None else negatives,
+                               pictures=_recipe_pictures(recipe) if pictures is None else pictures)
     return record_gate(model_dir, result, train_samples)
+
+
+def _recipe_pictures(recipe: dict) -> Path | None:
+    """The recipe's ``gate_negative_pictures``; a relative path is in the data root (where ``train`` found it,
+    beside its data), :func:`melanoma.bench.data_root`."""
+    from ..bench import data_root
+
+    folder = recipe.get("gate_negative_pictures")
+    return None if not folder else Path(folder) if Path(folder).is_absolute() else data_root() / folder
 
 
 def record_gate(model_dir: str | Path, result: dict, train_samples) -> dict:

@@ -20,6 +20,7 @@ from ..config import ModelConfig, atomic_write_text, sha256_file, write_checksum
 from ..datasets import discover, make_train_val, write_split
 from ..diagnoses import DIAGNOSES, IS_CANCER, allowed_matrix, class_counts, source_log_priors
 from ..engines import ONNX_FILE
+from ..negatives import picture_sources
 from ..recipe import TrainConfig, beside, validate
 from ..sources import balanced_by_source, source_class_weights, source_log_odds
 from .data import LesionDataModule, make_loader
@@ -118,6 +119,7 @@ class DataPlan:
     priors: dict | None = None  # those per source, as config.json records them
     allowed: np.ndarray | None = None  # seven classes: (n, 7) the diagnoses each image's labels allow
     diagnoses: dict | None = None  # what the diagnoses (or the auxiliary head) learn from, as the card reports it
+    negative_pictures: Path | None = None  # the gate's folder of non-lesion pictures (recipe, resolved beside data)
 
 
 def prepare(data: str | Path, cfg: TrainConfig, out: Path) -> DataPlan:
@@ -152,6 +154,9 @@ def prepare(data: str | Path, cfg: TrainConfig, out: Path) -> DataPlan:
     pooled_sources([s.source for s in val_s], cfg.threshold_groups)  # a misspelt source fails now, not after the fit
     plan = DataPlan(train_s, val_s, gate_pool, write_split(out / "split.csv", {"train": train_s, "val": val_s}),
                     sources, len(dropped), source_class_weights(train_s) if cfg.balance == "source_class" else None)
+    if cfg.gate_negative_pictures:
+        plan.negative_pictures = beside(data, cfg.gate_negative_pictures)
+        picture_sources(plan.negative_pictures)  # a missing or empty folder fails now, not after the fit
     if cfg.task == "diagnosis":
         plan.allowed = allowed_matrix(train_s, cfg.malignant_means)
         plan.diagnoses = class_counts(train_s, plan.allowed)
@@ -250,7 +255,8 @@ def finish(model_dir: Path, cfg: TrainConfig, plan: DataPlan, clock: dict | None
     if cfg.arch != "small_cnn":  # the "cannot assess" gate needs a timm model's pooled features
         fit_samples = balanced_by_source(plan.gate_pool, GATE_FIT_IMAGES, cfg.seed)
         gate = fit_ood_for_model(model_dir, fit_samples, plan.val, batch_size=cfg.batch_size, blocks=cfg.gate_blocks,
-                                  views=tuple(cfg.gate_views), negatives=cfg.gate_negatives)
+                                  views=tuple(cfg.gate_views), negatives=cfg.gate_negatives,
+                                  pictures=plan.negative_pictures)
         record_gate(model_dir, gate, plan.gate_pool)  # what the card says the gate reads and was fitted on
     clock["gate_end"] = time.perf_counter()
     # model.onnx makes predict, evaluate and the app take the fast torch-free path on this folder too.
