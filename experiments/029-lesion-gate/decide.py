@@ -7,15 +7,13 @@ choose.py wrote:
 import json
 from pathlib import Path
 
-from melanoma.bench.rules import Clause, diagnosis_clauses, refused_at_most, verdict
+from melanoma.bench.rules import Clause, diagnosis_clauses, site_shift_clause, verdict
 
 here = Path(__file__).parent
 stress = json.loads((here / "stress.json").read_text())
 held = json.loads((here / "head_choice.json").read_text())["held_out_source"]
 verdict([*diagnosis_clauses(json.loads((here / "diagnoses.json").read_text())),
-         refused_at_most(stress, {"zoom_out": 0.10, "grid": 0.10, "blur": 0.10, "ruler": 0.331, "bubbles": 0.052},
-                         "6 site shift: zoom-out, grid, blur refused <= 10%; held-out ruler <= 33.1%, "
-                         "bubbles <= 5.2%"),
+         site_shift_clause(stress),
          Clause("7 each lesion source held out of the gate's fit: its validation lesions refused <= 2%",
                 ", ".join(f"{s} {100 * r['refused']:.1f}%" for s, r in held.items()),
                 all(r["refused"] <= 0.02 for r in held.values()))])

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from melanoma.bench.rules import Clause, diagnosis_clauses, refused_at_most, verdict
+from melanoma.bench.rules import Clause, diagnosis_clauses, site_shift_clause, verdict
 
 here, name = Path(__file__).parent, sys.argv[1]
 diag = json.loads((here / f"diagnoses-{name}.json").read_text())
@@ -16,9 +16,7 @@ choice = json.loads((here / f"head_choice-{name}.json").read_text())
 held = choice["by_c"][str(choice["chosen_c"])]["held_out_source_refused"]
 wider = diag["nonlesion_pictures"]
 verdict([*diagnosis_clauses(diag),
-         refused_at_most(stress, {"zoom_out": 0.10, "grid": 0.10, "blur": 0.10, "ruler": 0.331, "bubbles": 0.052},
-                         "6 site shift: zoom-out, grid, blur refused <= 10%; held-out ruler <= 33.1%, "
-                         "bubbles <= 5.2%"),
+         site_shift_clause(stress),
          Clause("7 each lesion source held out of the gate's fit: its validation lesions refused <= 2%",
                 ", ".join(f"{s} {100 * r:.1f}%" for s, r in held.items()), all(r <= 0.02 for r in held.values())),
          Clause("8 the wider non-lesion set refused >= 95%", f"{100 * wider['refused']:.1f}% of {wider['n']} ("

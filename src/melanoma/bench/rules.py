@@ -62,6 +62,14 @@ def refused_at_most(stress: dict, limits: dict[str, float], name: str) -> Clause
     return Clause(name, value, all(fams[f]["refused"] <= lim for f, lim in limits.items()))
 
 
+def site_shift_clause(stress: dict) -> Clause:
+    """Clause 6 of experiments/028's rule, kept by 029-031: the stress suite's trained-on families refused <= 10%,
+    the held-out ruler and bubbles no more than the bundled model's (33.1%, 5.2%)."""
+    return refused_at_most(stress, {"zoom_out": 0.10, "grid": 0.10, "blur": 0.10, "ruler": 0.331, "bubbles": 0.052},
+                           "6 site shift: zoom-out, grid, blur refused <= 10%; held-out ruler <= 33.1%, "
+                           "bubbles <= 5.2%")
+
+
 def one_logit_clauses(compare: dict, gate: dict, ms: float | None = None,
                       ms_bundled: float | None = None) -> list[Clause]:
     """The clauses a one-logit candidate was judged by against the bundled model (experiments/023's rule, kept by
