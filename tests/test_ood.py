@@ -166,9 +166,17 @@ def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path:
     row = TorchPredictor(model_dir).predict_paths([parts["val"][0].path])[0]
     assert row["status"] in ("ok", "out_of_distribution") and row["ood_score"] is not None
     assert OODDetector.load(model_dir).head is None and "head" not in gate_note(cfg)  # the recipe asks for none
+    (model_dir / "recipe.yaml").write_text("epochs: 2\ngate_blocks: [4]\n")  # as a trained folder carries one
+    write_checksums(model_dir)
     headed = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--gate",
                                       "--no-threshold", "--gate-negatives", "30"])
     assert headed.exit_code == 0, headed.output
+    recipe = ModelConfig.load(model_dir / "config.json").training["recipe"]  # the folder says how its gate was made
+    assert recipe["gate_negatives"] == 30 and recipe["gate_blocks"] == [4]
+    from melanoma.recipe import load_recipe
+
+    assert load_recipe(model_dir / "recipe.yaml").gate_negatives == 30
+    assert "calibrate --gate`'s gate_negatives" in (model_dir / "recipe.yaml").read_text()
     cfg = ModelConfig.load(model_dir / "config.json")
     assert cfg.training["gate"]["n_negatives"] == 30 and OODDetector.load(model_dir).head is not None
     assert cfg.training["gate"]["n_val_views"] == 2 + 2  # a fifth of each source's 10, through the field view
@@ -192,6 +200,11 @@ def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path:
                                        str(tmp_path / "nowhere")])
     assert missing.exit_code == 3 and "no folder of non-lesion pictures" in missing.output
     assert (model_dir / "ood.safetensors").read_bytes() == before  # a failed refit leaves the folder as it was
+    again = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--gate",
+                                     "--no-threshold"])  # as the folder's recipe now says: the same head and pictures
+    assert again.exit_code == 0, again.output
+    gate = ModelConfig.load(model_dir / "config.json").training["gate"]
+    assert gate["n_negatives"] == 32 and gate["negatives"]["picture_files"] == {"a": 2, "b": 1} and gate["seed"] == 42
     for bad, message in ((["--gate", "--gate-blocks", "2,4"], "must be some of"),
                          (["--gate", "--gate-blocks", "four"], "must be some of"),
                          (["--gate-blocks", "4"], "with --gate"), (["--gate-negatives", "30"], "with --gate"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +23,16 @@ from ..calibrate import (
     pooled_sources,
     sigmoid,
 )
-from ..config import CHECKSUMS, ModelConfig, atomic_write_bytes, write_checksums
+from ..config import CHECKSUMS, ModelConfig, atomic_write_bytes, atomic_write_text, write_checksums
 from ..diagnoses import allowed_matrix, calibrated, fit_calibration, p_cancer, softmax
 from ..engines import ONNX_FILE
 from ..negatives import gate_negatives, package_photos, picture_sources
 from ..ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, fit_gate, gate_views
+from ..recipe import load_recipe, resolved_recipe_text
 from ..sources import balanced_by_source
 from .torch_engine import TorchPredictor
 
-DECISION_FILES = ("config.json", "ood.safetensors", CHECKSUMS)  # what the fits here rewrite
+DECISION_FILES = ("config.json", "ood.safetensors", "recipe.yaml", CHECKSUMS)  # what the fits here rewrite
 GATE_FIT_IMAGES = 2000  # training images the gate's PCA is fitted on, in equal shares of the sources
 VAL_VIEW_SHARE = 0.2  # of each source's validation images, seen through each gate view for a headed gate's threshold
 
@@ -179,21 +181,28 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
                                         for n in dict.fromkeys(sources.tolist())}}
 
 
-def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int = 42, blocks=None,
+def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int | None = None, blocks=None,
                negatives: int | None = None, pictures: str | Path | None = None) -> dict:
-    """Refit the gate of a trained model folder on ``train_samples`` (an equal share of each source) with its
-    threshold on ``val_samples``, as ``train`` does, and record it in config.json's ``training.gate``;
-    ``blocks`` (the stages it reads), ``negatives`` (how many non-lesion pictures its head is fitted on) and
-    ``pictures`` (a folder of them): None, as the model's recipe says (its folder of pictures must exist here)."""
+    """Refit the gate of a trained model folder on ``train_samples`` (an equal share of each source, drawn with
+    ``seed``) with its threshold on ``val_samples``, as ``train`` does, and record it in config.json's
+    ``training.gate``. ``seed``, ``blocks`` (the stages it reads), ``negatives`` (how many non-lesion pictures its
+    head is fitted on) and ``pictures`` (a folder of them): None, as the model's recipe says (its folder of
+    pictures must exist here); given, they are written into the recipe the folder records, so that the folder
+    says how its gate was made and a later refit without them makes the same gate."""
     model_dir = Path(model_dir)
     train_samples = list(train_samples)
     recipe = ModelConfig.load(model_dir / "config.json").training.get("recipe") or {}
+    given = {k: v for k, v in (("gate_blocks", None if blocks is None else sorted(set(blocks))),
+                               ("gate_negatives", negatives),
+                               ("gate_negative_pictures", None if pictures is None else str(Path(pictures).resolve())))
+             if v is not None}
+    recipe = {**recipe, **given}
+    seed = recipe.get("seed", 42) if seed is None else seed
     result = fit_ood_for_model(model_dir, balanced_by_source(train_samples, GATE_FIT_IMAGES, seed),
                                list(val_samples), views=tuple(recipe.get("gate_views", GATE_VIEWS)),
-                               blocks=recipe.get("gate_blocks", GATE_BLOCKS) if blocks is None else blocks,
-                               negatives=recipe.get("gate_negatives", 0) if negatives is None else negatives,
-                               pictures=_recipe_pictures(recipe) if pictures is None else pictures)
-    return record_gate(model_dir, result, train_samples)
+                               blocks=recipe.get("gate_blocks", GATE_BLOCKS), negatives=recipe.get("gate_negatives", 0),
+                               pictures=_recipe_pictures(recipe))
+    return record_gate(model_dir, {**result, "seed": seed}, train_samples, given)
 
 
 def _recipe_pictures(recipe: dict) -> Path | None:
@@ -205,12 +214,19 @@ def _recipe_pictures(recipe: dict) -> Path | None:
     return None if not folder else Path(folder) if Path(folder).is_absolute() else data_root() / folder
 
 
-def record_gate(model_dir: str | Path, result: dict, train_samples) -> dict:
-    """``fit_ood_for_model``'s result, with the sources it drew from, into config.json's ``training.gate``."""
+def record_gate(model_dir: str | Path, result: dict, train_samples, recipe_changes: dict | None = None) -> dict:
+    """``fit_ood_for_model``'s result, with the sources it drew from, into config.json's ``training.gate``, and
+    ``recipe_changes`` (the gate's settings a refit was given) into its ``training.recipe``."""
     result = {**result, "sources": sorted({str(s.source) for s in train_samples})}
     cfg_path = Path(model_dir) / "config.json"
     cfg = ModelConfig.load(cfg_path)
     cfg.training = {**cfg.training, "gate": result}
+    if recipe_changes and "recipe" in cfg.training:
+        cfg.training["recipe"] = {**cfg.training["recipe"], **recipe_changes}
+        written = Path(model_dir) / "recipe.yaml"
+        if written.is_file():  # the folder's whole recipe says so too, naming the changed fields in its header
+            text = resolved_recipe_text(written, replace(load_recipe(written), **recipe_changes))
+            atomic_write_text(written, text.replace("the command line's", "`melanoma calibrate --gate`'s", 1))
     cfg.save(cfg_path)
     write_checksums(model_dir)
     return result
