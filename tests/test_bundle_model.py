@@ -57,3 +57,16 @@ def test_the_flagship_recipe_is_the_tools_pointer_to_the_shipped_experiment(monk
 
     shipped = REPO / "experiments" / "022-bundled-candidate" / "recipe.yaml"
     assert bundle_model.flagship_text(shipped) == (REPO / "recipes" / "flagship.yaml").read_text()
+
+
+def test_a_refits_pictures_folder_is_the_recipes_wherever_it_was_made(monkeypatch):
+    from melanoma.recipe import TrainConfig
+
+    monkeypatch.syspath_prepend(str(REPO / "tools"))
+    import bundle_model
+
+    recipe = TrainConfig(gate_negatives=1600, gate_negative_pictures="nonlesions/fit")  # beside the data
+    refit = TrainConfig(gate_negatives=1600, gate_negative_pictures="/srv/x/nonlesions/fit")  # calibrate records it
+    assert bundle_model.same_run(recipe, refit)
+    assert not bundle_model.same_run(recipe, TrainConfig(gate_negatives=1600, gate_negative_pictures="/x/held_out"))
+    assert not bundle_model.same_run(recipe, TrainConfig(gate_negatives=1600))

@@ -37,9 +37,13 @@ def recorded_recipe(cfg: ModelConfig) -> TrainConfig:
 
 def same_run(a: TrainConfig, b: TrainConfig) -> bool:
     """The same recipe, sources compared by name (a run recorded them from the working directory before recipes
-    named them beside the data: melanoma.recipe.beside)."""
-    return replace(a, extra_train=[Path(p).name for p in a.extra_train]) == replace(
-        b, extra_train=[Path(p).name for p in b.extra_train])
+    named them beside the data: melanoma.recipe.beside) and the gate's pictures by their last two folders (a refit
+    records the folder it was given, absolute; a recipe names it beside the data)."""
+    def plain(c: TrainConfig) -> TrainConfig:
+        pictures = c.gate_negative_pictures and "/".join(Path(c.gate_negative_pictures).parts[-2:])
+        return replace(c, extra_train=[Path(p).name for p in c.extra_train], gate_negative_pictures=pictures)
+
+    return plain(a) == plain(b)
 
 
 def model_recipe_text(recipe: Path, cfg: ModelConfig) -> str:
