@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one torch thread per worker: workers of two threads each oversubscribe
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # the cores (docs/usage.md, "The test suite"); set before any
+    # test imports torch, and inherited by every subprocess a test starts
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
