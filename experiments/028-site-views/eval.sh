@@ -3,7 +3,7 @@
 #     bash experiments/028-site-views/eval.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-HERE=experiments/028-site-views
+HERE=${HERE:-experiments/028-site-views}  # where the results and decide.py are (030 uses this script too)
 RUN=${RUN:-runs/e028s43}
 export GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
 .venv/bin/python benchmarks/diagnoses.py $RUN/model --split $RUN/split.csv --against src/melanoma/weights/default \

@@ -1,6 +1,7 @@
 """030's ship rule (NOTES.md, written before the run: 028's six clauses, its own distance gate since 029 did not
-adopt the head), clause by clause, from what eval.sh wrote:
+adopt the head), clause by clause, from what 028's eval.sh wrote here:
 
+    HERE=experiments/030-five-epochs RUN=runs/e030s43 bash experiments/028-site-views/eval.sh
     python experiments/030-five-epochs/decide.py
 """
 
