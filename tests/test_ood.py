@@ -194,6 +194,7 @@ def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path:
     assert fourth.exit_code == 0, fourth.output
     kinds = ModelConfig.load(model_dir / "config.json").training["gate"]["negatives"]
     assert kinds["picture_files"] == {"a": 2, "b": 1} and kinds["skin"] == kinds["pictures"] == 8  # a quarter each
+    assert "a quarter cut from a, b)" in gate_note(ModelConfig.load(model_dir / "config.json"))  # the card names them
     before = (model_dir / "ood.safetensors").read_bytes()
     missing = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--gate",
                                        "--no-threshold", "--gate-negatives", "32", "--gate-negative-pictures",

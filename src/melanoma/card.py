@@ -48,8 +48,10 @@ def gate_note(cfg: ModelConfig) -> str:
     if "blocks" not in gate:
         return ""
     sources = ", ".join(public_name(s) for s in gate.get("sources", []))
+    folders = sorted((gate.get("negatives") or {}).get("picture_files") or {})
     head = (f", with a lesion / non-lesion head fitted on {gate['n_negatives']:,} non-lesion pictures "
-            "(`melanoma.negatives`)" if gate.get("n_negatives") else "")
+            "(`melanoma.negatives`" + (f"; a quarter cut from {', '.join(folders)}" if folders else "") + ")"
+            if gate.get("n_negatives") else "")
     return (f": a distance in the pooled features of EfficientNet stage(s) {', '.join(map(str, gate['blocks']))}"
             + (f", fitted on {sources}" if sources else "") + head)
 
