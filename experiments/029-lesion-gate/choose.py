@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from melanoma.config import ModelConfig
-from melanoma.ood import OODDetector, fit_gate
+from melanoma.bench import gate_cache
+from melanoma.ood import fit_gate
 
 HELD_OUT_VIEWS = ("ruler", "bubbles")
 CS = (0.1, 1.0)
@@ -27,21 +27,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("head_choice.json"))
     args = ap.parse_args()
 
-    def load(name: str) -> tuple[np.ndarray, np.ndarray]:
-        return np.load(args.features / f"{name}.npy"), np.load(args.features / f"{name}_src.npy", allow_pickle=True)
-
-    columns = OODDetector.load(args.model).columns  # the stages 028's gate reads (its recipe's gate_blocks)
-    fit_views = tuple(ModelConfig.load(args.model / "config.json").training["recipe"]["gate_views"])
-    fit_f, fit_s = load("fit")
-    views = [load(f"view_{k}") for k in fit_views]
-    pos_f = np.concatenate([fit_f, *[v[0] for v in views]])
-    pos_s = np.concatenate([fit_s, *[v[1] for v in views]])
-    neg_f, neg_s = load("neg")
-    val_f, val_s = load("val")
-    val_views = {k: load(f"valview_{k}") for k in fit_views + HELD_OUT_VIEWS}
-    # the threshold's groups: every source's validation lesions, and each trained-on view of them
-    thr_f = np.concatenate([val_f, *[val_views[k][0] for k in fit_views]])
-    thr_g = np.concatenate([val_s, *[[f"view:{k}"] * len(val_views[k][0]) for k in fit_views]])
+    c = gate_cache.read(args.features, args.model, HELD_OUT_VIEWS)
+    columns, pos_f, pos_s, neg_f, neg_s = c.columns, c.pos_f, c.pos_s, c.neg_f, c.neg_s
+    val_f, val_s, val_views, thr_f, thr_g = c.val_f, c.val_s, c.val_views, c.thr_f, c.thr_g
 
     def refused(det, f: np.ndarray) -> float:
         return round(float((det.score(f) > det.threshold).mean()), 4)
