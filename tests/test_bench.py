@@ -45,13 +45,19 @@ def test_scores_and_a_paired_comparison_of_a_model_with_itself(data_root: Path, 
 
 
 def test_the_diagnoses_benchmark_runs_on_tiny_data(data_root: Path, tiny_model_dir: Path, tmp_path: Path):
+    from test_negatives import picture_folder
+
     out = tmp_path / "diagnoses.json"
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "diagnoses.py"), str(tiny_model_dir), "--against",
-                    str(tiny_model_dir), "--out", str(out)], check=True, cwd=tmp_path,
+                    str(tiny_model_dir), "--out", str(out), "--nonlesion-pictures",
+                    str(picture_folder(tmp_path / "pictures"))], check=True, cwd=tmp_path,
                    env={**os.environ, bench.DATA_ENV: str(data_root)}, capture_output=True)
     r = json.loads(out.read_text())
     assert r["external"]["n_per_diagnosis"]["nv"] == 3 and r["kaggle_clean"]["n"] == 8
     assert r["nonlesion"]["n"] > 100
+    wider = r["nonlesion_pictures"]  # 100 crops of each held-out source, refused share by source
+    assert wider["n"] == 200 and set(wider["by_source"]) == {"nonlesion:a", "nonlesion:b"}
+    assert wider["refused"] == pytest.approx(np.mean(list(wider["by_source"].values())))
     assert r["paired"]["external_cancer_vs_benign"]["roc_auc"]["difference"] == 0
 
 
