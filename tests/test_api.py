@@ -48,11 +48,14 @@ def test_a_folder_gives_a_row_per_image_and_bad_inputs_give_error_rows(clf: Clas
 def test_predict_proba_is_nan_where_not_assessed_and_explain_gives_heatmaps(clf: Classifier):
     one = sorted((SAMPLES / "benign").iterdir())[0]
     p = clf.predict_proba([one, np.full((64, 64, 3), 128, np.uint8)])
-    assert list(clf.classes_) == ["benign", "malignant"] and p.shape == (2, 2)  # scikit-learn's conventions
+    # scikit-learn's conventions; the bundled model answers with the seven diagnoses
+    assert list(clf.classes_) == ["mel", "nv", "bkl", "df", "vasc", "bcc", "akiec"] and p.shape == (2, 7)
     assert p[0].sum() == pytest.approx(1) and np.isnan(p[1]).all()  # a flat grey square cannot be assessed
     row = clf.assess(one)[0]
-    assert p[0, 1] == row["p_malignant"] and list(clf.predict([one, np.full((64, 64, 3), 128, np.uint8)])) == \
-        [row["label"], None]
+    assert p[0, 0] == pytest.approx(row["p_melanoma"]) and p[0, [0, 5, 6]].sum() == pytest.approx(row["p_skin_cancer"])
+    top = row["diagnoses"][0]["dx"]
+    assert p[0].argmax() == list(clf.classes_).index(top)
+    assert list(clf.predict([one, np.full((64, 64, 3), 128, np.uint8)])) == [top, None]
     (row, heat), (flat_row, none) = clf.explain([one, np.full((64, 64, 3), 128, np.uint8)])
     assert row["status"] == "ok" and heat.shape == (224, 224) and 0 <= heat.min() and heat.max() <= 1
     assert flat_row["status"] == "out_of_distribution" and none is None

@@ -55,7 +55,7 @@ def test_the_flagship_recipe_is_the_tools_pointer_to_the_shipped_experiment(monk
     monkeypatch.syspath_prepend(str(REPO / "tools"))
     import bundle_model
 
-    shipped = REPO / "experiments" / "022-bundled-candidate" / "recipe.yaml"
+    shipped = REPO / "experiments" / "031-broad-negatives" / "recipe.yaml"
     assert bundle_model.flagship_text(shipped) == (REPO / "recipes" / "flagship.yaml").read_text()
 
 

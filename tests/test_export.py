@@ -18,7 +18,7 @@ def test_exported_repository_predicts_exactly_like_the_original(tmp_path: Path):
     repo = tmp_path / "repo"
     assert {p.name for p in repo.iterdir()} >= {"config.json", "model.safetensors", "model.onnx", "README.md"}
     config = json.loads((repo / "config.json").read_text())
-    assert config["architecture"] == config["arch"] and config["num_classes"] == 1
+    assert config["architecture"] == config["arch"] and config["num_classes"] == len(config["diagnoses"]) == 7
     assert config["pretrained_cfg"]["input_size"] == [3, config["img_size"], config["img_size"]]
     assert files_git_would_refuse(repo) == [] and (repo / "model.onnx").stat().st_size > 10 * 2**20
     card = (repo / "README.md").read_text()

@@ -48,7 +48,10 @@ def same_run(a: TrainConfig, b: TrainConfig) -> bool:
 
 def model_recipe_text(recipe: Path, cfg: ModelConfig) -> str:
     """The model folder's recipe.yaml: what the run recorded, whole, with how to run it."""
-    body = resolved_recipe_text(recipe, recorded_recipe(cfg)).split("\n", 1)[1]  # its own first line names the file
+    trained, as_file = recorded_recipe(cfg), load_recipe(recipe)
+    if same_run(replace(trained, gate_negative_pictures=as_file.gate_negative_pictures), trained):
+        trained = replace(trained, gate_negative_pictures=as_file.gate_negative_pictures)  # beside the data, not here
+    body = resolved_recipe_text(recipe, trained).split("\n", 1)[1]  # its own first line names the file
     return ("# The bundled model's recipe, whole: `melanoma train --recipe recipes/flagship.yaml "
             "../shared/data/melanoma_cancer_dataset --out runs/flagship`\n"
             f"# = {recipe.as_posix()} with its bases merged in.\n" + body)
