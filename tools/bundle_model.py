@@ -24,7 +24,7 @@ from pathlib import Path
 from melanoma.card import diagnosis_evaluations, model_card
 from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig, atomic_write_text, sha256_file, write_checksums
 from melanoma.nn.export import export_onnx
-from melanoma.recipe import AugConfig, TrainConfig, load_recipe, resolved_recipe_text
+from melanoma.recipe import AugConfig, TrainConfig, as_named, load_recipe, resolved_recipe_text
 
 FILES = ("model.safetensors", "config.json", "ood.safetensors", "training_log.csv")
 FLAGSHIP = Path(__file__).resolve().parents[1] / "recipes" / "flagship.yaml"
@@ -36,20 +36,14 @@ def recorded_recipe(cfg: ModelConfig) -> TrainConfig:
 
 
 def same_run(a: TrainConfig, b: TrainConfig) -> bool:
-    """The same recipe, sources compared by name (a run recorded them from the working directory before recipes
-    named them beside the data: melanoma.recipe.beside) and the gate's pictures by their last two folders (a refit
-    records the folder it was given, absolute; a recipe names it beside the data)."""
-    def plain(c: TrainConfig) -> TrainConfig:
-        pictures = c.gate_negative_pictures and "/".join(Path(c.gate_negative_pictures).parts[-2:])
-        return replace(c, extra_train=[Path(p).name for p in c.extra_train], gate_negative_pictures=pictures)
-
-    return plain(a) == plain(b)
+    """The same recipe, paths compared as a recipe names them (melanoma.recipe.as_named)."""
+    return as_named(a) == as_named(b)
 
 
 def model_recipe_text(recipe: Path, cfg: ModelConfig) -> str:
     """The model folder's recipe.yaml: what the run recorded, whole, with how to run it."""
     trained, as_file = recorded_recipe(cfg), load_recipe(recipe)
-    if same_run(replace(trained, gate_negative_pictures=as_file.gate_negative_pictures), trained):
+    if as_named(trained).gate_negative_pictures == as_named(as_file).gate_negative_pictures:
         trained = replace(trained, gate_negative_pictures=as_file.gate_negative_pictures)  # beside the data, not here
     body = resolved_recipe_text(recipe, trained).split("\n", 1)[1]  # its own first line names the file
     return ("# The bundled model's recipe, whole: `melanoma train --recipe recipes/flagship.yaml "

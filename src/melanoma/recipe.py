@@ -186,6 +186,14 @@ SHORTHANDS = {"flips": ("aug.hflip", "aug.vflip"), "color": ("aug.brightness", "
               **{k: (f"aug.{k}",) for k in ("rotation", "zoom", "shear", "fill_mode", "vignette")}}
 
 
+def as_named(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its paths as a recipe names them, wherever the run was: sources by folder name, the gate's
+    pictures by their last two folders (a run may have recorded its sources from the working directory; a gate
+    refit records the folder of pictures it was given, absolute). Two runs of one recipe compare equal so."""
+    pictures = cfg.gate_negative_pictures and "/".join(Path(cfg.gate_negative_pictures).parts[-2:])
+    return replace(cfg, extra_train=[Path(p).name for p in cfg.extra_train], gate_negative_pictures=pictures)
+
+
 def beside(data: str | Path, path: str | Path) -> Path:
     """A recipe's path (``extra_train``) as a path: relative ones are in the folder that holds ``data``."""
     return Path(path) if Path(path).is_absolute() else Path(data).parent / path

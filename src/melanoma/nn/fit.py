@@ -170,15 +170,20 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
     n_views = {kind: sum(v.path.endswith(f"#{kind}") for v in extra) for kind in views}
     return {"n_fit": len(fit_f) - len(extra), "n_views": n_views, "n_val": len(val_f), "quantile": quantile,
             "n_negatives": 0 if neg_f is None else len(neg_f), "n_val_views": len(fit_val) - len(val_f),
-            **({"negatives": {**Counter(n.source.removeprefix("negative:") for n in negs),
-                              "photo_files": len(package_photos()),
-                              **({"picture_files": {k: len(v) for k, v in picture_sources(pictures).items()}}
-                                 if pictures is not None else {})}} if negs else {}),
+            **({"negatives": _negatives_record(negs, pictures)} if negs else {}),
             "blocks": sorted(set(blocks)),
             "threshold": det.threshold,
             "val_rejected": float((val_scores > det.threshold).mean()),
             "val_rejected_per_source": {str(n): float((val_scores[sources == n] > det.threshold).mean())
                                         for n in dict.fromkeys(sources.tolist())}}
+
+
+def _negatives_record(negs: list, pictures: str | Path | None) -> dict:
+    """How many negatives of each kind, and the files they were cut from, so a fit elsewhere can be compared."""
+    record = {**Counter(n.source.removeprefix("negative:") for n in negs), "photo_files": len(package_photos())}
+    if pictures is not None:
+        record["picture_files"] = {k: len(v) for k, v in picture_sources(pictures).items()}
+    return record
 
 
 def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int | None = None, blocks=None,
