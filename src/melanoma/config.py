@@ -12,7 +12,7 @@ from typing import Any
 CLASS_NAMES = ("benign", "malignant")
 DEFAULT_MODEL_DIR = Path(__file__).parent / "weights" / "default"  # the bundled model
 CHECKSUMS = "SHA256SUMS"  # `sha256sum -c` format, one line per file of the model folder
-CHECKED_FILES = ("config.json", "model.safetensors", "model.onnx", "ood.safetensors")
+CHECKED_FILES = ("config.json", "model.safetensors", "model.onnx", "ood.safetensors", "segmenter.onnx")
 
 
 class ModelError(RuntimeError):
@@ -74,13 +74,14 @@ class ModelConfig:
     downscale_to: int | None = None  # px: shorter side shrunk to at most this before the resize (cap_shorter_side)
     diagnoses: tuple[str, ...] | None = None  # a seven-class model: its outputs' diagnoses, in order
     class_bias: tuple[float, ...] | None = None  # added to logits / temperature (calibration); one per diagnosis
+    lesion_crop: dict | None = None  # lesion-centred framing (lesion_crop.CropSpec) by the folder's segmenter.onnx
     training: dict[str, Any] = field(default_factory=dict)  # recipe, data, split hash, versions, val metrics
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for key in ("mean", "std", "class_names", "diagnoses", "class_bias"):
             d[key] = None if d[key] is None else list(d[key])
-        for key in ("diagnoses", "class_bias"):  # a one-logit model's config stays as older versions wrote it
+        for key in ("diagnoses", "class_bias", "lesion_crop"):  # configs without them stay as older versions wrote
             if d[key] is None:
                 del d[key]
         if self.arch != "small_cnn":  # timm's keys too: timm.create_model("local-dir:FOLDER") loads the folder

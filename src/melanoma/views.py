@@ -47,6 +47,13 @@ def zoom_out(img: Image.Image, rng: np.random.Generator, max_side: int | None = 
     """The picture shrunk to 15-35% of a wider frame's width, inside skin, its edges feathered into it.
     ``max_side``: the frame's longer side at most this (the picture shrunk first), for training and the gate's
     fit, which resize to the model's input anyway; the stress suite keeps the full-size frame."""
+    return zoom_out_placed(img, rng, max_side)[0]
+
+
+def zoom_out_placed(img: Image.Image, rng: np.random.Generator,
+                    max_side: int | None = None) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """:func:`zoom_out` and where the picture went in the new frame, (left, top, width, height): a lesion mask
+    follows the picture through it (the segmenter's training, :mod:`melanoma.nn.segment`)."""
     frac = rng.uniform(*ZOOM_OUT_FRACTION)
     if max_side is not None and max(img.size) / frac > max_side:
         scale = max_side * frac / max(img.size)
@@ -62,7 +69,7 @@ def zoom_out(img: Image.Image, rng: np.random.Generator, max_side: int | None = 
     edge = np.minimum.reduce([xx, yy, w - 1 - xx, h - 1 - yy]) / (0.2 * min(w, h))
     mask = Image.fromarray((255 * np.clip(edge, 0, 1)).astype(np.uint8))
     out.paste(img, (x, y), mask)
-    return out
+    return out, (x, y, w, h)
 
 
 def grid(img: Image.Image, rng: np.random.Generator) -> Image.Image:

@@ -1,0 +1,119 @@
+"""Lesion-centred framing: find the lesion with a small segmenter and crop the picture around it at a fixed margin,
+so a lesion photographed zoomed out reaches the classifier framed as the training archives frame one.
+
+A model folder that carries it holds ``segmenter.onnx`` (input ``image`` (N, 3, S, S), the whole picture resized
+and scaled as :func:`segmenter_input` does; output ``lesion_logits`` (N, 1, h, w), a coarse map) and a
+``lesion_crop`` entry in its config (:class:`CropSpec`). The segmenter is trained on HAM10000's lesion masks by
+:mod:`melanoma.nn.segment`; ``experiments/032-lesion-crop`` measured whether the crop helps.
+
+Hand-written with numpy and scipy: a bounding box of the largest connected region of one small map; no library
+turns a mask into a margin crop, and this path stays torch-free like the ONNX core it belongs to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SEGMENTER_FILE = "segmenter.onnx"
+MEAN, STD = 0.5, 0.5  # the segmenter's input normalisation (EfficientNet-Lite's), per channel on [0, 1]
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """How a model frames its input: the segmenter's input side ``size`` (px), the crop's ``margin`` on each side
+    as a share of the lesion's longer side (the crop's side is (1 + 2 margin) times it), and the probability above
+    which a map cell is lesion (``threshold``)."""
+
+    size: int = 160
+    margin: float = 0.25
+    threshold: float = 0.5
+
+    def __post_init__(self):
+        if self.size < 32 or self.margin < 0 or not 0 < self.threshold < 1:
+            raise ValueError(f"lesion_crop needs size >= 32, margin >= 0 and 0 < threshold < 1 (got {asdict(self)})")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CropSpec:
+        unknown = set(d) - {"size", "margin", "threshold"}
+        if unknown:
+            raise ValueError(f"lesion_crop has unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+
+def segmenter_input(img: Image.Image, size: int) -> np.ndarray:
+    """RGB picture -> (3, size, size) float32: the whole picture resized (bilinear), scaled and normalised."""
+    rgb = np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR), np.float32) / 255
+    return np.moveaxis((rgb - MEAN) / STD, -1, 0)
+
+
+def lesion_box(prob: np.ndarray, threshold: float = 0.5) -> tuple[float, float, float, float] | None:
+    """(h, w) lesion probabilities -> the largest connected lesion region's box (left, top, right, bottom) as
+    fractions of the map's width and height; None when no cell reaches ``threshold``. Largest by summed
+    probability: a hair or a ruler tick that lights a cell does not move the box."""
+    from scipy import ndimage
+
+    regions, n = ndimage.label(prob >= threshold)
+    if n == 0:
+        return None
+    mass = ndimage.sum(prob, regions, index=np.arange(1, n + 1))
+    ys, xs = np.nonzero(regions == 1 + int(np.argmax(mass)))
+    h, w = prob.shape
+    return xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h
+
+
+def crop_box(box: tuple[float, float, float, float], width: int, height: int,
+             margin: float) -> tuple[int, int, int, int]:
+    """A lesion's box (fractions) -> the pixel crop (left, top, right, bottom): a square of (1 + 2 margin) times
+    the lesion's longer side around its centre, moved inside the picture; an axis shorter than the square is kept
+    whole (a well-framed lesion keeps its picture)."""
+    left, top, right, bottom = box[0] * width, box[1] * height, box[2] * width, box[3] * height
+    side = (1 + 2 * margin) * max(right - left, bottom - top)
+    out = []
+    for lo, hi, extent in ((left, right, width), (top, bottom, height)):
+        if side >= extent:
+            out.append((0, extent))
+            continue
+        start = min(max((lo + hi) / 2 - side / 2, 0), extent - side)
+        out.append((int(round(start)), int(round(start + side))))
+    return out[0][0], out[1][0], out[0][1], out[1][1]
+
+
+class LesionCropper:
+    """A model folder's segmenter and crop: ``cropper(img)`` -> the lesion-centred picture (the picture itself when
+    no lesion is found). Its ONNX session opens on first use, so a cropper can be sent to data-loading processes."""
+
+    def __init__(self, path: str | Path, spec: CropSpec, threads: int | None = 1):
+        self.path, self.spec, self.threads = Path(path), spec, threads
+        self._session = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_session": None}
+
+    @property
+    def session(self):
+        if self._session is None:
+            import onnxruntime as ort
+
+            from .engines.onnx_engine import session_options
+
+            self._session = ort.InferenceSession(str(self.path), session_options(self.threads),
+                                                 providers=["CPUExecutionProvider"])
+        return self._session
+
+    def probs(self, img: Image.Image) -> np.ndarray:
+        """(h, w) lesion probabilities of the picture."""
+        logits = self.session.run(None, {"image": segmenter_input(img, self.spec.size)[None]})[0]
+        return 1 / (1 + np.exp(-logits[0, 0].astype(np.float64)))
+
+    def box(self, img: Image.Image) -> tuple[int, int, int, int] | None:
+        """The pixel crop for the picture, or None when the segmenter finds no lesion."""
+        found = lesion_box(self.probs(img), self.spec.threshold)
+        return None if found is None else crop_box(found, *img.size, self.spec.margin)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        box = self.box(img)
+        return img if box is None or box == (0, 0, *img.size) else img.crop(box)
