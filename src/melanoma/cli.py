@@ -184,6 +184,50 @@ def calibrate(
 
 
 @app.command()
+def segmenter(
+    data: Annotated[Path, typer.Argument(help=(
+        "HAM10000's metadata CSV (or its folder), with images/ and masks/<id>_segmentation.png beside it."))],
+    out_dir: Annotated[Path, typer.Option("--out", help=(
+        "Folder for segmenter.onnx and segmenter.json (settings, split, validation IoU)."))] = Path("runs/segmenter"),
+    epochs: Annotated[int, typer.Option(min=1)] = 4,
+    size: Annotated[int, typer.Option(min=32, help="The segmenter's square input, px (a multiple of 8).")] = 160,
+    seed: Annotated[int, typer.Option()] = 42,
+) -> None:
+    """Train the lesion segmenter that lesion-centred framing uses (melanoma crop-to-lesion)."""
+    from .config import ModelError
+    from .datasets import DatasetError
+    from .nn.segment import SegmentConfig, train_segmenter
+
+    if size % 8:
+        fail(f"--size must be a multiple of 8 (got {size})", USAGE)
+    try:
+        path = train_segmenter(data, out_dir, SegmentConfig(epochs=epochs, size=size, seed=seed))
+    except (DatasetError, ModelError, FileNotFoundError) as e:
+        fail(str(e))
+    out.print_json(json.dumps(json.loads(path.with_name("segmenter.json").read_text())))
+
+
+@app.command("crop-to-lesion")
+def crop_to_lesion(
+    model: Annotated[Path, typer.Argument(help="Model folder that receives the segmenter and the crop.")],
+    segmenter_file: Annotated[Path, typer.Argument(help="A segmenter.onnx written by `melanoma segmenter`.")],
+    margin: Annotated[float, typer.Option(min=0, help=(
+        "The crop's margin on each side, a share of the lesion's longer side."))] = 0.25,
+) -> None:
+    """Make a model folder crop every picture around its lesion before it judges it (both engines, the gate too).
+    Its threshold and gate were fitted on uncropped pictures: refit them (melanoma calibrate --gate) or train
+    with lesion_crop_segmenter in the recipe."""
+    from .config import ModelError
+    from .nn.segment import add_lesion_crop
+
+    try:
+        cfg = add_lesion_crop(model, segmenter_file, margin)
+    except (ModelError, FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    out.print_json(data={"model": str(model), "lesion_crop": cfg.lesion_crop})
+
+
+@app.command()
 def audit(
     data: Annotated[Path, typer.Argument(help="Dataset to audit (any supported layout).")],
     against: Annotated[Optional[Path], typer.Option(help=(

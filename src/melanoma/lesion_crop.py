@@ -44,6 +44,18 @@ class CropSpec:
         return cls(**d)
 
 
+def segmenter_spec(segmenter: str | Path, margin: float) -> CropSpec:
+    """The crop a segmenter written by :func:`melanoma.nn.segment.train_segmenter` makes at ``margin``: its input
+    size from the ``segmenter.json`` beside it."""
+    import json
+
+    record = Path(segmenter).with_name("segmenter.json")
+    if not Path(segmenter).is_file() or not record.is_file():
+        raise FileNotFoundError(f"{segmenter}: no segmenter (an ONNX file with segmenter.json beside it, written by "
+                                "`melanoma segmenter`)")
+    return CropSpec(size=json.loads(record.read_text())["settings"]["size"], margin=margin)
+
+
 def segmenter_input(img: Image.Image, size: int) -> np.ndarray:
     """RGB picture -> (3, size, size) float32: the whole picture resized (bilinear), scaled and normalised."""
     rgb = np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR), np.float32) / 255
@@ -117,3 +129,18 @@ class LesionCropper:
     def __call__(self, img: Image.Image) -> Image.Image:
         box = self.box(img)
         return img if box is None or box == (0, 0, *img.size) else img.crop(box)
+
+
+def load_cropper(model_dir: Path, cfg) -> LesionCropper | None:
+    """The cropper a model folder's config asks for (its ``segmenter.onnx`` checksum verified), or None."""
+    from .config import ModelError, verify_checksums
+
+    if not cfg.lesion_crop:
+        return None
+    if not (model_dir / SEGMENTER_FILE).is_file():
+        raise ModelError(f"{model_dir}: config.json asks for a lesion crop but {SEGMENTER_FILE} is missing")
+    verify_checksums(model_dir, (SEGMENTER_FILE,))
+    try:
+        return LesionCropper(model_dir / SEGMENTER_FILE, CropSpec.from_dict(cfg.lesion_crop))
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"{model_dir}/config.json: invalid lesion_crop: {e}") from e

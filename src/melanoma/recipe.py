@@ -100,6 +100,11 @@ class TrainConfig:
     # seven classes: the sources whose validation images fit the calibration's temperature and bias (all: empty), so
     # the differential carries a clinical mix of diagnoses rather than an archive's
     calibration_sources: list[str] = field(default_factory=list)
+    # lesion-centred framing (melanoma.lesion_crop): a segmenter.onnx written by `melanoma segmenter` (a relative
+    # path is beside ``data``); every training picture is cropped around its lesion after its site view, and the
+    # model folder carries the segmenter, so calibration, the gate and every prediction crop the same way
+    lesion_crop_segmenter: str | None = None
+    lesion_crop_margin: float = 0.25  # the crop's margin each side, a share of the lesion's longer side
     group_duplicates: bool = True  # one source: keep each near-duplicate cluster on one side of train/val
     drop_test_duplicates: bool = False  # one source: leave out training images that have a copy in test
     num_workers: int = 2
@@ -134,6 +139,7 @@ _RULES = [
     ("gate_negatives", lambda v: v == 0 or v >= 30, "0 (no head) or at least 30"),
     ("gate_blocks", lambda v: len(v) > 0 and set(v) <= set(GATE_BLOCKS), f"some of the stages {GATE_BLOCKS}"),
     ("pretrained", lambda v: v in ("imagenet", "none") or Path(v).is_dir(), "imagenet, none or a model folder"),
+    ("lesion_crop_margin", lambda v: v >= 0, ">= 0"),
 ]
 _AUG_RULES = [
     ("rotation", lambda v: 0 <= v <= 180, "in [0, 180] degrees"), ("zoom", lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -188,10 +194,13 @@ SHORTHANDS = {"flips": ("aug.hflip", "aug.vflip"), "color": ("aug.brightness", "
 
 def as_named(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with its paths as a recipe names them, wherever the run was: sources by folder name, the gate's
-    pictures by their last two folders (a run may have recorded its sources from the working directory; a gate
-    refit records the folder of pictures it was given, absolute). Two runs of one recipe compare equal so."""
+    pictures and the segmenter by their last two path parts (a run may have recorded its sources from the working
+    directory; a gate refit records the folder of pictures it was given, absolute). Two runs of one recipe compare
+    equal so."""
     pictures = cfg.gate_negative_pictures and "/".join(Path(cfg.gate_negative_pictures).parts[-2:])
-    return replace(cfg, extra_train=[Path(p).name for p in cfg.extra_train], gate_negative_pictures=pictures)
+    segmenter = cfg.lesion_crop_segmenter and "/".join(Path(cfg.lesion_crop_segmenter).parts[-2:])
+    return replace(cfg, extra_train=[Path(p).name for p in cfg.extra_train], gate_negative_pictures=pictures,
+                   lesion_crop_segmenter=segmenter)
 
 
 def beside(data: str | Path, path: str | Path) -> Path:

@@ -25,6 +25,7 @@ from ..framing import REASONS, reason
 from ..imaging import Sample, cap_shorter_side, open_rgb, shades_of_grey_levels
 from ..inputs import row as output_row
 from ..inputs import unreadable_reason
+from ..lesion_crop import LesionCropper
 from ..ood import OODDetector, is_flat
 
 # Big JPEGs decode at a power-of-two reduction (libjpeg's DCT scaling: several times faster), but only down
@@ -34,9 +35,12 @@ from ..ood import OODDetector, is_flat
 DRAFT_FACTOR = 2
 
 
+CROP_DRAFT_FACTOR = 4  # a model that crops to the lesion: a lesion a quarter of the frame keeps its pixels
+
+
 def draft_size(cfg: ModelConfig) -> int:
     """The smallest side, in pixels, a JPEG may be decoded at for this model (``open_rgb``'s draft_size)."""
-    return DRAFT_FACTOR * cfg.img_size
+    return DRAFT_FACTOR * cfg.img_size * (CROP_DRAFT_FACTOR if cfg.lesion_crop else 1)
 
 
 def preprocess(img: Image.Image, cfg: ModelConfig) -> np.ndarray:
@@ -87,7 +91,13 @@ class BasePredictor:
 
     cfg: ModelConfig
     ood: OODDetector | None
+    cropper: LesionCropper | None = None  # lesion-centred framing, when the model folder carries a segmenter
     prior_shift: float = 0.0  # log-odds added to every calibrated logit (see with_prevalence)
+
+    def frame(self, img: Image.Image) -> Image.Image:
+        """The picture as this model looks at it: cropped around the lesion when the folder says so
+        (:mod:`melanoma.lesion_crop`), else as it is. Every engine frames a decoded picture before its pixels."""
+        return img if self.cropper is None else self.cropper(img)
 
     def run(self, samples: list, on_batch: Callable[[int], None] | None = None) -> list[dict | None]:
         raise NotImplementedError
@@ -223,27 +233,33 @@ class BaseExplainer:
         self.predictor = predictor
 
     def explain(self, img: Image.Image) -> tuple[dict, np.ndarray]:
-        """RGB image -> the predictor's run result for it and its (S, S) heatmap in [0, 1]."""
+        """RGB image, already framed -> the predictor's run result for it and its (S, S) heatmap in [0, 1]."""
         raise NotImplementedError
 
+    def framed(self, img: Image.Image) -> tuple[Image.Image, dict, np.ndarray]:
+        """The picture as the model frames it (:meth:`BasePredictor.frame`), its run result and heatmap: the
+        overlay is drawn on the framed picture, the one the heatmap is of."""
+        img = self.predictor.frame(img)
+        return img, *self.explain(img)
+
     def heatmap(self, img: Image.Image) -> np.ndarray:
-        return self.explain(img)[1]
+        return self.framed(img)[2]
 
     def assess(self, img: Image.Image, path: Path) -> tuple[dict, Image.Image | None]:
         """The predict row and the overlay, from one forward pass. Overlay is None unless assessed."""
-        result, heat = self.explain(img)
+        img, result, heat = self.framed(img)
         row = self.predictor.decide(result, path)
         return row, (overlay(img, heat) if row["status"] == "ok" else None)
 
     def overlay(self, img: Image.Image) -> Image.Image:
-        return overlay(img, self.heatmap(img))
+        img, _, heat = self.framed(img)
+        return overlay(img, heat)
 
     def explain_file(self, path: Path, out_dir: Path) -> Path:
         """Write ``<out_dir>/<stem>_gradcam.png``: the image and its Grad-CAM overlay side by side, titled with
         p(malignant) and the label (or why it cannot be assessed), with the heatmap's colour bar. Raises
         ImageError for unusable images."""
-        img = open_rgb(path, draft_size=draft_size(self.predictor.cfg))
-        result, heat = self.explain(img)
+        img, result, heat = self.framed(open_rgb(path, draft_size=draft_size(self.predictor.cfg)))
         row = self.predictor.decide(result, Path(path))
         out = Path(out_dir) / f"{Path(path).stem}_gradcam.png"
         atomic_write_bytes(out, explanation_figure(img, heat if row["status"] == "ok" else None, row,

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..config import DEFAULT_MODEL_DIR, ModelError, load_config
 from ..imaging import load_any
+from ..lesion_crop import load_cropper
 from ..ood import OODDetector
 from .base import BaseExplainer, BasePredictor, dihedral, draft_size, heatmap_from_cam, preprocess
 
@@ -64,6 +65,7 @@ class OnnxPredictor(BasePredictor):
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.batch_size, self.tta, self.decoders = batch_size, tta, max(1, num_workers)
         self.ood = OODDetector.load(self.model_dir) if use_ood and "gate_features" in self.outputs else None
+        self.cropper = load_cropper(self.model_dir, self.cfg)
 
     @property
     def has_cam(self) -> bool:
@@ -84,7 +86,7 @@ class OnnxPredictor(BasePredictor):
 
     def _load(self, sample) -> np.ndarray | None:
         try:
-            return preprocess(load_any(sample, draft_size=draft_size(self.cfg)), self.cfg)
+            return preprocess(self.frame(load_any(sample, draft_size=draft_size(self.cfg))), self.cfg)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             warnings.warn(f"skipping unreadable image {sample.path}: {e}", stacklevel=1)
             return None

@@ -83,7 +83,8 @@ FILL_PADDING = {"reflect": "reflect", "nearest": "edge"}
 
 
 def build_transform(img_size: int, mean, std, aug: AugConfig | None = None,
-                    color_constancy: str | None = None, downscale_to: int | None = None) -> v2.Compose:
+                    color_constancy: str | None = None, downscale_to: int | None = None,
+                    crop=None) -> v2.Compose:
     """PIL RGB image of any size -> float tensor (3, img_size, img_size), normalised with mean/std.
 
     The whole image is resized to a square (no crop), so a lesion near the edge is never cut off.
@@ -91,12 +92,18 @@ def build_transform(img_size: int, mean, std, aug: AugConfig | None = None,
     torch-free path (:func:`melanoma.engines.base.preprocess`) reproduces these pixels exactly. With ``aug`` the
     random training augmentation is applied after that (a site view, ``aug.site_views``, before the resize).
     ``downscale_to``: first shrink the image until its shorter side is at most that many pixels
-    (:func:`melanoma.imaging.cap_shorter_side`).
+    (:func:`melanoma.imaging.cap_shorter_side`). ``crop`` (training; a :class:`melanoma.lesion_crop.LesionCropper`):
+    the picture cropped around its lesion after its site view and before the cap, as a predictor frames a decoded
+    picture before its pixels (:meth:`melanoma.engines.base.BasePredictor.frame`).
     """
     cap = [] if downscale_to is None else [v2.Lambda(partial(cap_shorter_side, px=downscale_to), Image.Image)]
-    steps: list = list(cap)
+    steps: list = list(cap) if crop is None else []  # a crop needs the picture's own pixels
     if aug is not None and aug.site_views > 0:  # on the capped picture (cheaper), capped again: a zoom-out is larger
-        steps += [RandomSiteView(aug.site_views, aug.site_families, max_side=2 * img_size), *cap]
+        steps += [RandomSiteView(aug.site_views, aug.site_families, max_side=2 * img_size)]
+    if crop is not None:
+        steps.append(v2.Lambda(crop, Image.Image))
+    if crop is not None or (aug is not None and aug.site_views > 0):
+        steps += cap
     steps += [v2.Resize((img_size, img_size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True)]
     cc = color_constancy_step(color_constancy)
     if cc is not None:
@@ -139,9 +146,10 @@ class LesionDataset(Dataset):
     """
 
     def __init__(self, samples: list[Sample], transform: v2.Compose, draft_size: int | None = None,
-                 seed: int | None = None):
+                 seed: int | None = None, frame=None):
         self.samples = samples
         self.transform = transform
+        self.frame = frame  # a predictor's framing of a decoded picture (BasePredictor.frame), before transform
         self.draft_size = draft_size  # let big JPEGs decode at reduced size (inference only)
         self.seed = seed
 
@@ -156,6 +164,7 @@ class LesionDataset(Dataset):
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             warnings.warn(f"skipping unreadable image {s.path}: {e}", stacklevel=1)
             return None
+        img = img if self.frame is None else self.frame(img)
         if self.seed is None or epoch is None:
             x = self.transform(img)
         else:
@@ -202,10 +211,10 @@ def collate_skip_none(batch):
 
 def make_loader(samples: list[Sample], transform: v2.Compose, batch_size: int, shuffle: bool = False,
                 num_workers: int = 0, drop_last: bool = False, draft_size: int | None = None,
-                sampler: EpochShuffle | None = None) -> DataLoader:
+                sampler: EpochShuffle | None = None, frame=None) -> DataLoader:
     """A loader over ``samples``; with ``sampler``, order and augmentation follow (sampler.seed, epoch)."""
     seed = sampler.seed if sampler is not None else None
-    return DataLoader(LesionDataset(samples, transform, draft_size, seed), batch_size=batch_size,
+    return DataLoader(LesionDataset(samples, transform, draft_size, seed, frame), batch_size=batch_size,
                       shuffle=shuffle if sampler is None else None, sampler=sampler, num_workers=num_workers,
                       collate_fn=collate_skip_none, drop_last=drop_last, persistent_workers=num_workers > 0)
 
@@ -216,11 +225,11 @@ class LesionDataModule(L.LightningDataModule):
     def __init__(self, train: list[Sample], val: list[Sample], img_size: int, mean, std,
                  aug: AugConfig | None, batch_size: int = 32, num_workers: int = 2,
                  color_constancy: str | None = None, seed: int = 0, weights: list[float] | None = None,
-                 downscale_to: int | None = None):
+                 downscale_to: int | None = None, crop=None):
         super().__init__()
-        self.seed, self.weights = seed, weights
+        self.seed, self.weights, self.crop = seed, weights, crop
         self.train_samples, self.val_samples = train, val
-        self.train_tf = build_transform(img_size, mean, std, aug, color_constancy, downscale_to)
+        self.train_tf = build_transform(img_size, mean, std, aug, color_constancy, downscale_to, crop)
         self.eval_tf = build_transform(img_size, mean, std, color_constancy=color_constancy, downscale_to=downscale_to)
         self.batch_size, self.num_workers = batch_size, num_workers
 
@@ -235,4 +244,5 @@ class LesionDataModule(L.LightningDataModule):
                            num_workers=self.num_workers, drop_last=len(self.train_samples) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return make_loader(self.val_samples, self.eval_tf, self.batch_size, num_workers=self.num_workers)
+        return make_loader(self.val_samples, self.eval_tf, self.batch_size, num_workers=self.num_workers,
+                           frame=self.crop)

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..config import ModelConfig, ModelError, atomic_write_bytes, atomic_write_text, load_config, write_checksums
 from ..datasets import discover
 from ..imaging import load_any
-from ..lesion_crop import SEGMENTER_FILE, CropSpec, segmenter_input
+from ..lesion_crop import SEGMENTER_FILE, segmenter_input, segmenter_spec
 from ..views import view, zoom_out_placed
 from .models import create_model
 
@@ -207,8 +207,8 @@ def add_lesion_crop(model_dir: str | Path, segmenter: str | Path, margin: float)
     :func:`train_segmenter`) in as ``segmenter.onnx`` and record the crop in its config; checksums rewritten."""
     model_dir = Path(model_dir)
     cfg = load_config(model_dir, "config.json")
-    record = json.loads((Path(segmenter).parent / "segmenter.json").read_text())
-    spec = CropSpec(size=record["settings"]["size"], margin=margin)
+    spec = segmenter_spec(segmenter, margin)
+    record = json.loads(Path(segmenter).with_name("segmenter.json").read_text())
     atomic_write_bytes(model_dir / SEGMENTER_FILE, Path(segmenter).read_bytes())
     cfg.lesion_crop = asdict(spec)
     cfg.training["lesion_crop"] = {"segmenter": record, "margin": margin}

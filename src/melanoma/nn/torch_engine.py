@@ -18,6 +18,7 @@ from ..config import DEFAULT_MODEL_DIR
 from ..diagnoses import IS_CANCER
 from ..engines.base import BaseExplainer, BasePredictor, draft_size
 from ..imaging import Sample
+from ..lesion_crop import load_cropper
 from ..ood import GATE_BLOCKS, OODDetector, stage_columns
 from .data import build_transform, make_loader
 from .models import load_model_folder
@@ -44,6 +45,7 @@ class TorchPredictor(BasePredictor):
             for i, module in enumerate(backbone(self.cfg.arch).gate_modules(self.model)):
                 module.register_forward_hook(lambda _m, _i, out, i=i: self._stages.__setitem__(i, out))
         self.ood = OODDetector.load(self.model_dir or DEFAULT_MODEL_DIR) if use_ood and self.has_features else None
+        self.cropper = load_cropper(self.model_dir or DEFAULT_MODEL_DIR, self.cfg)
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -81,7 +83,7 @@ class TorchPredictor(BasePredictor):
         """Per sample, in order: ``{"logit", "ood_score", "flat", "features", "refusal"}``; None if unreadable."""
         out: list[dict | None] = [None] * len(samples)
         loader = make_loader(samples, self.transform, self.batch_size, num_workers=self.num_workers,
-                             draft_size=draft_size(self.cfg))
+                             draft_size=draft_size(self.cfg), frame=self.cropper)
         for batch in loader:
             if batch is None:
                 continue

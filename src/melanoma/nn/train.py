@@ -20,6 +20,7 @@ from ..config import ModelConfig, atomic_write_text, sha256_file, write_checksum
 from ..datasets import discover, make_train_val, write_split
 from ..diagnoses import DIAGNOSES, IS_CANCER, allowed_matrix, class_counts, source_log_priors
 from ..engines import ONNX_FILE
+from ..lesion_crop import LesionCropper, segmenter_spec
 from ..negatives import picture_sources
 from ..recipe import TrainConfig, beside, validate
 from ..sources import balanced_by_source, source_class_weights, source_log_odds
@@ -28,6 +29,7 @@ from .export import export_onnx
 from .fit import GATE_FIT_IMAGES, calibrate_model_folder, fit_ood_for_model, record_gate
 from .models import save_model_folder
 from .module import LesionClassifier, fit_linear_probe
+from .segment import add_lesion_crop
 
 
 def _versions() -> dict[str, str]:
@@ -120,6 +122,8 @@ class DataPlan:
     allowed: np.ndarray | None = None  # seven classes: (n, 7) the diagnoses each image's labels allow
     diagnoses: dict | None = None  # what the diagnoses (or the auxiliary head) learn from, as the card reports it
     negative_pictures: Path | None = None  # the gate's folder of non-lesion pictures (recipe, resolved beside data)
+    segmenter: Path | None = None  # lesion-centred framing: the segmenter.onnx (recipe, resolved beside data)
+    crop: LesionCropper | None = None  # its cropper, applied to every training picture after its site view
 
 
 def prepare(data: str | Path, cfg: TrainConfig, out: Path) -> DataPlan:
@@ -157,6 +161,9 @@ def prepare(data: str | Path, cfg: TrainConfig, out: Path) -> DataPlan:
     if cfg.gate_negative_pictures:
         plan.negative_pictures = beside(data, cfg.gate_negative_pictures)
         picture_sources(plan.negative_pictures)  # a missing or empty folder fails now, not after the fit
+    if cfg.lesion_crop_segmenter:  # a missing segmenter fails now, not after the fit
+        plan.segmenter = beside(data, cfg.lesion_crop_segmenter)
+        plan.crop = LesionCropper(plan.segmenter, segmenter_spec(plan.segmenter, cfg.lesion_crop_margin))
     if cfg.task == "diagnosis":
         plan.allowed = allowed_matrix(train_s, cfg.malignant_means)
         plan.diagnoses = class_counts(train_s, plan.allowed)
@@ -200,7 +207,8 @@ def fit(cfg: TrainConfig, plan: DataPlan, out: Path, resume: bool, clock: dict) 
 
     mean, std = default_mean_std(cfg.arch)
     dm = LesionDataModule(plan.train, plan.val, cfg.img_size, mean, std, cfg.aug, cfg.batch_size, cfg.num_workers,
-                          cfg.color_constancy, seed=cfg.seed, weights=plan.weights, downscale_to=cfg.downscale_to)
+                          cfg.color_constancy, seed=cfg.seed, weights=plan.weights, downscale_to=cfg.downscale_to,
+                          crop=plan.crop)
     module = build_module(cfg, plan)
     clock["probe"] = time.perf_counter()
     probe = None
@@ -299,6 +307,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                   "linear_probe": record["linear_probe"], "command": command, "machine": _machine(),
                   "best_val": record["best_val"], "versions": _versions()})
     save_model_folder(module.net, model_cfg, out / "model")
+    if plan.segmenter is not None:  # before finish: calibration and the gate see pictures as predictions will
+        add_lesion_crop(out / "model", plan.segmenter, cfg.lesion_crop_margin)
     finish(out / "model", cfg, plan, clock)
     _record_timings(out / "model", clock, record["images_trained"])
     return out / "model"
