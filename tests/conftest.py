@@ -137,3 +137,30 @@ def write_one_hot(root: Path, diagnoses: list[str], seed: int = 0, melanoma_csv:
             w.writerow(["image_id", "melanoma"])
             w.writerows([i, float(dx == "mel")] for i, dx in zip(ids, diagnoses))
     return root
+
+
+def write_dark_segmenter(folder: Path, size: int = 64) -> Path:
+    """A hand-made segmenter.onnx (and its segmenter.json): a map cell is lesion where the picture is dark, as a
+    threshold would say. Its input and output are those of melanoma.nn.segment's graphs: (N, 3, S, S) normalised
+    -> (N, 1, S/8, S/8) logits."""
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("ReduceMean", ["image", "axes"], ["grey"], keepdims=1),
+             helper.make_node("AveragePool", ["grey"], ["cells"], kernel_shape=[8, 8], strides=[8, 8]),
+             helper.make_node("Mul", ["cells", "gain"], ["scaled"]),
+             helper.make_node("Add", ["scaled", "bias"], ["lesion_logits"])]
+    inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+             helper.make_tensor("gain", TensorProto.FLOAT, [], [-20.0]),  # darker than mid-grey: lesion
+             helper.make_tensor("bias", TensorProto.FLOAT, [], [-4.0])]
+    graph = helper.make_graph(nodes, "dark", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                                            ["n", 3, size, size])],
+                              [helper.make_tensor_value_info("lesion_logits", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, folder / "segmenter.onnx")
+    (folder / "segmenter.json").write_text(json.dumps({"settings": {"size": size}}))
+    return folder / "segmenter.onnx"
