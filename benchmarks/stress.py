@@ -2,12 +2,13 @@
 (:mod:`melanoma.views`: zoom-out, grid, ruler, film, glare, bubbles, hair, round field, rotation, JPEG, blur,
 large photos), each family paired with the untransformed images.
 
-    python benchmarks/stress.py MODEL [--limit N] [--families zoom_out,grid] --out docs/results/stress_NAME.json
+    python benchmarks/stress.py MODEL [--limit N] [--families zoom_out,grid] [--against OTHER] --out FILE.json
 
 Set: the external ISIC 2018 test (``MELANOMA_DATA``). Per family: the share of real lesions refused as "cannot
 assess" (and which sentence of :mod:`melanoma.framing` told them why), the melanoma-vs-rest ROC-AUC of p(melanoma),
 and at the model's threshold the sensitivity and specificity of the verdict for cancers; each as a paired change
-from the untransformed images with a 95% bootstrap interval.
+from the untransformed images with a 95% bootstrap interval. ``--against OTHER``: also OTHER's on the same
+transformed images, and MODEL's change from it (``against``: a candidate judged against the bundled model).
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ def main() -> None:
     ap.add_argument("model", type=Path)
     ap.add_argument("--limit", type=int, help="a stratified subset of about this many images")
     ap.add_argument("--families", default=",".join(FAMILIES))
+    ap.add_argument("--against", type=Path, help="a second model folder scored on the same transformed images")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     predictor = load_predictor(args.model, num_workers=2)
+    other = load_predictor(args.against, num_workers=2) if args.against else None
     samples = bench.stratified(bench.external_set(), args.limit)
     plain = bench.score(predictor, samples)
     result = {"model": str(args.model), "n": len(samples), "threshold": predictor.threshold,
@@ -48,6 +51,7 @@ def main() -> None:
                 img.save(path, quality=95) if path.suffix == ".jpg" else img.save(path, compress_level=1)
                 seen.append(Sample(path, s.label, s.source, s.group, s.dx))
             shifted = bench.score(predictor, seen)
+            reference = bench.score(other, seen) if other else None
         shifted.samples = plain.samples  # the same lesions: pair them by their original paths
         cancer = bench.paired(plain, shifted, "cancer")
         melanoma = bench.paired(plain, shifted, "melanoma", "p_melanoma")
@@ -58,6 +62,12 @@ def main() -> None:
             "refused_change": float(shifted.refused.mean() - plain.refused.mean()),
             "melanoma_roc_auc": melanoma["roc_auc"], "cancer_roc_auc": cancer["roc_auc"],
             "sensitivity": cancer["recall"], "specificity": cancer["specificity"]}
+        if reference is not None:  # OTHER -> MODEL on the same transformed pictures
+            reference.samples = plain.samples
+            vs = bench.paired(reference, shifted, "cancer")
+            r["against"] = {"model": str(args.against), "refused": float(reference.refused.mean()),
+                            "cancer_roc_auc": vs["roc_auc"], "sensitivity": vs["recall"],
+                            "specificity": vs["specificity"]}
         print(f"{family:9s} refused {100 * r['refused']:5.1f}%  melanoma ROC-AUC "
               f"{r['melanoma_roc_auc']['b']:.3f} ({r['melanoma_roc_auc']['difference']:+.3f})  sensitivity "
               f"{r['sensitivity']['b']:.3f} specificity {r['specificity']['b']:.3f}", flush=True)

@@ -64,13 +64,15 @@ def test_the_diagnoses_benchmark_runs_on_tiny_data(data_root: Path, tiny_model_d
 def test_the_stress_benchmark_runs_on_tiny_data(data_root: Path, tiny_model_dir: Path, tmp_path: Path):
     out = tmp_path / "stress.json"
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "stress.py"), str(tiny_model_dir), "--families",
-                    "zoom_out,grid", "--out", str(out)], check=True, cwd=tmp_path,
+                    "zoom_out,grid", "--against", str(tiny_model_dir), "--out", str(out)], check=True, cwd=tmp_path,
                    env={**os.environ, bench.DATA_ENV: str(data_root)}, capture_output=True)
     r = json.loads(out.read_text())
     assert r["n"] == 10 and set(r["families"]) == {"zoom_out", "grid"}
     grid = r["families"]["grid"]
     assert 0 <= grid["refused"] <= 1 and grid["melanoma_roc_auc"]["a"] == r["untransformed"]["melanoma_roc_auc"]
     assert sum(grid["refusals_said"].values()) == round(grid["refused"] * r["n"])  # every refusal's sentence
+    against = r["families"]["zoom_out"]["against"]  # the model against itself on the same zoomed-out pictures
+    assert against["cancer_roc_auc"]["difference"] == 0 and against["refused"] == r["families"]["zoom_out"]["refused"]
 
 
 def test_the_framing_benchmark_fits_on_training_sources_and_checks_on_the_external_set(data_root: Path,
