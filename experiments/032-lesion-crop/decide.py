@@ -45,5 +45,6 @@ ships = verdict([
            f"{speed['images_per_s']['candidate']} against {speed['images_per_s']['bundled']} ({speed['ratio']:.2f}x)",
            speed["ratio"] >= 0.5)])
 val = diag["validation"]
-weighted = sum(v["n"] * v["cancer_vs_benign_roc_auc"] for v in val.values()) / sum(v["n"] for v in val.values())
+auc = {s: v.get("cancer_vs_benign_roc_auc", v.get("melanoma_roc_auc")) for s, v in val.items()}  # Kaggle: melanoma
+weighted = sum(v["n"] * auc[s] for s, v in val.items()) / sum(v["n"] for v in val.values())
 print(f"tie-break: validation cancer-vs-benign ROC-AUC, n-weighted over {', '.join(val)}: {weighted:.4f}")
