@@ -56,7 +56,7 @@ def dynamic_padding_copy(model_dir: Path | None, tmp: Path) -> Path:
     return tmp
 
 
-def network_speed(model_dir: Path | None, before_dir: Path) -> list[dict]:
+def network_speed(model_dir: Path | None, before_dir: Path, quick: bool = False) -> list[dict]:
     import torch
 
     from melanoma.engines.onnx_engine import OnnxPredictor
@@ -65,14 +65,14 @@ def network_speed(model_dir: Path | None, before_dir: Path) -> list[dict]:
     torch_p, onnx_p, before_p = TorchPredictor(model_dir), OnnxPredictor(model_dir), OnnxPredictor(before_dir)
     size = torch_p.cfg.img_size
     rows = []
-    for batch, repeats in ((1, 50), (32, 8)):
+    for batch, repeats in ((1, 2), (32, 1)) if quick else ((1, 50), (32, 8)):
         x = np.random.default_rng(0).normal(0, 0.5, (batch, 3, size, size)).astype(np.float32)
         xt = torch.from_numpy(x)
         for engine, fn in (("pytorch eager", lambda: torch_p.forward(xt)),  # noqa: B023 - timed at once, in the loop
                            ("onnx runtime", lambda: onnx_p.forward(x)),  # noqa: B023
                            ("onnx runtime, run-time padding (export before static padding)",
                             lambda: before_p.forward(x))):  # noqa: B023
-            s = timed(fn, repeats)
+            s = timed(fn, repeats, warmup=1 if quick else 3)
             rows.append({"engine": engine, "batch": batch, "ms_per_call": round(1000 * s, 2),
                          "images_per_s": round(batch / s, 1)})
     return rows
@@ -96,14 +96,14 @@ def end_to_end(model_dir: Path | None, before_dir: Path, data: Path) -> list[dic
     return rows
 
 
-def cold_start(model_dir: Path | None, image: Path) -> list[dict]:
+def cold_start(model_dir: Path | None, image: Path, runs: int = 6) -> list[dict]:
     exe = str(Path(sys.executable).with_name("melanoma"))
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}  # as a user's shell has it
     rows = []
     for engine in ("onnx", "torch"):
         cmd = [exe, "predict", str(image), "--engine", engine] + (["--model", str(model_dir)] if model_dir else [])
         walls = []
-        for i in range(6):
+        for i in range(runs):
             t = time.perf_counter()
             subprocess.run(cmd, env=env, check=True, capture_output=True)
             if i:  # the first run only warms the file cache
@@ -118,11 +118,13 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--data", type=Path, default=data_root() / "melanoma_cancer_dataset" / "test")
     ap.add_argument("--out", type=Path, default=REPO / "runs/speed")
+    ap.add_argument("--quick", action="store_true", help="one or two repeats of each: that it runs, not a measurement")
     args = ap.parse_args()
     image = next(iter(sorted((REPO / "samples").rglob("*.jpg"))))
     before = dynamic_padding_copy(args.model, Path(tempfile.mkdtemp()))
-    result = {"cpu_count": os.cpu_count(), "network": network_speed(args.model, before),
-              "cold_start": cold_start(args.model, image)}
+    result = {"cpu_count": os.cpu_count(), "quick": args.quick,
+              "network": network_speed(args.model, before, args.quick),
+              "cold_start": cold_start(args.model, image, 2 if args.quick else 6)}
     if args.data.is_dir():
         result["end_to_end"] = end_to_end(args.model, before, args.data)
     shutil.rmtree(before)

@@ -46,6 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     ap.add_argument("--split-file", type=Path, required=True)
+    ap.add_argument("--calibration-images", type=int, default=128, help="training images that set the ranges")
     ap.add_argument("--out", type=Path, default=Path("runs/int8"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -57,7 +58,7 @@ def main() -> None:
                          for s in samples])
 
     rng = np.random.default_rng(0)
-    calib = load([split["train"][i] for i in rng.choice(len(split["train"]), 128, replace=False)])
+    calib = load([split["train"][i] for i in rng.choice(len(split["train"]), args.calibration_images, replace=False)])
     quant_pre_process(str(args.model / "model.onnx"), str(args.out / "pre.onnx"))
     quantize_static(str(args.out / "pre.onnx"), str(args.out / "int8.onnx"), Batches(calib),
                     quant_format=QuantFormat.QDQ, per_channel=True,

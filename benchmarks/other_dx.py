@@ -87,7 +87,8 @@ def main() -> None:
         res = {"threshold": clf.threshold}
         for dx in ("bcc", "akiec"):
             paths = [args.ham / "images" / f"{r['image_id']}.jpg" for r in rows if r["dx"] == dx]
-            p = clf.predict_proba(paths)
+            # the verdict's probability (p(skin cancer) for a seven-class model), NaN where not assessed
+            p = np.array([r["p_malignant"] if r["status"] == "ok" else np.nan for r in clf.assess(paths)], float)
             ok = p[~np.isnan(p)]
             k = int((ok >= clf.threshold).sum())
             ci = binomtest(k, len(ok)).proportion_ci() if len(ok) else None

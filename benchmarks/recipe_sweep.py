@@ -68,13 +68,14 @@ def main() -> None:
     ap.add_argument("out_json")
     ap.add_argument("names", nargs="*", choices=[[], *CANDIDATES], metavar="NAME",
                     help=f"candidates to run (default: all of {', '.join(CANDIDATES)})")
+    ap.add_argument("--epochs", type=int, help="every candidate trains this many epochs (a check of the sweep itself)")
     args = ap.parse_args()
     split_csv, out_json, names = args.split_csv, args.out_json, args.names
     splits = read_split(split_csv)
     workers = min(12, max(1, (torch.multiprocessing.cpu_count() or 2) - 2))
     results = []
     for name in names or CANDIDATES:
-        cfg = replace(TrainConfig(), **CANDIDATES[name])
+        cfg = replace(TrainConfig(), **CANDIDATES[name], **({"epochs": args.epochs} if args.epochs else {}))
         results.append(run(name, cfg, splits, workers))
         print(json.dumps({k: results[-1][k] for k in ("name", "final_val_auc", "best_val_auc", "wall_s")}), flush=True)
         with open(out_json, "w") as f:

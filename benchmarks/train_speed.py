@@ -68,16 +68,20 @@ def main() -> None:
     ap.add_argument("--recipe", type=Path, default=REPO / "recipes" / "flagship.yaml")
     ap.add_argument("--data", type=Path, default=data_root() / "melanoma_cancer_dataset")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "speed")
+    ap.add_argument("--quick", action="store_true", help="the recipe's own setting only, batch 4, one step: that it "
+                    "runs, not a measurement")
     args = ap.parse_args()
     recipe = load_recipe(args.recipe)
-    rows = [{"part": "network", "arch": recipe.arch, "img_size": size, "freeze_blocks": freeze,
-             "images_per_s": round(network_images_per_s(recipe.arch, size, freeze), 1)}
-            for size in (recipe.img_size, 192) for freeze in (0, 2, 3)]
-    rows += [{"part": "network", "arch": arch, "img_size": size, "freeze_blocks": 0,
-              "images_per_s": round(network_images_per_s(arch, size, 0), 1)} for arch, size in LARGER]
+    batch, steps = (4, 1) if args.quick else (32, 6)
+    settings = [(recipe.arch, recipe.img_size, 0)] if args.quick else [
+        *((recipe.arch, size, freeze) for size in (recipe.img_size, 192) for freeze in (0, 2, 3)),
+        *((arch, size, 0) for arch, size in LARGER)]
+    rows = [{"part": "network", "arch": arch, "img_size": size, "freeze_blocks": freeze, "batch": batch,
+             "images_per_s": round(network_images_per_s(arch, size, freeze, batch, steps), 1)}
+            for arch, size, freeze in settings]
     if args.data.is_dir():
         rows.append({"part": "data (1 core)", "img_size": recipe.img_size,
-                     "images_per_s": round(data_images_per_s(args.data, recipe), 1)})
+                     "images_per_s": round(data_images_per_s(args.data, recipe, 8 if args.quick else 200), 1)})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "train_speed.json").write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))
     print("| part | arch | input px | frozen blocks | images/s |\n|---|---|---|---|---|")
