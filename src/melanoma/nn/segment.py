@@ -162,18 +162,15 @@ def split_masks(ham_root: str | Path, cfg: SegmentConfig) -> tuple[list, list]:
     return [samples[i] for i in tr], [samples[i] for i in va]
 
 
-def train_segmenter(ham_root: str | Path, out_dir: str | Path, cfg: SegmentConfig | None = None,
-                    limit: int | None = None) -> Path:
+def train_segmenter(ham_root: str | Path, out_dir: str | Path, cfg: SegmentConfig | None = None) -> Path:
     """Train on HAM10000's masks; writes ``out_dir/segmenter.onnx`` and ``out_dir/segmenter.json`` (the settings,
-    the split's sizes, the validation IoU by epoch). ``limit``: at most this many training images (tests)."""
+    the split's sizes, the validation IoU by epoch)."""
     cfg = cfg or SegmentConfig()
     L.seed_everything(cfg.seed, workers=True)
     train, val = split_masks(ham_root, cfg)
-    train = train[:limit] if limit else train
     loader = DataLoader(MaskDataset(train, cfg, True), cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
                         drop_last=len(train) > cfg.batch_size, persistent_workers=False)
-    val_loader = DataLoader(MaskDataset(val[:limit] if limit else val, cfg, False), cfg.batch_size,
-                            num_workers=cfg.num_workers)
+    val_loader = DataLoader(MaskDataset(val, cfg, False), cfg.batch_size, num_workers=cfg.num_workers)
     module = SegmenterModule(cfg, steps=cfg.epochs * len(loader))
     out_dir = Path(out_dir)
     trainer = L.Trainer(max_epochs=cfg.epochs, accelerator="cpu", default_root_dir=out_dir, logger=False,
@@ -184,7 +181,7 @@ def train_segmenter(ham_root: str | Path, out_dir: str | Path, cfg: SegmentConfi
         on_validation_epoch_end=lambda t, m: ious.append(round(float(t.callback_metrics["val_iou"]), 4))))
     trainer.fit(module, loader, val_loader)
     export_segmenter(module.net.eval(), cfg.size, out_dir / SEGMENTER_FILE)
-    record = {"settings": asdict(cfg), "data": str(ham_root), "n_train": len(train), "n_val": len(val_loader.dataset),
+    record = {"settings": asdict(cfg), "data": str(ham_root), "n_train": len(train), "n_val": len(val),
               "val_iou_by_epoch": ious}
     atomic_write_text(out_dir / "segmenter.json", json.dumps(record, indent=2) + "\n")
     return out_dir / SEGMENTER_FILE
