@@ -126,3 +126,11 @@ def test_the_card_carries_the_stress_suite_when_given():
     card = model_card(ModelConfig(arch="tf_efficientnet_lite0", training={}), stress=stress)
     assert card.index("## Pictures taken another way") < card.index("## Limitations")
     assert "## Pictures taken another way" not in model_card(ModelConfig(arch="tf_efficientnet_lite0", training={}))
+
+
+def test_card_says_a_model_crops_to_the_lesion_and_ships_its_segmenter():
+    assert "segmenter" not in card_for()
+    cropped = model_card(ModelConfig(lesion_crop={"size": 160, "margin": 0.25, "threshold": 0.5},
+                                     training={"sources": SOURCES}), {})
+    assert "a square of 1.5 times the lesion's longer side" in cropped and "`segmenter.onnx` (the lesion" in cropped
+    assert "crop to the lesion (`segmenter.onnx`)" in cropped  # timm's preprocessing alone would not

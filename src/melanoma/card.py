@@ -24,6 +24,14 @@ HUB_GITATTRIBUTES = "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n"
                             for pattern in ("*.onnx", "*.safetensors", "*.bin", "*.pt", "*.ckpt"))
 
 
+def crop_note(cfg: ModelConfig) -> str:
+    if not cfg.lesion_crop:
+        return ""
+    side = 1 + 2 * cfg.lesion_crop["margin"]
+    return (f"; first cropped around the lesion that `segmenter.onnx` finds, a square of {side:g} times the lesion's "
+            "longer side (`melanoma.lesion_crop`)")
+
+
 def downscale_note(cfg: ModelConfig) -> str:
     if cfg.downscale_to is None:
         return ""
@@ -35,7 +43,8 @@ def timm_caveat(cfg: ModelConfig) -> str:
     """What timm's own preprocessing (resize, normalise) leaves out of this model's."""
     missing = [*(["shades-of-grey colour constancy (`melanoma.imaging.shades_of_grey`)"]
                  if cfg.color_constancy else []),
-               *([f"the shrink to {cfg.downscale_to} px first"] if cfg.downscale_to else [])]
+               *([f"the shrink to {cfg.downscale_to} px first"] if cfg.downscale_to else []),
+               *(["crop to the lesion (`segmenter.onnx`)"] if cfg.lesion_crop else [])]
     if not missing:
         return "timm's preprocessing (resize, normalise) is all this model needs."
     return (f"timm's preprocessing resizes and normalises but does not apply this model's {' or '.join(missing)}: "
@@ -218,7 +227,7 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
              "package's gate (`ood.safetensors`)" + gate_note(cfg) + ".", "",
              "## Model", "",
              f"- Architecture: timm `{cfg.arch}`, input {cfg.img_size} x {cfg.img_size} RGB (whole image resized, "
-             f"bilinear{downscale_note(cfg)}), colour constancy: {cfg.color_constancy or 'none'}, "
+             f"bilinear{crop_note(cfg)}{downscale_note(cfg)}), colour constancy: {cfg.color_constancy or 'none'}, "
              f"normalised with mean {list(cfg.mean)}, "
              f"std {list(cfg.std)}; initial weights: {cfg.pretrained}",
              f"- Decision threshold {cfg.threshold:.4f}" + (" on p(skin cancer)" if cfg.diagnoses else "")
@@ -228,7 +237,8 @@ def model_card(cfg: ModelConfig, evaluations: dict[str, dict] | None = None, lim
              + ("`diagnosis_logits` and the calibrated `diagnosis_probabilities`" if cfg.diagnoses else "`logit`")
              + ", the "
              "gate's `gate_features` and the Grad-CAM map `cam`), `config.json`, `ood.safetensors`, "
-             "`SHA256SUMS` (checked at load)", ""]
+             + ("`segmenter.onnx` (the lesion segmenter), " if cfg.lesion_crop else "")
+             + "`SHA256SUMS` (checked at load)", ""]
     lines += ["## Training data", ""]
     if sources:
         lines += ["| source | trained on (melanomas) | validated on (melanomas) | left out: copies of held-out "
