@@ -7,7 +7,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from melanoma.config import ModelConfig, ModelError, write_checksums
-from melanoma.lesion_crop import CropSpec, LesionCropper, crop_box, lesion_box, load_cropper, segmenter_spec
+from melanoma.engines.onnx_engine import LesionCropper, load_cropper
+from melanoma.lesion_crop import CropSpec, crop_box, lesion_box, segmenter_spec
 
 from conftest import write_dark_segmenter
 

@@ -1,10 +1,12 @@
 """Lesion-centred framing: find the lesion with a small segmenter and crop the picture around it at a fixed margin,
 so a lesion photographed zoomed out reaches the classifier framed as the training archives frame one.
 
-A model folder that carries it holds ``segmenter.onnx`` (input ``image`` (N, 3, S, S), the whole picture resized
-and scaled as :func:`segmenter_input` does; output ``lesion_logits`` (N, 1, h, w), a coarse map) and a
-``lesion_crop`` entry in its config (:class:`CropSpec`). The segmenter is trained on HAM10000's lesion masks by
-:mod:`melanoma.nn.segment`; ``experiments/032-lesion-crop`` measured whether the crop helps.
+The geometry lives here; :class:`melanoma.engines.onnx_engine.LesionCropper` runs a folder's segmenter (an ONNX
+graph, under ONNX Runtime as the classifier's) and crops. A model folder that carries it holds ``segmenter.onnx``
+(input ``image`` (N, 3, S, S), the whole picture resized and scaled as :func:`segmenter_input` does; output
+``lesion_logits`` (N, 1, h, w), a coarse map) and a ``lesion_crop`` entry in its config (:class:`CropSpec`). The
+segmenter is trained on HAM10000's lesion masks by :mod:`melanoma.nn.segment`; ``experiments/032-lesion-crop``
+measured whether the crop helps.
 
 Hand-written with numpy and scipy: a bounding box of the largest connected region of one small map; no library
 turns a mask into a margin crop, and this path stays torch-free like the ONNX core it belongs to.
@@ -92,55 +94,3 @@ def crop_box(box: tuple[float, float, float, float], width: int, height: int,
         start = min(max((lo + hi) / 2 - side / 2, 0), extent - side)
         out.append((int(round(start)), int(round(start + side))))
     return out[0][0], out[1][0], out[0][1], out[1][1]
-
-
-class LesionCropper:
-    """A model folder's segmenter and crop: ``cropper(img)`` -> the lesion-centred picture (the picture itself when
-    no lesion is found). Its ONNX session opens on first use, so a cropper can be sent to data-loading processes."""
-
-    def __init__(self, path: str | Path, spec: CropSpec, threads: int | None = 1):
-        self.path, self.spec, self.threads = Path(path), spec, threads
-        self._session = None
-
-    def __getstate__(self):
-        return {**self.__dict__, "_session": None}
-
-    @property
-    def session(self):
-        if self._session is None:
-            import onnxruntime as ort
-
-            from .engines.onnx_engine import session_options
-
-            self._session = ort.InferenceSession(str(self.path), session_options(self.threads),
-                                                 providers=["CPUExecutionProvider"])
-        return self._session
-
-    def probs(self, img: Image.Image) -> np.ndarray:
-        """(h, w) lesion probabilities of the picture."""
-        logits = self.session.run(None, {"image": segmenter_input(img, self.spec.size)[None]})[0]
-        return 1 / (1 + np.exp(-logits[0, 0].astype(np.float64)))
-
-    def box(self, img: Image.Image) -> tuple[int, int, int, int] | None:
-        """The pixel crop for the picture, or None when the segmenter finds no lesion."""
-        found = lesion_box(self.probs(img), self.spec.threshold)
-        return None if found is None else crop_box(found, *img.size, self.spec.margin)
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        box = self.box(img)
-        return img if box is None or box == (0, 0, *img.size) else img.crop(box)
-
-
-def load_cropper(model_dir: Path, cfg) -> LesionCropper | None:
-    """The cropper a model folder's config asks for (its ``segmenter.onnx`` checksum verified), or None."""
-    from .config import ModelError, verify_checksums
-
-    if not cfg.lesion_crop:
-        return None
-    if not (model_dir / SEGMENTER_FILE).is_file():
-        raise ModelError(f"{model_dir}: config.json asks for a lesion crop but {SEGMENTER_FILE} is missing")
-    verify_checksums(model_dir, (SEGMENTER_FILE,))
-    try:
-        return LesionCropper(model_dir / SEGMENTER_FILE, CropSpec.from_dict(cfg.lesion_crop))
-    except (TypeError, ValueError) as e:
-        raise ModelError(f"{model_dir}/config.json: invalid lesion_crop: {e}") from e

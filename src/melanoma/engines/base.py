@@ -25,7 +25,6 @@ from ..framing import REASONS, reason
 from ..imaging import Sample, cap_shorter_side, open_rgb, shades_of_grey_levels
 from ..inputs import row as output_row
 from ..inputs import unreadable_reason
-from ..lesion_crop import LesionCropper
 from ..ood import OODDetector, is_flat
 
 # Big JPEGs decode at a power-of-two reduction (libjpeg's DCT scaling: several times faster), but only down
@@ -91,7 +90,7 @@ class BasePredictor:
 
     cfg: ModelConfig
     ood: OODDetector | None
-    cropper: LesionCropper | None = None  # lesion-centred framing, when the model folder carries a segmenter
+    cropper: Callable[[Image.Image], Image.Image] | None = None  # lesion-centred framing (onnx_engine.LesionCropper)
     prior_shift: float = 0.0  # log-odds added to every calibrated logit (see with_prevalence)
 
     def frame(self, img: Image.Image) -> Image.Image:

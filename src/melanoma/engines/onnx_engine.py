@@ -2,7 +2,8 @@
 
 ``melanoma predict``, evaluate, explain and the app run on it when the model folder holds ``model.onnx``: it
 starts in a fraction of a second (importing torch alone takes longer) and runs faster on a CPU than PyTorch eager.
-Grad-CAM comes from the graph's own ``cam`` output (:class:`OnnxExplainer`).
+Grad-CAM comes from the graph's own ``cam`` output (:class:`OnnxExplainer`). A folder's lesion segmenter runs here
+too (:class:`LesionCropper`, for both engines and for training on crops).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..config import DEFAULT_MODEL_DIR, ModelError, load_config
+from ..config import DEFAULT_MODEL_DIR, ModelError, load_config, verify_checksums
 from ..imaging import load_any
-from ..lesion_crop import load_cropper
+from ..lesion_crop import SEGMENTER_FILE, CropSpec, crop_box, lesion_box, segmenter_input
 from ..ood import OODDetector
 from .base import BaseExplainer, BasePredictor, dihedral, draft_size, heatmap_from_cam, preprocess
 
@@ -128,3 +129,51 @@ class OnnxExplainer(BaseExplainer):
         logits, feats, cam = self.predictor.forward(x, cam=True)
         result = self.predictor.results_from_outputs(x, logits, feats)[0]
         return result, heatmap_from_cam(cam[0], self.predictor.cfg.img_size)
+
+
+class LesionCropper:
+    """A model folder's segmenter and crop: ``cropper(img)`` -> the lesion-centred picture (the picture itself when
+    no lesion is found). Its ONNX session opens on first use, so a cropper can be sent to data-loading processes."""
+
+    def __init__(self, path: str | Path, spec: CropSpec, threads: int | None = 1):
+        self.path, self.spec, self.threads = Path(path), spec, threads
+        self._session = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_session": None}
+
+    @property
+    def session(self):
+        if self._session is None:
+            import onnxruntime as ort
+
+            self._session = ort.InferenceSession(str(self.path), session_options(self.threads),
+                                                 providers=["CPUExecutionProvider"])
+        return self._session
+
+    def probs(self, img: Image.Image) -> np.ndarray:
+        """(h, w) lesion probabilities of the picture."""
+        logits = self.session.run(None, {"image": segmenter_input(img, self.spec.size)[None]})[0]
+        return 1 / (1 + np.exp(-logits[0, 0].astype(np.float64)))
+
+    def box(self, img: Image.Image) -> tuple[int, int, int, int] | None:
+        """The pixel crop for the picture, or None when the segmenter finds no lesion."""
+        found = lesion_box(self.probs(img), self.spec.threshold)
+        return None if found is None else crop_box(found, *img.size, self.spec.margin)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        box = self.box(img)
+        return img if box is None or box == (0, 0, *img.size) else img.crop(box)
+
+
+def load_cropper(model_dir: Path, cfg) -> LesionCropper | None:
+    """The cropper a model folder's config asks for (its ``segmenter.onnx`` checksum verified), or None."""
+    if not cfg.lesion_crop:
+        return None
+    if not (model_dir / SEGMENTER_FILE).is_file():
+        raise ModelError(f"{model_dir}: config.json asks for a lesion crop but {SEGMENTER_FILE} is missing")
+    verify_checksums(model_dir, (SEGMENTER_FILE,))
+    try:
+        return LesionCropper(model_dir / SEGMENTER_FILE, CropSpec.from_dict(cfg.lesion_crop))
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"{model_dir}/config.json: invalid lesion_crop: {e}") from e

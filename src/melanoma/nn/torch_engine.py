@@ -17,8 +17,8 @@ from ..backbones import backbone
 from ..config import DEFAULT_MODEL_DIR
 from ..diagnoses import IS_CANCER
 from ..engines.base import BaseExplainer, BasePredictor, draft_size
+from ..engines.onnx_engine import load_cropper
 from ..imaging import Sample
-from ..lesion_crop import load_cropper
 from ..ood import GATE_BLOCKS, OODDetector, stage_columns
 from .data import build_transform, make_loader
 from .models import load_model_folder

@@ -20,7 +20,8 @@ from ..config import ModelConfig, atomic_write_text, sha256_file, write_checksum
 from ..datasets import discover, make_train_val, write_split
 from ..diagnoses import DIAGNOSES, IS_CANCER, allowed_matrix, class_counts, source_log_priors
 from ..engines import ONNX_FILE
-from ..lesion_crop import LesionCropper, segmenter_spec
+from ..engines.onnx_engine import LesionCropper
+from ..lesion_crop import segmenter_spec
 from ..negatives import picture_sources
 from ..recipe import TrainConfig, beside, validate
 from ..sources import balanced_by_source, source_class_weights, source_log_odds
