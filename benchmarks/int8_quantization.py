@@ -68,9 +68,11 @@ def main() -> None:
 
     val = split["val"]
     x = load(val)
+    out = "diagnosis_logits" if predictor.cfg.diagnoses else "logit"  # a seven-class graph's, or the one logit
+    shape = (-1, len(predictor.cfg.diagnoses)) if predictor.cfg.diagnoses else (-1,)
     y = np.array([s.label for s in val])
     probs = {name: predictor.proba_from_logits(np.concatenate(
-        [s.run(["logit"], {"image": x[i:i + 32]})[0].reshape(-1) for i in range(0, len(x), 32)]))
+        [s.run([out], {"image": x[i:i + 32]})[0].reshape(shape) for i in range(0, len(x), 32)]))
         for name, s in graphs.items()}
     diff = np.abs(probs["fp32"] - probs["int8"])
     t = predictor.cfg.threshold
@@ -78,11 +80,11 @@ def main() -> None:
     for _ in range(2):  # alternated, so both see the same machine
         for name, s in graphs.items():
             for _ in range(3):
-                s.run(["logit"], {"image": x[:32]})
+                s.run([out], {"image": x[:32]})
             times = []
             for _ in range(8):
                 start = time.perf_counter()
-                s.run(["logit"], {"image": x[:32]})
+                s.run([out], {"image": x[:32]})
                 times.append(time.perf_counter() - start)
             speed[name].append(round(32 / statistics.median(times), 1))
     result = {"model": str(args.model), "validation_n": len(y), "calibration_images": len(calib),

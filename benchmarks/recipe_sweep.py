@@ -75,7 +75,7 @@ def main() -> None:
     workers = min(12, max(1, (torch.multiprocessing.cpu_count() or 2) - 2))
     results = []
     for name in names or CANDIDATES:
-        cfg = replace(TrainConfig(), **CANDIDATES[name], **({"epochs": args.epochs} if args.epochs else {}))
+        cfg = replace(TrainConfig(), **{**CANDIDATES[name], **({"epochs": args.epochs} if args.epochs else {})})
         results.append(run(name, cfg, splits, workers))
         print(json.dumps({k: results[-1][k] for k in ("name", "final_val_auc", "best_val_auc", "wall_s")}), flush=True)
         with open(out_json, "w") as f:
