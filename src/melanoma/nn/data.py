@@ -92,9 +92,10 @@ def build_transform(img_size: int, mean, std, aug: AugConfig | None = None,
     torch-free path (:func:`melanoma.engines.base.preprocess`) reproduces these pixels exactly. With ``aug`` the
     random training augmentation is applied after that (a site view, ``aug.site_views``, before the resize).
     ``downscale_to``: first shrink the image until its shorter side is at most that many pixels
-    (:func:`melanoma.imaging.cap_shorter_side`). ``crop`` (training; a :class:`melanoma.lesion_crop.LesionCropper`):
-    the picture cropped around its lesion after its site view and before the cap, as a predictor frames a decoded
-    picture before its pixels (:meth:`melanoma.engines.base.BasePredictor.frame`).
+    (:func:`melanoma.imaging.cap_shorter_side`). ``crop`` (training; an
+    :class:`melanoma.engines.onnx_engine.LesionCropper`): the picture cropped around its lesion after its site view
+    and before the cap, as a predictor frames a decoded picture before its pixels
+    (:meth:`melanoma.engines.base.BasePredictor.frame`).
     """
     cap = [] if downscale_to is None else [v2.Lambda(partial(cap_shorter_side, px=downscale_to), Image.Image)]
     steps: list = list(cap) if crop is None else []  # a crop needs the picture's own pixels
