@@ -204,7 +204,7 @@ def segmenter(
         path = train_segmenter(data, out_dir, SegmentConfig(epochs=epochs, size=size, seed=seed))
     except (DatasetError, ModelError, FileNotFoundError) as e:
         fail(str(e))
-    out.print_json(json.dumps(json.loads(path.with_name("segmenter.json").read_text())))
+    out.print_json(path.with_name("segmenter.json").read_text())
 
 
 @app.command("crop-to-lesion")

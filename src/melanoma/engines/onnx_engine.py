@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..calibrate import sigmoid
 from ..config import DEFAULT_MODEL_DIR, ModelError, load_config, verify_checksums
 from ..imaging import load_any
 from ..lesion_crop import SEGMENTER_FILE, CropSpec, crop_box, lesion_box, segmenter_input
@@ -154,7 +155,7 @@ class LesionCropper:
     def probs(self, img: Image.Image) -> np.ndarray:
         """(h, w) lesion probabilities of the picture."""
         logits = self.session.run(None, {"image": segmenter_input(img, self.spec.size)[None]})[0]
-        return 1 / (1 + np.exp(-logits[0, 0].astype(np.float64)))
+        return sigmoid(logits[0, 0].astype(np.float64))
 
     def box(self, img: Image.Image) -> tuple[int, int, int, int] | None:
         """The pixel crop for the picture, or None when the segmenter finds no lesion."""

@@ -98,12 +98,14 @@ def build_transform(img_size: int, mean, std, aug: AugConfig | None = None,
     (:meth:`melanoma.engines.base.BasePredictor.frame`).
     """
     cap = [] if downscale_to is None else [v2.Lambda(partial(cap_shorter_side, px=downscale_to), Image.Image)]
-    steps: list = list(cap) if crop is None else []  # a crop needs the picture's own pixels
-    if aug is not None and aug.site_views > 0:  # on the capped picture (cheaper), capped again: a zoom-out is larger
-        steps += [RandomSiteView(aug.site_views, aug.site_families, max_side=2 * img_size)]
+    site = aug is not None and aug.site_views > 0
+    # a site view works on the capped picture (cheaper), a crop on the picture's own pixels; either is capped after
+    steps: list = [] if crop is not None else list(cap)
+    if site:
+        steps.append(RandomSiteView(aug.site_views, aug.site_families, max_side=2 * img_size))
     if crop is not None:
         steps.append(v2.Lambda(crop, Image.Image))
-    if crop is not None or (aug is not None and aug.site_views > 0):
+    if site or crop is not None:
         steps += cap
     steps += [v2.Resize((img_size, img_size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True)]
     cc = color_constancy_step(color_constancy)

@@ -133,10 +133,10 @@ class SegmenterModule(L.LightningModule):
 
     def validation_step(self, batch, _):
         x, y = batch
-        logits = self.net(x.contiguous(memory_format=torch.channels_last))
-        hard = ((torch.sigmoid(logits) >= 0.5) & (y >= 0.5)).sum((1, 2, 3)) / (
-            ((torch.sigmoid(logits) >= 0.5) | (y >= 0.5)).sum((1, 2, 3)).clamp(min=1))
-        self.log("val_iou", hard.mean(), prog_bar=True)
+        found = self.net(x.contiguous(memory_format=torch.channels_last)) >= 0  # p >= 0.5
+        truth = y >= 0.5
+        iou = (found & truth).sum((1, 2, 3)) / (found | truth).sum((1, 2, 3)).clamp(min=1)
+        self.log("val_iou", iou.mean(), prog_bar=True)
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.cfg.lr, weight_decay=1e-4)
@@ -173,12 +173,12 @@ def train_segmenter(ham_root: str | Path, out_dir: str | Path, cfg: SegmentConfi
     val_loader = DataLoader(MaskDataset(val, cfg, False), cfg.batch_size, num_workers=cfg.num_workers)
     module = SegmenterModule(cfg, steps=cfg.epochs * len(loader))
     out_dir = Path(out_dir)
+    ious: list[float] = []
+    by_epoch = L.pytorch.callbacks.LambdaCallback(
+        on_validation_epoch_end=lambda t, m: ious.append(round(float(t.callback_metrics["val_iou"]), 4)))
     trainer = L.Trainer(max_epochs=cfg.epochs, accelerator="cpu", default_root_dir=out_dir, logger=False,
-                        enable_checkpointing=False, callbacks=[_Epochs()], enable_progress_bar=False,
+                        enable_checkpointing=False, callbacks=[_Epochs(), by_epoch], enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0)
-    ious = []
-    trainer.callbacks.append(L.pytorch.callbacks.LambdaCallback(
-        on_validation_epoch_end=lambda t, m: ious.append(round(float(t.callback_metrics["val_iou"]), 4))))
     trainer.fit(module, loader, val_loader)
     export_segmenter(module.net.eval(), cfg.size, out_dir / SEGMENTER_FILE)
     record = {"settings": asdict(cfg), "data": str(ham_root), "n_train": len(train), "n_val": len(val),
