@@ -145,7 +145,7 @@ def test_big_jpegs_decode_at_no_less_than_twice_the_model_input(tmp_path: Path):
     # and the predictor decodes through it: the same pixels as decoding at that size by hand
     predictor = OnnxPredictor(use_ood=False)
     by_hand = preprocess(open_rgb(path, draft_size=2 * predictor.cfg.img_size), predictor.cfg)
-    np.testing.assert_array_equal(predictor._load(Sample(path, 0)), by_hand)
+    np.testing.assert_array_equal(predictor._load(Sample(path, 0))[0], by_hand)
 
 
 def test_a_refused_picture_says_why_in_words_the_user_can_act_on(tmp_path: Path):

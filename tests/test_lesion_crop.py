@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 
 from melanoma.config import ModelConfig, ModelError, write_checksums
 from melanoma.engines.onnx_engine import LesionCropper, load_cropper
-from melanoma.lesion_crop import CropSpec, crop_box, lesion_box, segmenter_spec
+from melanoma.lesion_crop import EVIDENCE, CropSpec, crop_box, lesion_box, lesion_evidence, segmenter_spec
 
 from conftest import write_dark_segmenter
 
@@ -25,6 +25,20 @@ def test_the_box_is_the_largest_region_by_mass_and_a_speck_does_not_move_it():
     prob[18, 1] = 0.99  # a hair tip
     assert lesion_box(prob) == (8 / 20, 5 / 20, 14 / 20, 11 / 20)
     assert lesion_box(np.full((20, 20), 0.2)) is None  # nothing found: no box
+
+
+def test_the_evidence_says_one_confident_region_holds_the_map():
+    one = np.full((20, 20), 0.01)
+    one[5:11, 8:14] = 0.95
+    two = np.full((20, 20), 0.01)
+    two[2:6, 2:6] = two[12:16, 12:16] = 0.7  # two weak patches, as a photograph's dark areas light
+    e_one, e_two, e_none = (dict(zip(EVIDENCE, lesion_evidence(p))) for p in (one, two, np.full((20, 20), 0.2)))
+    assert e_one["one_region"] > 0.9 and e_one["region_mean"] == pytest.approx(0.95)
+    assert e_one["regions"] == pytest.approx(np.log(2)) and e_two["regions"] == pytest.approx(np.log(3))
+    assert e_two["one_region"] < 0.5 and e_two["peak"] < e_one["peak"]
+    assert e_none["one_region"] == e_none["region_mean"] == e_none["regions"] == 0  # nothing found
+    assert e_none["peak"] == pytest.approx(np.log(0.2 / 0.8), abs=1e-6)
+    assert lesion_evidence(np.ones((4, 4)))[2] == 8.0  # a certain map's log-odds, clipped
 
 
 def test_the_crop_is_a_square_around_the_lesion_moved_inside_the_picture():

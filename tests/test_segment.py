@@ -76,8 +76,9 @@ def test_a_model_folder_given_a_crop_frames_every_picture_before_judging_it(tiny
     ImageDraw.Draw(wide).ellipse([200, 100, 260, 160], fill=(80, 50, 40))
     wide.save(tmp_path / "wide.png")
     predictor = TorchPredictor(tiny_model_dir, use_ood=False)
-    framed = predictor.frame(wide)
+    framed, evidence = predictor.frame(wide)
     assert framed.size[0] < 200
+    assert evidence[0] > 0.9 and evidence[3] == pytest.approx(np.log(2))  # one region holds the map
     framed.save(tmp_path / "framed.png")
     plain = TorchPredictor(tiny_model_dir, use_ood=False)
     plain.cropper = None  # the same network without the crop, shown the picture already framed
@@ -89,6 +90,44 @@ def test_a_model_folder_given_a_crop_frames_every_picture_before_judging_it(tiny
     assert overlay is not None
     bad = CliRunner().invoke(app, ["crop-to-lesion", str(tiny_model_dir), str(tmp_path / "none.onnx")])
     assert bad.exit_code == 3 and "no segmenter" in bad.output
+
+
+def test_a_cropping_models_gate_features_end_with_the_segmenters_evidence(tmp_path: Path):
+    import shutil
+
+    from melanoma.config import DEFAULT_MODEL_DIR, write_checksums
+    from melanoma.engines.onnx_engine import OnnxPredictor
+    from melanoma.imaging import Sample
+    from melanoma.lesion_crop import SEGMENTER_FILE
+    from melanoma.nn.torch_engine import TorchPredictor
+    from melanoma.ood import OODDetector
+
+    folder = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, folder)
+    shutil.copy(write_dark_segmenter(tmp_path / "seg"), folder / SEGMENTER_FILE)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "lesion_crop": {"size": 64, "margin": 0.25}}))
+    write_checksums(folder)
+    wide = Image.new("RGB", (400, 300), (205, 160, 140))
+    ImageDraw.Draw(wide).ellipse([200, 100, 260, 160], fill=(80, 50, 40))
+    wide.save(tmp_path / "wide.png")
+    cropping, plain = OnnxPredictor(folder), OnnxPredictor(DEFAULT_MODEL_DIR)
+    framed, evidence = cropping.frame(wide)
+    framed.save(tmp_path / "framed.png")
+    assert cropping.evidence_width == len(evidence) and plain.evidence_width == 0
+    [r] = cropping.run([Sample(tmp_path / "wide.png", 0)])
+    [p] = plain.run([Sample(tmp_path / "framed.png", 0)])
+    # what a gate is fitted on: the network's features of the framed picture, then the evidence
+    np.testing.assert_allclose(r["features"], np.r_[p["features"], evidence], rtol=1e-5, atol=1e-6)
+    other = TorchPredictor(folder).features([Sample(tmp_path / "wide.png", 0)])[0]  # through its data loader
+    np.testing.assert_allclose(other, r["features"], rtol=1e-3, atol=1e-4)
+    # the bundled gate was fitted without evidence: it scores the framed picture as the plain folder does
+    assert cropping.ood.evidence == 0 and r["ood_score"] == pytest.approx(p["ood_score"], rel=1e-5)
+    # one fitted with it reads it in its head (the distance never does)
+    fit = np.r_[r["features"]][None] + np.random.default_rng(0).normal(0, 0.1, (40, len(r["features"])))
+    seeing = OODDetector.fit(fit, evidence=len(evidence))
+    assert seeing.distance(r["features"][None])[0] == pytest.approx(
+        OODDetector.fit(fit[:, :-len(evidence)]).distance(p["features"][None])[0], rel=1e-4)
 
 
 def test_a_recipe_with_a_segmenter_trains_on_crops_and_ships_the_crop(tmp_path: Path):

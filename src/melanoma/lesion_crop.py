@@ -64,19 +64,44 @@ def segmenter_input(img: Image.Image, size: int) -> np.ndarray:
     return np.moveaxis((rgb - MEAN) / STD, -1, 0)
 
 
+EVIDENCE = ("one_region", "region_mean", "peak", "regions")  # lesion_evidence's columns, in order
+PEAK_CLIP = 8.0  # |log-odds| past which a map cell's peak says nothing more
+
+
+def _regions(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The connected regions of cells at or above ``threshold`` (a label map, 1..n) and each one's summed
+    probability."""
+    from scipy import ndimage
+
+    regions, n = ndimage.label(prob >= threshold)
+    return regions, np.asarray(ndimage.sum(prob, regions, index=np.arange(1, n + 1)), np.float64).reshape(n)
+
+
 def lesion_box(prob: np.ndarray, threshold: float = 0.5) -> tuple[float, float, float, float] | None:
     """(h, w) lesion probabilities -> the largest connected lesion region's box (left, top, right, bottom) as
     fractions of the map's width and height; None when no cell reaches ``threshold``. Largest by summed
     probability: a hair or a ruler tick that lights a cell does not move the box."""
-    from scipy import ndimage
-
-    regions, n = ndimage.label(prob >= threshold)
-    if n == 0:
+    regions, mass = _regions(prob, threshold)
+    if not len(mass):
         return None
-    mass = ndimage.sum(prob, regions, index=np.arange(1, n + 1))
     ys, xs = np.nonzero(regions == 1 + int(np.argmax(mass)))
     h, w = prob.shape
     return xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h
+
+
+def lesion_evidence(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """(h, w) lesion probabilities -> how much the map looks like one lesion (:data:`EVIDENCE`, float32): the
+    share of the map's probability in its largest region, the mean probability inside that region, the log-odds
+    of the map's peak (clipped at :data:`PEAK_CLIP`) and log(1 + the number of regions). A lesion lights one
+    confident blob; a photograph's dark patches light several weak ones, or none (the gate reads these beside the
+    network's features: ``ood.OODDetector``'s ``evidence``; experiments/033-lesion-evidence)."""
+    regions, mass = _regions(prob, threshold)
+    peak = float(np.clip(np.log(prob.max() + 1e-12) - np.log1p(-prob.max() + 1e-12), -PEAK_CLIP, PEAK_CLIP))
+    if not len(mass):
+        return np.array([0.0, 0.0, peak, 0.0], np.float32)
+    largest = regions == 1 + int(np.argmax(mass))
+    return np.array([mass.max() / max(float(prob.sum()), 1e-12), prob[largest].mean(), peak, np.log1p(len(mass))],
+                    np.float32)
 
 
 def crop_box(box: tuple[float, float, float, float], width: int, height: int,

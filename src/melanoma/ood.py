@@ -50,27 +50,34 @@ class OODDetector:
     (standardised by ``head["mean"]``, ``head["scale"]``) and the log distance, ``head["weights"]`` with the bias
     last. With it the score is the larger of the two parts, each past its own validation threshold
     (``head["norms"]``): log(distance / norm) and logit - norm, so a picture is refused when it is far from every
-    lesion the gate saw, or near them and still more like the non-lesions."""
+    lesion the gate saw, or near them and still more like the non-lesions.
+
+    ``evidence``: how many of the last feature columns are not the network's but a lesion segmenter's evidence of one
+    lesion in the picture (a cropping model's, :func:`melanoma.lesion_crop.lesion_evidence`): the head reads them,
+    the distance does not (experiments/033-lesion-evidence)."""
 
     def __init__(self, mean: np.ndarray, components: np.ndarray, variances: np.ndarray, residual_scale: float,
                  threshold: float, scale: np.ndarray | None = None, columns: np.ndarray | None = None,
-                 head: dict[str, np.ndarray] | None = None):
+                 head: dict[str, np.ndarray] | None = None, evidence: int = 0):
         self.mean, self.components, self.variances = mean, components, variances
         self.scale = np.ones_like(mean) if scale is None else scale  # per-dimension std of the fit features
         self.residual_scale, self.threshold, self.columns = residual_scale, threshold, columns
-        self.head = head
+        self.head, self.evidence = head, evidence
 
     @classmethod
-    def fit(cls, features: np.ndarray, k: int = 64, columns: np.ndarray | None = None) -> OODDetector:
+    def fit(cls, features: np.ndarray, k: int = 64, columns: np.ndarray | None = None,
+            evidence: int = 0) -> OODDetector:
         from sklearn.decomposition import PCA
 
+        features = np.asarray(features)[:, : np.shape(features)[1] - evidence]
         features = features if columns is None else features[:, columns]
         scale = features.std(axis=0) + 1e-6
         features = features / scale
         k = min(k, len(features) - 1, features.shape[1])
         pca = PCA(n_components=k, random_state=0).fit(features)
         det = cls(pca.mean_.astype(np.float32), pca.components_.astype(np.float32),
-                  pca.explained_variance_.astype(np.float32), 1.0, float("inf"), scale.astype(np.float32), columns)
+                  pca.explained_variance_.astype(np.float32), 1.0, float("inf"), scale.astype(np.float32), columns,
+                  evidence=evidence)
         det.residual_scale = float(np.mean(det._parts(features)[1])) or 1.0
         return det
 
@@ -83,7 +90,7 @@ class OODDetector:
 
     def distance(self, f: np.ndarray) -> np.ndarray:
         """The feature-space distance from the fit lesions (the whole score of a gate without a head)."""
-        f = np.asarray(f, np.float32)
+        f = np.asarray(f, np.float32)[:, : np.shape(f)[1] - self.evidence]  # the network's features only
         inside, residual = self._parts((f if self.columns is None else f[:, self.columns]) / self.scale)
         return inside + residual / self.residual_scale
 
@@ -132,6 +139,8 @@ class OODDetector:
                  "threshold": np.array([self.threshold], np.float32)}
         if self.columns is not None:
             data["columns"] = np.asarray(self.columns, np.int64)
+        if self.evidence:
+            data["evidence"] = np.array([self.evidence], np.int64)
         data |= {f"head_{k}": np.ascontiguousarray(v, np.float32) for k, v in (self.head or {}).items()}
         atomic_write_bytes(model_dir / OOD_FILE, save(data))
         write_checksums(model_dir)
@@ -146,7 +155,8 @@ class OODDetector:
         d = load_file(path)
         return cls(d["mean"], d["components"], d["variances"], float(d["residual_scale"][0]),
                    float(d["threshold"][0]), d.get("scale"), d.get("columns"),
-                   {k.removeprefix("head_"): v for k, v in d.items() if k.startswith("head_")} or None)
+                   {k.removeprefix("head_"): v for k, v in d.items() if k.startswith("head_")} or None,
+                   int(d["evidence"][0]) if "evidence" in d else 0)
 
 
 def stage_columns(widths, blocks) -> np.ndarray | None:
@@ -222,13 +232,15 @@ def is_flat(x, mean, std) -> np.ndarray:
 
 
 def fit_gate(fit_features: np.ndarray, val_features: np.ndarray, val_sources, columns: np.ndarray | None = None,
-             quantile: float = 0.995, negative_features: np.ndarray | None = None, c: float = HEAD_C) -> OODDetector:
+             quantile: float = 0.995, negative_features: np.ndarray | None = None, c: float = HEAD_C,
+             evidence: int = 0) -> OODDetector:
     """The gate, fitted: the detector on ``fit_features`` (training images and their views), with
     ``negative_features`` (non-lesion pictures) also its lesion / non-lesion head, its threshold by
     :func:`gate_threshold` on the validation images' scores (``val_sources`` groups them: a gate with a head is
-    also held to its validation images' site views, each kind a group). What ``train``, ``calibrate --gate`` and
+    also held to its validation images' site views, each kind a group). ``evidence``: how many last columns of
+    every feature array are a segmenter's evidence (:class:`OODDetector`). What ``train``, ``calibrate --gate`` and
     ``benchmarks/gate_sources.py`` all call."""
-    det = OODDetector.fit(np.asarray(fit_features), columns=columns)
+    det = OODDetector.fit(np.asarray(fit_features), columns=columns, evidence=evidence)
     if negative_features is not None and len(negative_features):
         det.fit_head(fit_features, negative_features, val_features, val_sources, c, quantile)
     det.threshold = gate_threshold(det.score(np.asarray(val_features)), val_sources, quantile)

@@ -13,6 +13,7 @@ import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -25,7 +26,11 @@ from ..framing import REASONS, reason
 from ..imaging import Sample, cap_shorter_side, open_rgb, shades_of_grey_levels
 from ..inputs import row as output_row
 from ..inputs import unreadable_reason
+from ..lesion_crop import EVIDENCE
 from ..ood import OODDetector, is_flat
+
+if TYPE_CHECKING:
+    from .onnx_engine import LesionCropper
 
 # Big JPEGs decode at a power-of-two reduction (libjpeg's DCT scaling: several times faster), but only down
 # to twice the model's input, not to the input itself: decoding straight to the input size moves p(malignant)
@@ -90,13 +95,15 @@ class BasePredictor:
 
     cfg: ModelConfig
     ood: OODDetector | None
-    cropper: Callable[[Image.Image], Image.Image] | None = None  # lesion-centred framing (onnx_engine.LesionCropper)
+    cropper: LesionCropper | None = None  # lesion-centred framing (onnx_engine.LesionCropper)
     prior_shift: float = 0.0  # log-odds added to every calibrated logit (see with_prevalence)
 
-    def frame(self, img: Image.Image) -> Image.Image:
+    def frame(self, img: Image.Image) -> tuple[Image.Image, np.ndarray | None]:
         """The picture as this model looks at it: cropped around the lesion when the folder says so
-        (:mod:`melanoma.lesion_crop`), else as it is. Every engine frames a decoded picture before its pixels."""
-        return img if self.cropper is None else self.cropper(img)
+        (:mod:`melanoma.lesion_crop`), else as it is; and the segmenter's evidence of a lesion
+        (:func:`~melanoma.lesion_crop.lesion_evidence`; None without a segmenter). Every engine frames a decoded
+        picture before its pixels."""
+        return (img, None) if self.cropper is None else self.cropper.frame(img)
 
     def run(self, samples: list, on_batch: Callable[[int], None] | None = None) -> list[dict | None]:
         raise NotImplementedError
@@ -141,6 +148,11 @@ class BasePredictor:
         if not self.prior_shift:
             return self.cfg.threshold
         return float(sigmoid(log_odds(self.cfg.threshold) + self.prior_shift))
+
+    @property
+    def evidence_width(self) -> int:
+        """How many columns of segmenter evidence end this model's gate features (:meth:`frame`; 0 without)."""
+        return 0 if self.cropper is None else len(EVIDENCE)
 
     def is_out_of_distribution(self, r: dict) -> bool:
         return r["flat"] or (self.ood is not None and r["ood_score"] > self.ood.threshold)
@@ -189,10 +201,16 @@ class BasePredictor:
                            p_skin_cancer=round(prob, 6), diagnoses=differential(probs))
         return row
 
-    def results_from_outputs(self, x: np.ndarray, logits: np.ndarray, feats: np.ndarray | None) -> list[dict]:
-        """:meth:`run` results for a batch ``x`` (N, 3, S, S) and its network outputs."""
+    def results_from_outputs(self, x: np.ndarray, logits: np.ndarray, feats: np.ndarray | None,
+                             evidence: np.ndarray | None = None) -> list[dict]:
+        """:meth:`run` results for a batch ``x`` (N, 3, S, S) and its network outputs; ``evidence`` (N, E): the
+        segmenter's (:meth:`frame`), which a cropping model's gate features end with."""
         flat = is_flat(x, self.cfg.mean, self.cfg.std)
-        scores = self.ood.score(feats) if self.ood is not None and feats is not None else [None] * len(x)
+        net = feats
+        if feats is not None and evidence is not None:  # what a gate fitted with evidence reads (and is fitted on)
+            feats = np.concatenate([feats, np.asarray(evidence, feats.dtype).reshape(len(x), -1)], axis=1)
+        gate_in = feats if self.ood is None or self.ood.evidence else net
+        scores = self.ood.score(gate_in) if self.ood is not None and feats is not None else [None] * len(x)
         results = [{"logit": np.array(logits[k], np.float64) if np.ndim(logits) == 2 else float(logits[k]),
                     "flat": bool(flat[k]),
                     "ood_score": None if scores[k] is None else float(scores[k]),
@@ -231,15 +249,16 @@ class BaseExplainer:
     def __init__(self, predictor):
         self.predictor = predictor
 
-    def explain(self, img: Image.Image) -> tuple[dict, np.ndarray]:
-        """RGB image, already framed -> the predictor's run result for it and its (S, S) heatmap in [0, 1]."""
+    def explain(self, img: Image.Image, evidence: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+        """RGB image, already framed (``evidence``: the framing's, :meth:`BasePredictor.frame`) -> the predictor's
+        run result for it and its (S, S) heatmap in [0, 1]."""
         raise NotImplementedError
 
     def framed(self, img: Image.Image) -> tuple[Image.Image, dict, np.ndarray]:
         """The picture as the model frames it (:meth:`BasePredictor.frame`), its run result and heatmap: the
         overlay is drawn on the framed picture, the one the heatmap is of."""
-        img = self.predictor.frame(img)
-        return img, *self.explain(img)
+        img, evidence = self.predictor.frame(img)
+        return img, *self.explain(img, evidence)
 
     def heatmap(self, img: Image.Image) -> np.ndarray:
         return self.framed(img)[2]

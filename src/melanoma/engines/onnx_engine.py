@@ -19,7 +19,7 @@ from PIL import Image
 from ..calibrate import sigmoid
 from ..config import DEFAULT_MODEL_DIR, ModelError, load_config, verify_checksums
 from ..imaging import load_any
-from ..lesion_crop import SEGMENTER_FILE, CropSpec, crop_box, lesion_box, segmenter_input
+from ..lesion_crop import SEGMENTER_FILE, CropSpec, crop_box, lesion_box, lesion_evidence, segmenter_input
 from ..ood import OODDetector
 from .base import BaseExplainer, BasePredictor, dihedral, draft_size, heatmap_from_cam, preprocess
 
@@ -86,30 +86,32 @@ class OnnxPredictor(BasePredictor):
         feats = outs[0].get("gate_features")  # the gate (and the heatmap) judge the image as given
         return (logits, feats, outs[0]["cam"]) if cam else (logits, feats)
 
-    def _load(self, sample) -> np.ndarray | None:
+    def _load(self, sample) -> tuple[np.ndarray, np.ndarray | None] | None:
         try:
-            return preprocess(self.frame(load_any(sample, draft_size=draft_size(self.cfg))), self.cfg)
+            img, evidence = self.frame(load_any(sample, draft_size=draft_size(self.cfg)))
+            return preprocess(img, self.cfg), evidence
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             warnings.warn(f"skipping unreadable image {sample.path}: {e}", stacklevel=1)
             return None
 
-    def _batches(self, samples: list) -> Iterator[tuple[list[int], np.ndarray]]:
+    def _batches(self, samples: list) -> Iterator[tuple[list[int], np.ndarray, np.ndarray | None]]:
         with ThreadPoolExecutor(max_workers=self.decoders) as pool:
-            arrays = pool.map(self._load, samples)  # lazy and in order: decoding runs ahead
+            loaded = pool.map(self._load, samples)  # lazy and in order: decoding runs ahead
             idx, batch = [], []
-            for i, a in enumerate(arrays):
+            for i, a in enumerate(loaded):
                 if a is not None:
                     idx.append(i)
                     batch.append(a)
                 if len(batch) == self.batch_size or (i == len(samples) - 1 and batch):
-                    yield idx, np.stack(batch)
+                    x, evidence = zip(*batch)
+                    yield idx, np.stack(x), None if evidence[0] is None else np.stack(evidence)
                     idx, batch = [], []
 
     def run(self, samples: list, on_batch: Callable[[int], None] | None = None) -> list[dict | None]:
         out: list[dict | None] = [None] * len(samples)
-        for idx, x in self._batches(samples):
+        for idx, x, evidence in self._batches(samples):
             logits, feats = self.forward(x)
-            for i, r in zip(idx, self.results_from_outputs(x, logits, feats)):
+            for i, r in zip(idx, self.results_from_outputs(x, logits, feats, evidence)):
                 out[i] = r
             if on_batch:
                 on_batch(len(idx))
@@ -125,10 +127,10 @@ class OnnxExplainer(BaseExplainer):
                              "re-export it with `melanoma export`, or use --engine torch")
         super().__init__(predictor)
 
-    def explain(self, img: Image.Image) -> tuple[dict, np.ndarray]:
+    def explain(self, img: Image.Image, evidence: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
         x = preprocess(img, self.predictor.cfg)[None]
         logits, feats, cam = self.predictor.forward(x, cam=True)
-        result = self.predictor.results_from_outputs(x, logits, feats)[0]
+        result = self.predictor.results_from_outputs(x, logits, feats, None if evidence is None else evidence[None])[0]
         return result, heatmap_from_cam(cam[0], self.predictor.cfg.img_size)
 
 
@@ -157,14 +159,24 @@ class LesionCropper:
         logits = self.session.run(None, {"image": segmenter_input(img, self.spec.size)[None]})[0]
         return sigmoid(logits[0, 0].astype(np.float64))
 
+    def _box(self, prob: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+        found = lesion_box(prob, self.spec.threshold)
+        return None if found is None else crop_box(found, *size, self.spec.margin)
+
     def box(self, img: Image.Image) -> tuple[int, int, int, int] | None:
         """The pixel crop for the picture, or None when the segmenter finds no lesion."""
-        found = lesion_box(self.probs(img), self.spec.threshold)
-        return None if found is None else crop_box(found, *img.size, self.spec.margin)
+        return self._box(self.probs(img), img.size)
+
+    def frame(self, img: Image.Image) -> tuple[Image.Image, np.ndarray]:
+        """The lesion-centred picture (the picture itself when no lesion is found) and the map's
+        :func:`~melanoma.lesion_crop.lesion_evidence`, from one run of the segmenter."""
+        prob = self.probs(img)
+        box = self._box(prob, img.size)
+        framed = img if box is None or box == (0, 0, *img.size) else img.crop(box)
+        return framed, lesion_evidence(prob, self.spec.threshold)
 
     def __call__(self, img: Image.Image) -> Image.Image:
-        box = self.box(img)
-        return img if box is None or box == (0, 0, *img.size) else img.crop(box)
+        return self.frame(img)[0]
 
 
 def load_cropper(model_dir: Path, cfg) -> LesionCropper | None:

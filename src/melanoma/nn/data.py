@@ -152,7 +152,9 @@ class LesionDataset(Dataset):
                  seed: int | None = None, frame=None):
         self.samples = samples
         self.transform = transform
-        self.frame = frame  # a predictor's framing of a decoded picture (BasePredictor.frame), before transform
+        # a framing of a decoded picture, before transform: a cropper's (-> picture), or a predictor's
+        # (BasePredictor.frame -> picture and the segmenter's evidence, which the item then ends with)
+        self.frame = frame
         self.draft_size = draft_size  # let big JPEGs decode at reduced size (inference only)
         self.seed = seed
 
@@ -167,12 +169,13 @@ class LesionDataset(Dataset):
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             warnings.warn(f"skipping unreadable image {s.path}: {e}", stacklevel=1)
             return None
-        img = img if self.frame is None else self.frame(img)
+        framed = img if self.frame is None else self.frame(img)
+        img, evidence = framed if isinstance(framed, tuple) else (framed, None)
         if self.seed is None or epoch is None:
             x = self.transform(img)
         else:
             x = self._seeded_transform(img, epoch, i)
-        return x, torch.tensor(float(s.label)), i
+        return (x, torch.tensor(float(s.label)), i) + (() if evidence is None else (torch.from_numpy(evidence),))
 
     def _seeded_transform(self, img: Image.Image, epoch: int, i: int) -> torch.Tensor:
         # Worker processes' random streams restart with the process, so a resumed run would repeat the

@@ -82,27 +82,31 @@ class TorchPredictor(BasePredictor):
     def run(self, samples: list[Sample], on_batch: Callable[[int], None] | None = None) -> list[dict | None]:
         """Per sample, in order: ``{"logit", "ood_score", "flat", "features", "refusal"}``; None if unreadable."""
         out: list[dict | None] = [None] * len(samples)
+        frame = None if self.cropper is None else self.cropper.frame  # the cropper's, not self's: sent to workers
         loader = make_loader(samples, self.transform, self.batch_size, num_workers=self.num_workers,
-                             draft_size=draft_size(self.cfg), frame=self.cropper)
+                             draft_size=draft_size(self.cfg), frame=frame)
         for batch in loader:
             if batch is None:
                 continue
-            x, _, idx = batch
+            x, _, idx, *evidence = batch  # the segmenter's evidence, from a cropping model's frame
             logits, feats = self.forward(x)
-            results = self.results_from_outputs(x.numpy(), logits.numpy(), None if feats is None else feats.numpy())
+            results = self.results_from_outputs(x.numpy(), logits.numpy(), None if feats is None else feats.numpy(),
+                                                evidence[0].numpy() if evidence else None)
             for i, r in zip(idx.tolist(), results):
                 out[i] = r
             if on_batch:
                 on_batch(len(idx))
         return out
 
-    def result_from_outputs(self, x: torch.Tensor, logits: torch.Tensor) -> dict:
+    def result_from_outputs(self, x: torch.Tensor, logits: torch.Tensor, evidence: np.ndarray | None = None) -> dict:
         """:meth:`run`'s result for a one-image batch ``x`` whose forward pass has just run (its logits
-        given; the gate's stage features still held by the hooks), e.g. inside Grad-CAM."""
+        given; the gate's stage features still held by the hooks), e.g. inside Grad-CAM; ``evidence``: its
+        framing's (:meth:`frame`)."""
         feats = self._gate_features(None)
         logits = logits.detach().reshape(len(x), -1)
         return self.results_from_outputs(x.detach().numpy(), (logits if self.cfg.diagnoses else logits[:, 0]).numpy(),
-                                         None if feats is None else feats.numpy())[0]
+                                         None if feats is None else feats.numpy(),
+                                         None if evidence is None else evidence[None])[0]
 
 
 def _cancer_direction(output: torch.Tensor) -> torch.Tensor:
@@ -127,7 +131,7 @@ class TorchExplainer(BaseExplainer):
             param.requires_grad_(True)
         self.cam = GradCAM(model=self.model, target_layers=[layer])
 
-    def explain(self, img: Image.Image) -> tuple[dict, np.ndarray]:
+    def explain(self, img: Image.Image, evidence: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
         import torch
         from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
 
@@ -138,4 +142,4 @@ class TorchExplainer(BaseExplainer):
         with torch.enable_grad():
             heat = self.cam(input_tensor=x, targets=[target])[0]
         # The gate's features and the logit are read off Grad-CAM's own forward pass.
-        return self.predictor.result_from_outputs(x, self.cam.outputs), heat
+        return self.predictor.result_from_outputs(x, self.cam.outputs, evidence), heat
