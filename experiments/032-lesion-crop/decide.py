@@ -1,6 +1,7 @@
 """032's ship rule (NOTES.md, written before any candidate was measured), clause by clause, for one candidate:
 
     python experiments/032-lesion-crop/decide.py I      # or T; C is the control, judged the same way for the record
+    python experiments/032-lesion-crop/decide.py E experiments/033-lesion-evidence   # a later candidate's files
 """
 
 import json
@@ -10,9 +11,10 @@ from pathlib import Path
 from melanoma.bench.rules import Clause, change, refused_at_most, verdict
 
 here, name = Path(__file__).parent, sys.argv[1]
-diag = json.loads((here / f"diagnoses-{name}.json").read_text())
-stress = json.loads((here / f"stress-{name}.json").read_text())
-speed = json.loads((here / f"speed-{name}.json").read_text())
+files = Path(sys.argv[2]) if len(sys.argv) > 2 else here  # where eval.sh wrote the candidate's measurements
+diag = json.loads((files / f"diagnoses-{name}.json").read_text())
+stress = json.loads((files / f"stress-{name}.json").read_text())
+speed = json.loads((files / f"speed-{name}.json").read_text())
 bundled = json.loads((here.parent / "031-broad-negatives" / "stress-030.json").read_text())["families"]
 zoom = stress["families"]["zoom_out"]["against"]
 p, ext, kag = diag["paired"], diag["external"], diag["kaggle_clean"]
