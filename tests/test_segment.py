@@ -97,6 +97,7 @@ def test_a_cropping_models_gate_features_end_with_the_segmenters_evidence(tmp_pa
 
     from melanoma.config import DEFAULT_MODEL_DIR, write_checksums
     from melanoma.engines.onnx_engine import OnnxPredictor
+    from melanoma.framing import REASONS
     from melanoma.imaging import Sample
     from melanoma.lesion_crop import SEGMENTER_FILE
     from melanoma.nn.torch_engine import TorchPredictor
@@ -123,6 +124,14 @@ def test_a_cropping_models_gate_features_end_with_the_segmenters_evidence(tmp_pa
     np.testing.assert_allclose(other, r["features"], rtol=1e-3, atol=1e-4)
     # the bundled gate was fitted without evidence: it scores the framed picture as the plain folder does
     assert cropping.ood.evidence == 0 and r["ood_score"] == pytest.approx(p["ood_score"], rel=1e-5)
+    # a refused picture in which the segmenter found nothing says so; one with a lesion gets the usual sentences
+    shade = np.linspace(0, 40, 400)[None, :, None]  # lit from one side: not a flat picture, and nowhere dark
+    skin = Image.fromarray((np.array([220, 170, 150]) - shade + np.zeros((300, 1, 1))).astype(np.uint8))
+    skin.save(tmp_path / "skin.png")
+    cropping.ood.threshold = -np.inf  # refuse everything, to read the reasons
+    rows = cropping.predict_paths([tmp_path / "skin.png", tmp_path / "wide.png"])
+    assert rows[0]["error"] == f"cannot assess: {REASONS['no_lesion']}"
+    assert rows[1]["status"] == "out_of_distribution" and REASONS["no_lesion"] not in rows[1]["error"]
     # one fitted with it reads it in its head (the distance never does)
     fit = np.r_[r["features"]][None] + np.random.default_rng(0).normal(0, 0.1, (40, len(r["features"])))
     seeing = OODDetector.fit(fit, evidence=len(evidence))

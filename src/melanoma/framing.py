@@ -25,6 +25,8 @@ REASONS = {
     "marks": "a ruler, grid or printed marks are in the picture: crop them out or take it without them",
     "small": "the lesion is too small in the picture: zoom in or crop to it",
     "blur": "the picture is out of focus: take it again in focus",
+    # a cropping model's segmenter found no lesion anywhere in the picture (engines.base, lesion_crop.lesion_evidence)
+    "no_lesion": "no skin lesion was found in the picture: photograph the lesion itself, close up",
 }
 
 

@@ -217,7 +217,8 @@ class BasePredictor:
                     "features": None if feats is None else feats[k], "refusal": None} for k in range(len(x))]
         for k, r in enumerate(results):  # a refused picture: why, in words a user can act on (framing.REASONS)
             if not r["flat"] and self.is_out_of_distribution(r):
-                r["refusal"] = reason(input_rgb(x[k], self.cfg))
+                nothing_found = evidence is not None and evidence[k][0] == 0  # the segmenter's map has no region
+                r["refusal"] = "no_lesion" if nothing_found else reason(input_rgb(x[k], self.cfg))
         return results
 
 
