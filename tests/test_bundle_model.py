@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, write_dark_segmenter
 
 
 @pytest.mark.train
@@ -29,6 +29,8 @@ def test_the_bundled_folder_verifies_and_its_recipe_reproduces_the_run(tmp_path:
                                    "--set", "seed=7", "--set", "fast_dev_run=true"])
     assert run.exit_code == 0, run.output
     model = tmp_path / "run" / "model"
+    crop = CliRunner().invoke(app, ["crop-to-lesion", str(model), str(write_dark_segmenter(tmp_path / "seg"))])
+    assert crop.exit_code == 0, crop.output
     table = tmp_path / "table.json"
     table.write_text(json.dumps({"model_sha256": "0" * 64, "sets": {}}))
     dest = tmp_path / "bundled"
@@ -40,10 +42,11 @@ def test_the_bundled_folder_verifies_and_its_recipe_reproduces_the_run(tmp_path:
 
     table.write_text(json.dumps({"model_sha256": sha256_file(model / "model.safetensors"), "sets": {}}))
     bundle_model.main()
-    assert {"model.onnx", "README.md", "SHA256SUMS", "recipe.yaml"} <= {p.name for p in dest.iterdir()}
+    bundled_files = {p.name for p in dest.iterdir()}
+    assert {"model.onnx", "README.md", "SHA256SUMS", "recipe.yaml", "segmenter.onnx"} <= bundled_files
     images = [Sample(path, 0) for path in sorted(kaggle_like.rglob("*.jpg"))[:4]]
     onnx, source = load_predictor(dest, "onnx"), load_predictor(model, "torch")  # loads, checksums verified
-    assert onnx.threshold == source.threshold
+    assert onnx.threshold == source.threshold and onnx.cropper is not None  # it frames as the source folder does
     assert onnx.predict_logits(images) == pytest.approx(source.predict_logits(images), abs=1e-4)  # the same network
     bundled = load_recipe(dest / "recipe.yaml")
     assert bundled.seed == 7 and bundled.fast_dev_run and bundled.img_size == 40  # the run's, not the file's

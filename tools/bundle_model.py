@@ -2,14 +2,14 @@
 
     python tools/bundle_model.py RUN/model --table docs/results/NAME.json --recipe RECIPE [--limitation TEXT ...]
 
-Copies the weights, config, gate and training log; writes the recipe the run trained with (RECIPE, the file given
-to ``melanoma train --recipe``, with the recorded command-line options applied) into the folder, whole, checked to
-load as the recorded recipe; points recipes/flagship.yaml at RECIPE (bundling into the package needs RECIPE to
-reproduce the run by itself: options given on the command line belong in the file); exports model.onnx; writes the
-model card (README.md) with the evaluations of ``benchmarks/sources_table.py`` (per source, Kaggle test, external)
-or, for a seven-class model, of ``benchmarks/diagnoses.py`` (by diagnosis); writes SHA256SUMS last, so the folder
-verifies at load. The table must have been measured on RUN/model
-(checked against the weights' checksum).
+Copies the weights, config, gate, training log and lesion segmenter (a cropping model's); writes the recipe the run
+trained with (RECIPE, the file given to ``melanoma train --recipe``, with the recorded command-line options applied)
+into the folder, whole, checked to load as the recorded recipe; points recipes/flagship.yaml at RECIPE (bundling
+into the package needs RECIPE to reproduce the run by itself: options given on the command line belong in the file);
+exports model.onnx; writes the model card (README.md) with the evaluations of ``benchmarks/sources_table.py`` (per
+source, Kaggle test, external) or, for a seven-class model, of ``benchmarks/diagnoses.py`` (by diagnosis); writes
+SHA256SUMS last, so the folder verifies at load. The table must have been measured on RUN/model (checked against the
+weights' checksum).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from melanoma.config import DEFAULT_MODEL_DIR, ModelConfig, atomic_write_text, s
 from melanoma.nn.export import export_onnx
 from melanoma.recipe import AugConfig, TrainConfig, as_named, load_recipe, resolved_recipe_text
 
-FILES = ("model.safetensors", "config.json", "ood.safetensors", "training_log.csv")
+FILES = ("model.safetensors", "config.json", "ood.safetensors", "training_log.csv", "segmenter.onnx")  # where present
 FLAGSHIP = Path(__file__).resolve().parents[1] / "recipes" / "flagship.yaml"
 
 
