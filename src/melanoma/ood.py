@@ -53,8 +53,10 @@ class OODDetector:
     lesion the gate saw, or near them and still more like the non-lesions.
 
     ``evidence``: how many of the last feature columns are not the network's but a lesion segmenter's evidence of one
-    lesion in the picture (a cropping model's, :func:`melanoma.lesion_crop.lesion_evidence`): the head reads them,
-    the distance does not (experiments/033-lesion-evidence)."""
+    lesion in the picture (a cropping model's, :func:`melanoma.lesion_crop.lesion_evidence`). Neither the distance nor
+    the head reads them: with a head they make a third part, a logistic regression of "not a lesion" on them alone
+    (``head["evidence_*"]``), past its own norm. Read among the network's features by the head, the evidence carried
+    too little weight to refuse what the network's features take for skin (experiments/033-lesion-evidence)."""
 
     def __init__(self, mean: np.ndarray, components: np.ndarray, variances: np.ndarray, residual_scale: float,
                  threshold: float, scale: np.ndarray | None = None, columns: np.ndarray | None = None,
@@ -88,42 +90,64 @@ class OODDetector:
         residual = (centred**2).sum(axis=1) - (proj**2).sum(axis=1)
         return inside, np.maximum(residual, 0)
 
+    def _split(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, D) -> the network's features and the segmenter's evidence (N, ``evidence``)."""
+        f = np.asarray(f, np.float32)
+        n = f.shape[1] - self.evidence
+        return f[:, :n], f[:, n:]
+
     def distance(self, f: np.ndarray) -> np.ndarray:
         """The feature-space distance from the fit lesions (the whole score of a gate without a head)."""
-        f = np.asarray(f, np.float32)[:, : np.shape(f)[1] - self.evidence]  # the network's features only
+        f = self._split(f)[0]
         inside, residual = self._parts((f if self.columns is None else f[:, self.columns]) / self.scale)
         return inside + residual / self.residual_scale
 
     def head_logit(self, f: np.ndarray) -> np.ndarray:
         """The head's log-odds of "not a lesion"."""
-        f = np.asarray(f, np.float32)
-        z = np.column_stack([(f - self.head["mean"]) / self.head["scale"], np.log1p(self.distance(f))])
+        z = np.column_stack([(self._split(f)[0] - self.head["mean"]) / self.head["scale"],
+                             np.log1p(self.distance(f))])
         return z @ self.head["weights"][:-1] + self.head["weights"][-1]
 
+    def evidence_logit(self, f: np.ndarray) -> np.ndarray:
+        """The evidence part's log-odds of "not a lesion" (a gate with a head and ``evidence``)."""
+        z = (self._split(f)[1] - self.head["evidence_mean"]) / self.head["evidence_scale"]
+        return z @ self.head["evidence_weights"][:-1] + self.head["evidence_weights"][-1]
+
     def score(self, f: np.ndarray) -> np.ndarray:
-        """Larger = less like a lesion: the distance; with a head, the larger part past its norm."""
+        """Larger = less like a lesion: the distance; with a head, the largest part past its norm."""
         if self.head is None:
             return self.distance(f)
-        norm_distance, norm_logit = self.head["norms"]
-        return np.maximum(np.log(np.maximum(self.distance(f), 1e-12) / norm_distance),
-                          self.head_logit(f) - norm_logit)
+        norms = self.head["norms"]
+        parts = [np.log(np.maximum(self.distance(f), 1e-12) / norms[0]), self.head_logit(f) - norms[1]]
+        if self.evidence:
+            parts.append(self.evidence_logit(f) - norms[2])
+        return np.max(parts, axis=0)
 
     def fit_head(self, lesions: np.ndarray, others: np.ndarray, val: np.ndarray, val_groups,
                  c: float = HEAD_C, quantile: float = 0.995) -> OODDetector:
         """Fit the head: a logistic regression of "not a lesion" on the standardised features and the log distance,
         ``lesions`` and ``others`` (features of non-lesion pictures, :mod:`melanoma.negatives`) weighted to equal
-        shares; each part's norm is :func:`gate_threshold` of its scores on ``val`` (grouped by ``val_groups``)."""
+        shares (with ``evidence``, a second one on the evidence alone); each part's norm is :func:`gate_threshold`
+        of its scores on ``val`` (grouped by ``val_groups``)."""
         from sklearn.linear_model import LogisticRegression
 
-        lesions, others = np.asarray(lesions, np.float32), np.asarray(others, np.float32)
-        self.head = {"mean": lesions.mean(axis=0), "scale": lesions.std(axis=0) + 1e-6}
-        x = np.concatenate([lesions, others])
-        z = np.column_stack([(x - self.head["mean"]) / self.head["scale"], np.log1p(self.distance(x))])
-        y = np.r_[np.zeros(len(lesions)), np.ones(len(others))]
-        lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(z, y)
-        self.head["weights"] = np.r_[lr.coef_[0], lr.intercept_].astype(np.float32)
-        self.head["norms"] = np.array([gate_threshold(self.distance(val), val_groups, quantile),
-                                       gate_threshold(self.head_logit(val), val_groups, quantile)], np.float32)
+        def logistic(z: np.ndarray, n_lesions: int) -> np.ndarray:
+            y = np.r_[np.zeros(n_lesions), np.ones(len(z) - n_lesions)]
+            lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(z, y)
+            return np.r_[lr.coef_[0], lr.intercept_].astype(np.float32)
+
+        (net, ev), n = self._split(np.concatenate([lesions, others])), len(lesions)
+        self.head = {"mean": net[:n].mean(axis=0), "scale": net[:n].std(axis=0) + 1e-6}
+        z = np.column_stack([(net - self.head["mean"]) / self.head["scale"],
+                             np.log1p(self.distance(np.concatenate([lesions, others])))])
+        self.head["weights"] = logistic(z, n)
+        norms = [gate_threshold(self.distance(val), val_groups, quantile),
+                 gate_threshold(self.head_logit(val), val_groups, quantile)]
+        if self.evidence:
+            self.head |= {"evidence_mean": ev[:n].mean(axis=0), "evidence_scale": ev[:n].std(axis=0) + 1e-6}
+            self.head["evidence_weights"] = logistic((ev - self.head["evidence_mean"]) / self.head["evidence_scale"], n)
+            norms.append(gate_threshold(self.evidence_logit(val), val_groups, quantile))
+        self.head["norms"] = np.array(norms, np.float32)
         return self
 
     def save(self, model_dir: Path) -> None:
