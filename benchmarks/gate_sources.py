@@ -104,7 +104,7 @@ def main() -> None:
         val_f = np.concatenate([f_val[n] for n in sources])
         val_sources = np.concatenate([[n] * len(f_val[n]) for n in sources])
         if knn is None:
-            return fit_gate(fit_f, val_f, val_sources, columns, evidence=predictor.evidence_width)
+            return fit_gate(fit_f, val_f, val_sources, columns)
         det = NearestGate(fit_f, knn)
         det.threshold = gate_threshold(det.score(val_f), val_sources)
         return det

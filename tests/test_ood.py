@@ -298,33 +298,3 @@ def test_a_head_learns_what_the_distance_cannot_see_and_is_saved_with_the_gate(t
     assert np.allclose(again.score(held_out), headed.score(held_out))
     plain.save(tmp_path)
     assert OODDetector.load(tmp_path).head is None  # a gate without a head scores by distance, as every gate before
-
-
-def test_a_segmenters_evidence_is_a_part_of_its_own_which_neither_distance_nor_head_reads(tmp_path: Path):
-    from melanoma.ood import fit_gate
-
-    rng = np.random.default_rng(0)
-    basis = rng.normal(size=(20, 40))
-
-    def pictures(n, one_region):  # network features alike; the segmenter's evidence (4 columns) tells them apart
-        net = rng.normal(size=(n, 20)) @ basis + rng.normal(0, 0.1, (n, 40))
-        return np.column_stack([net, rng.normal(one_region, 0.05, n), rng.normal(0.9, 0.05, (n, 3))])
-
-    lesions, others = pictures(1000, 0.95), pictures(300, 0.5)
-    sources = np.array(["a"] * 200, object)
-    blind = fit_gate(lesions[:800, :40], lesions[800:, :40], sources, negative_features=others[:150, :40])
-    seeing = fit_gate(lesions[:800], lesions[800:], sources, negative_features=others[:150], evidence=4)
-    assert seeing.head["weights"].shape == (40 + 2,) and seeing.head["evidence_weights"].shape == (4 + 1,)
-    assert len(seeing.head["norms"]) == 3  # each part past its own validation threshold
-    np.testing.assert_allclose(seeing.head_logit(others[150:]), blind.head_logit(others[150:, :40]), rtol=1e-4)
-    assert (blind.score(others[150:, :40]) > blind.threshold).mean() < 0.5
-    assert (seeing.score(others[150:]) > seeing.threshold).mean() > 0.9
-    assert (seeing.score(lesions[800:]) > seeing.threshold).mean() <= 0.005
-    moved = others[150:].copy()
-    moved[:, 40:] = lesions[800:950, 40:]  # the evidence of lesions: then the network's parts decide, and let them in
-    np.testing.assert_allclose(seeing.distance(moved), seeing.distance(others[150:]), rtol=1e-5)
-    assert (seeing.score(moved) > seeing.threshold).mean() < 0.5
-    np.testing.assert_allclose(seeing.distance(others[150:]), blind.distance(others[150:, :40]), rtol=1e-4)
-    seeing.save(tmp_path)
-    again = OODDetector.load(tmp_path)
-    assert again.evidence == 4 and np.allclose(again.score(others[150:]), seeing.score(others[150:]))

@@ -92,7 +92,8 @@ def test_a_model_folder_given_a_crop_frames_every_picture_before_judging_it(tiny
     assert bad.exit_code == 3 and "no segmenter" in bad.output
 
 
-def test_a_cropping_models_gate_features_end_with_the_segmenters_evidence(tmp_path: Path):
+def test_a_cropping_models_results_keep_the_segmenters_evidence_and_its_gate_judges_the_framed_picture(
+        tmp_path: Path):
     import shutil
 
     from melanoma.config import DEFAULT_MODEL_DIR, write_checksums
@@ -101,7 +102,6 @@ def test_a_cropping_models_gate_features_end_with_the_segmenters_evidence(tmp_pa
     from melanoma.imaging import Sample
     from melanoma.lesion_crop import SEGMENTER_FILE
     from melanoma.nn.torch_engine import TorchPredictor
-    from melanoma.ood import OODDetector
 
     folder = tmp_path / "model"
     shutil.copytree(DEFAULT_MODEL_DIR, folder)
@@ -114,16 +114,19 @@ def test_a_cropping_models_gate_features_end_with_the_segmenters_evidence(tmp_pa
     wide.save(tmp_path / "wide.png")
     cropping, plain = OnnxPredictor(folder), OnnxPredictor(DEFAULT_MODEL_DIR)
     framed, evidence = cropping.frame(wide)
+    assert plain.frame(wide) == (wide, None)
+    assert evidence[0] > 0.9 and evidence[3] == pytest.approx(np.log(2))  # one region holds the map
     framed.save(tmp_path / "framed.png")
-    assert cropping.evidence_width == len(evidence) and plain.evidence_width == 0
     [r] = cropping.run([Sample(tmp_path / "wide.png", 0)])
     [p] = plain.run([Sample(tmp_path / "framed.png", 0)])
-    # what a gate is fitted on: the network's features of the framed picture, then the evidence
-    np.testing.assert_allclose(r["features"], np.r_[p["features"], evidence], rtol=1e-5, atol=1e-6)
-    other = TorchPredictor(folder).features([Sample(tmp_path / "wide.png", 0)])[0]  # through its data loader
-    np.testing.assert_allclose(other, r["features"], rtol=1e-3, atol=1e-4)
-    # the bundled gate was fitted without evidence: it scores the framed picture as the plain folder does
-    assert cropping.ood.evidence == 0 and r["ood_score"] == pytest.approx(p["ood_score"], rel=1e-5)
+    np.testing.assert_allclose(r["lesion_evidence"], evidence)
+    assert p["lesion_evidence"] is None
+    # the gate sees what the network sees: the framed picture's features, scored as the plain folder scores them
+    np.testing.assert_allclose(r["features"], p["features"], rtol=1e-5, atol=1e-6)
+    assert r["ood_score"] == pytest.approx(p["ood_score"], rel=1e-5)
+    [t] = TorchPredictor(folder).run([Sample(tmp_path / "wide.png", 0)])  # the other engine, through its data loader
+    np.testing.assert_allclose(t["lesion_evidence"], evidence, rtol=1e-5)
+    np.testing.assert_allclose(t["features"], r["features"], rtol=1e-3, atol=1e-4)
     # a refused picture in which the segmenter found nothing says so; one with a lesion gets the usual sentences
     shade = np.linspace(0, 40, 400)[None, :, None]  # lit from one side: not a flat picture, and nowhere dark
     skin = Image.fromarray((np.array([220, 170, 150]) - shade + np.zeros((300, 1, 1))).astype(np.uint8))
@@ -132,11 +135,6 @@ def test_a_cropping_models_gate_features_end_with_the_segmenters_evidence(tmp_pa
     rows = cropping.predict_paths([tmp_path / "skin.png", tmp_path / "wide.png"])
     assert rows[0]["error"] == f"cannot assess: {REASONS['no_lesion']}"
     assert rows[1]["status"] == "out_of_distribution" and REASONS["no_lesion"] not in rows[1]["error"]
-    # one fitted with it reads it in its head (the distance never does)
-    fit = np.r_[r["features"]][None] + np.random.default_rng(0).normal(0, 0.1, (40, len(r["features"])))
-    seeing = OODDetector.fit(fit, evidence=len(evidence))
-    assert seeing.distance(r["features"][None])[0] == pytest.approx(
-        OODDetector.fit(fit[:, :-len(evidence)]).distance(p["features"][None])[0], rel=1e-4)
 
 
 def test_a_recipe_with_a_segmenter_trains_on_crops_and_ships_the_crop(tmp_path: Path):

@@ -93,8 +93,9 @@ def lesion_evidence(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """(h, w) lesion probabilities -> how much the map looks like one lesion (:data:`EVIDENCE`, float32): the
     share of the map's probability in its largest region, the mean probability inside that region, the log-odds
     of the map's peak (clipped at :data:`PEAK_CLIP`) and log(1 + the number of regions). A lesion lights one
-    confident blob; a photograph's dark patches light several weak ones, or none (the gate reads these beside the
-    network's features: ``ood.OODDetector``'s ``evidence``; experiments/033-lesion-evidence)."""
+    confident blob; a photograph's dark patches light several weak ones, or none. A cropping model's results keep it
+    (``lesion_evidence``) and a refusal with no region found says so; as an input of the gate it did not help
+    (experiments/033-lesion-evidence: the map misses some zoomed-out lesions altogether)."""
     regions, mass = _regions(prob, threshold)
     peak = float(np.clip(np.log(prob.max() + 1e-12) - np.log1p(-prob.max() + 1e-12), -PEAK_CLIP, PEAK_CLIP))
     if not len(mass):

@@ -50,36 +50,27 @@ class OODDetector:
     (standardised by ``head["mean"]``, ``head["scale"]``) and the log distance, ``head["weights"]`` with the bias
     last. With it the score is the larger of the two parts, each past its own validation threshold
     (``head["norms"]``): log(distance / norm) and logit - norm, so a picture is refused when it is far from every
-    lesion the gate saw, or near them and still more like the non-lesions.
-
-    ``evidence``: how many of the last feature columns are not the network's but a lesion segmenter's evidence of one
-    lesion in the picture (a cropping model's, :func:`melanoma.lesion_crop.lesion_evidence`). Neither the distance nor
-    the head reads them: with a head they make a third part, a logistic regression of "not a lesion" on them alone
-    (``head["evidence_*"]``), past its own norm. Read among the network's features by the head, the evidence carried
-    too little weight to refuse what the network's features take for skin (experiments/033-lesion-evidence)."""
+    lesion the gate saw, or near them and still more like the non-lesions."""
 
     def __init__(self, mean: np.ndarray, components: np.ndarray, variances: np.ndarray, residual_scale: float,
                  threshold: float, scale: np.ndarray | None = None, columns: np.ndarray | None = None,
-                 head: dict[str, np.ndarray] | None = None, evidence: int = 0):
+                 head: dict[str, np.ndarray] | None = None):
         self.mean, self.components, self.variances = mean, components, variances
         self.scale = np.ones_like(mean) if scale is None else scale  # per-dimension std of the fit features
         self.residual_scale, self.threshold, self.columns = residual_scale, threshold, columns
-        self.head, self.evidence = head, evidence
+        self.head = head
 
     @classmethod
-    def fit(cls, features: np.ndarray, k: int = 64, columns: np.ndarray | None = None,
-            evidence: int = 0) -> OODDetector:
+    def fit(cls, features: np.ndarray, k: int = 64, columns: np.ndarray | None = None) -> OODDetector:
         from sklearn.decomposition import PCA
 
-        features = np.asarray(features)[:, : np.shape(features)[1] - evidence]
         features = features if columns is None else features[:, columns]
         scale = features.std(axis=0) + 1e-6
         features = features / scale
         k = min(k, len(features) - 1, features.shape[1])
         pca = PCA(n_components=k, random_state=0).fit(features)
         det = cls(pca.mean_.astype(np.float32), pca.components_.astype(np.float32),
-                  pca.explained_variance_.astype(np.float32), 1.0, float("inf"), scale.astype(np.float32), columns,
-                  evidence=evidence)
+                  pca.explained_variance_.astype(np.float32), 1.0, float("inf"), scale.astype(np.float32), columns)
         det.residual_scale = float(np.mean(det._parts(features)[1])) or 1.0
         return det
 
@@ -90,64 +81,42 @@ class OODDetector:
         residual = (centred**2).sum(axis=1) - (proj**2).sum(axis=1)
         return inside, np.maximum(residual, 0)
 
-    def _split(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, D) -> the network's features and the segmenter's evidence (N, ``evidence``)."""
-        f = np.asarray(f, np.float32)
-        n = f.shape[1] - self.evidence
-        return f[:, :n], f[:, n:]
-
     def distance(self, f: np.ndarray) -> np.ndarray:
         """The feature-space distance from the fit lesions (the whole score of a gate without a head)."""
-        f = self._split(f)[0]
+        f = np.asarray(f, np.float32)
         inside, residual = self._parts((f if self.columns is None else f[:, self.columns]) / self.scale)
         return inside + residual / self.residual_scale
 
     def head_logit(self, f: np.ndarray) -> np.ndarray:
         """The head's log-odds of "not a lesion"."""
-        z = np.column_stack([(self._split(f)[0] - self.head["mean"]) / self.head["scale"],
-                             np.log1p(self.distance(f))])
+        f = np.asarray(f, np.float32)
+        z = np.column_stack([(f - self.head["mean"]) / self.head["scale"], np.log1p(self.distance(f))])
         return z @ self.head["weights"][:-1] + self.head["weights"][-1]
 
-    def evidence_logit(self, f: np.ndarray) -> np.ndarray:
-        """The evidence part's log-odds of "not a lesion" (a gate with a head and ``evidence``)."""
-        z = (self._split(f)[1] - self.head["evidence_mean"]) / self.head["evidence_scale"]
-        return z @ self.head["evidence_weights"][:-1] + self.head["evidence_weights"][-1]
-
     def score(self, f: np.ndarray) -> np.ndarray:
-        """Larger = less like a lesion: the distance; with a head, the largest part past its norm."""
+        """Larger = less like a lesion: the distance; with a head, the larger part past its norm."""
         if self.head is None:
             return self.distance(f)
-        norms = self.head["norms"]
-        parts = [np.log(np.maximum(self.distance(f), 1e-12) / norms[0]), self.head_logit(f) - norms[1]]
-        if self.evidence:
-            parts.append(self.evidence_logit(f) - norms[2])
-        return np.max(parts, axis=0)
+        norm_distance, norm_logit = self.head["norms"]
+        return np.maximum(np.log(np.maximum(self.distance(f), 1e-12) / norm_distance),
+                          self.head_logit(f) - norm_logit)
 
     def fit_head(self, lesions: np.ndarray, others: np.ndarray, val: np.ndarray, val_groups,
                  c: float = HEAD_C, quantile: float = 0.995) -> OODDetector:
         """Fit the head: a logistic regression of "not a lesion" on the standardised features and the log distance,
         ``lesions`` and ``others`` (features of non-lesion pictures, :mod:`melanoma.negatives`) weighted to equal
-        shares (with ``evidence``, a second one on the evidence alone); each part's norm is :func:`gate_threshold`
-        of its scores on ``val`` (grouped by ``val_groups``)."""
+        shares; each part's norm is :func:`gate_threshold` of its scores on ``val`` (grouped by ``val_groups``)."""
         from sklearn.linear_model import LogisticRegression
 
-        def logistic(z: np.ndarray, n_lesions: int) -> np.ndarray:
-            y = np.r_[np.zeros(n_lesions), np.ones(len(z) - n_lesions)]
-            lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(z, y)
-            return np.r_[lr.coef_[0], lr.intercept_].astype(np.float32)
-
-        (net, ev), n = self._split(np.concatenate([lesions, others])), len(lesions)
-        self.head = {"mean": net[:n].mean(axis=0), "scale": net[:n].std(axis=0) + 1e-6}
-        z = np.column_stack([(net - self.head["mean"]) / self.head["scale"],
-                             np.log1p(self.distance(np.concatenate([lesions, others])))])
-        self.head["weights"] = logistic(z, n)
-        norms = [gate_threshold(self.distance(val), val_groups, quantile),
-                 gate_threshold(self.head_logit(val), val_groups, quantile)]
-        if self.evidence:
-            self.head |= {"evidence_mean": ev[:n].mean(axis=0), "evidence_scale": ev[:n].std(axis=0) + 1e-6}
-            self.head["evidence_weights"] = logistic((ev - self.head["evidence_mean"]) / self.head["evidence_scale"], n)
-            norms.append(gate_threshold(self.evidence_logit(val), val_groups, quantile))
-        self.head["norms"] = np.array(norms, np.float32)
+        lesions, others = np.asarray(lesions, np.float32), np.asarray(others, np.float32)
+        self.head = {"mean": lesions.mean(axis=0), "scale": lesions.std(axis=0) + 1e-6}
+        x = np.concatenate([lesions, others])
+        z = np.column_stack([(x - self.head["mean"]) / self.head["scale"], np.log1p(self.distance(x))])
+        y = np.r_[np.zeros(len(lesions)), np.ones(len(others))]
+        lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(z, y)
+        self.head["weights"] = np.r_[lr.coef_[0], lr.intercept_].astype(np.float32)
+        self.head["norms"] = np.array([gate_threshold(self.distance(val), val_groups, quantile),
+                                       gate_threshold(self.head_logit(val), val_groups, quantile)], np.float32)
         return self
 
     def save(self, model_dir: Path) -> None:
@@ -163,8 +132,6 @@ class OODDetector:
                  "threshold": np.array([self.threshold], np.float32)}
         if self.columns is not None:
             data["columns"] = np.asarray(self.columns, np.int64)
-        if self.evidence:
-            data["evidence"] = np.array([self.evidence], np.int64)
         data |= {f"head_{k}": np.ascontiguousarray(v, np.float32) for k, v in (self.head or {}).items()}
         atomic_write_bytes(model_dir / OOD_FILE, save(data))
         write_checksums(model_dir)
@@ -179,8 +146,7 @@ class OODDetector:
         d = load_file(path)
         return cls(d["mean"], d["components"], d["variances"], float(d["residual_scale"][0]),
                    float(d["threshold"][0]), d.get("scale"), d.get("columns"),
-                   {k.removeprefix("head_"): v for k, v in d.items() if k.startswith("head_")} or None,
-                   int(d["evidence"][0]) if "evidence" in d else 0)
+                   {k.removeprefix("head_"): v for k, v in d.items() if k.startswith("head_")} or None)
 
 
 def stage_columns(widths, blocks) -> np.ndarray | None:
@@ -256,15 +222,13 @@ def is_flat(x, mean, std) -> np.ndarray:
 
 
 def fit_gate(fit_features: np.ndarray, val_features: np.ndarray, val_sources, columns: np.ndarray | None = None,
-             quantile: float = 0.995, negative_features: np.ndarray | None = None, c: float = HEAD_C,
-             evidence: int = 0) -> OODDetector:
+             quantile: float = 0.995, negative_features: np.ndarray | None = None, c: float = HEAD_C) -> OODDetector:
     """The gate, fitted: the detector on ``fit_features`` (training images and their views), with
     ``negative_features`` (non-lesion pictures) also its lesion / non-lesion head, its threshold by
     :func:`gate_threshold` on the validation images' scores (``val_sources`` groups them: a gate with a head is
-    also held to its validation images' site views, each kind a group). ``evidence``: how many last columns of
-    every feature array are a segmenter's evidence (:class:`OODDetector`). What ``train``, ``calibrate --gate`` and
+    also held to its validation images' site views, each kind a group). What ``train``, ``calibrate --gate`` and
     ``benchmarks/gate_sources.py`` all call."""
-    det = OODDetector.fit(np.asarray(fit_features), columns=columns, evidence=evidence)
+    det = OODDetector.fit(np.asarray(fit_features), columns=columns)
     if negative_features is not None and len(negative_features):
         det.fit_head(fit_features, negative_features, val_features, val_sources, c, quantile)
     det.threshold = gate_threshold(det.score(np.asarray(val_features)), val_sources, quantile)

@@ -2,8 +2,8 @@
 and Grad-CAM's rendering. Torch-free.
 
 An engine is a :class:`BasePredictor` subclass that sets ``cfg`` and ``ood`` and implements ``run`` (samples ->
-per sample ``{"logit", "ood_score", "flat", "features", "refusal"}``, or None when unreadable), with an explainer, a
-:class:`BaseExplainer` subclass that implements ``explain`` (RGB image -> run result and heatmap):
+per sample ``{"logit", "ood_score", "flat", "features", "refusal", "lesion_evidence"}``, or None when unreadable),
+with an explainer, a :class:`BaseExplainer` subclass that implements ``explain`` (RGB image -> run result and heatmap):
 :mod:`melanoma.engines.onnx_engine` (ONNX Runtime) and :mod:`melanoma.nn.torch_engine` (PyTorch).
 """
 
@@ -26,7 +26,6 @@ from ..framing import REASONS, reason
 from ..imaging import Sample, cap_shorter_side, open_rgb, shades_of_grey_levels
 from ..inputs import row as output_row
 from ..inputs import unreadable_reason
-from ..lesion_crop import EVIDENCE
 from ..ood import OODDetector, is_flat
 
 if TYPE_CHECKING:
@@ -90,8 +89,8 @@ def dihedral(x: np.ndarray) -> list[np.ndarray]:
 
 class BasePredictor:
     """Shared by both engines. A subclass sets ``cfg`` and ``ood`` and implements :meth:`run`:
-    samples (anything with a ``.path``) -> per sample ``{"logit", "ood_score", "flat", "features", "refusal"}``
-    or None when the image is unreadable."""
+    samples (anything with a ``.path``) -> per sample ``{"logit", "ood_score", "flat", "features", "refusal",
+    "lesion_evidence"}`` or None when the image is unreadable."""
 
     cfg: ModelConfig
     ood: OODDetector | None
@@ -149,11 +148,6 @@ class BasePredictor:
             return self.cfg.threshold
         return float(sigmoid(log_odds(self.cfg.threshold) + self.prior_shift))
 
-    @property
-    def evidence_width(self) -> int:
-        """How many columns of segmenter evidence end this model's gate features (:meth:`frame`; 0 without)."""
-        return 0 if self.cropper is None else len(EVIDENCE)
-
     def is_out_of_distribution(self, r: dict) -> bool:
         return r["flat"] or (self.ood is not None and r["ood_score"] > self.ood.threshold)
 
@@ -203,18 +197,15 @@ class BasePredictor:
 
     def results_from_outputs(self, x: np.ndarray, logits: np.ndarray, feats: np.ndarray | None,
                              evidence: np.ndarray | None = None) -> list[dict]:
-        """:meth:`run` results for a batch ``x`` (N, 3, S, S) and its network outputs; ``evidence`` (N, E): the
-        segmenter's (:meth:`frame`), which a cropping model's gate features end with."""
+        """:meth:`run` results for a batch ``x`` (N, 3, S, S) and its network outputs; ``evidence`` (N, E): a cropping
+        model's segmenter's (:meth:`frame`), kept in each result as ``lesion_evidence``."""
         flat = is_flat(x, self.cfg.mean, self.cfg.std)
-        net = feats
-        if feats is not None and evidence is not None:  # what a gate fitted with evidence reads (and is fitted on)
-            feats = np.concatenate([feats, np.asarray(evidence, feats.dtype).reshape(len(x), -1)], axis=1)
-        gate_in = feats if self.ood is None or self.ood.evidence else net
-        scores = self.ood.score(gate_in) if self.ood is not None and feats is not None else [None] * len(x)
+        scores = self.ood.score(feats) if self.ood is not None and feats is not None else [None] * len(x)
         results = [{"logit": np.array(logits[k], np.float64) if np.ndim(logits) == 2 else float(logits[k]),
                     "flat": bool(flat[k]),
                     "ood_score": None if scores[k] is None else float(scores[k]),
-                    "features": None if feats is None else feats[k], "refusal": None} for k in range(len(x))]
+                    "features": None if feats is None else feats[k], "refusal": None,
+                    "lesion_evidence": None if evidence is None else np.asarray(evidence[k])} for k in range(len(x))]
         for k, r in enumerate(results):  # a refused picture: why, in words a user can act on (framing.REASONS)
             if not r["flat"] and self.is_out_of_distribution(r):
                 nothing_found = evidence is not None and evidence[k][0] == 0  # the segmenter's map has no region

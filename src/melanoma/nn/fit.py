@@ -164,8 +164,7 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
         groups = np.concatenate([sources, ["view:" + v.path.rsplit("#", 1)[1] for v in val_views]])
     else:
         fit_val, groups = val_f, sources
-    det = fit_gate(fit_f, fit_val, groups, columns, quantile, negative_features=neg_f,
-                   evidence=predictor.evidence_width)
+    det = fit_gate(fit_f, fit_val, groups, columns, quantile, negative_features=neg_f)
     val_scores = det.score(val_f)
     det.save(model_dir)
     n_views = {kind: sum(v.path.endswith(f"#{kind}") for v in extra) for kind in views}

@@ -80,7 +80,8 @@ class TorchPredictor(BasePredictor):
         return stage_columns([self._stages[i].shape[1] for i in sorted(self._stages)], blocks)
 
     def run(self, samples: list[Sample], on_batch: Callable[[int], None] | None = None) -> list[dict | None]:
-        """Per sample, in order: ``{"logit", "ood_score", "flat", "features", "refusal"}``; None if unreadable."""
+        """Per sample, in order: ``{"logit", "ood_score", "flat", "features", "refusal", "lesion_evidence"}``; None if
+        unreadable."""
         out: list[dict | None] = [None] * len(samples)
         frame = None if self.cropper is None else self.cropper.frame  # the cropper's, not self's: sent to workers
         loader = make_loader(samples, self.transform, self.batch_size, num_workers=self.num_workers,
