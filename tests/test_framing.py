@@ -38,4 +38,5 @@ def test_the_measures_and_the_fitted_limits():
     limits = fit_limits(np.array([[0.1 + i / 100, 10.0 + i] for i in range(100)]), false_rate=0.05)
     assert limits["small"] == pytest.approx(0.1495) and limits["blur"] == pytest.approx(14.95)
     assert limits["marks"] == pytest.approx(104.05)
-    assert set(REASONS) == {"marks", "small", "blur"} and DEFAULT not in REASONS.values()
+    # the three measured here, and the segmenter's (a cropping model's engines say it: tests/test_segment.py)
+    assert set(REASONS) == {"marks", "small", "blur", "no_lesion"} and DEFAULT not in REASONS.values()

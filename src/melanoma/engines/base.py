@@ -13,7 +13,7 @@ import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -27,9 +27,6 @@ from ..imaging import Sample, cap_shorter_side, open_rgb, shades_of_grey_levels
 from ..inputs import row as output_row
 from ..inputs import unreadable_reason
 from ..ood import OODDetector, is_flat
-
-if TYPE_CHECKING:
-    from .onnx_engine import LesionCropper
 
 # Big JPEGs decode at a power-of-two reduction (libjpeg's DCT scaling: several times faster), but only down
 # to twice the model's input, not to the input itself: decoding straight to the input size moves p(malignant)
@@ -87,6 +84,12 @@ def dihedral(x: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(r) for r in rots + [r[..., ::-1] for r in rots]]
 
 
+class Framer(Protocol):
+    """What frames a picture for a model (:class:`melanoma.engines.onnx_engine.LesionCropper`)."""
+
+    def frame(self, img: Image.Image) -> tuple[Image.Image, np.ndarray]: ...
+
+
 class BasePredictor:
     """Shared by both engines. A subclass sets ``cfg`` and ``ood`` and implements :meth:`run`:
     samples (anything with a ``.path``) -> per sample ``{"logit", "ood_score", "flat", "features", "refusal",
@@ -94,7 +97,7 @@ class BasePredictor:
 
     cfg: ModelConfig
     ood: OODDetector | None
-    cropper: LesionCropper | None = None  # lesion-centred framing (onnx_engine.LesionCropper)
+    cropper: Framer | None = None  # lesion-centred framing (onnx_engine.LesionCropper)
     prior_shift: float = 0.0  # log-odds added to every calibrated logit (see with_prevalence)
 
     def frame(self, img: Image.Image) -> tuple[Image.Image, np.ndarray | None]:
