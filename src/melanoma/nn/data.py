@@ -152,8 +152,8 @@ class LesionDataset(Dataset):
                  seed: int | None = None, frame=None):
         self.samples = samples
         self.transform = transform
-        # a framing of a decoded picture, before transform: a cropper's (-> picture), or a predictor's
-        # (BasePredictor.frame -> picture and the segmenter's evidence, which the item then ends with)
+        # a framing of a decoded picture, before transform: a LesionCropper (training: -> picture) or its frame
+        # method (a predictor: -> picture and the segmenter's evidence, which the item then ends with)
         self.frame = frame
         self.draft_size = draft_size  # let big JPEGs decode at reduced size (inference only)
         self.seed = seed
