@@ -140,6 +140,9 @@ def calibrate(
     gate_negative_pictures: Annotated[Optional[Path], typer.Option(help=(
         "With --gate: a folder of non-lesion pictures, one subfolder per source, for the head's fourth kind of "
         "negative (tools/nonlesion_pictures.sh; default: as the model's recipe says)."))] = None,
+    gate_head_c: Annotated[Optional[float], typer.Option(min=0, min_open=True, help=(
+        "With --gate: the head's inverse L2 penalty (scikit-learn's C; experiments/031's choose.py picks one; "
+        "default: as the model's recipe says, else 1)."))] = None,
 ) -> None:
     """Fit the temperature and decision threshold of a model on validation data (and, with --gate, its gate)."""
     from .config import ModelError
@@ -154,9 +157,10 @@ def calibrate(
              "(--gate, not --no-threshold)", USAGE)
     if downscale_to is not None and 0 < downscale_to < 32:
         fail(f"--downscale-to must be 0 (none) or at least 32 pixels (got {downscale_to})", USAGE)
-    if (gate_blocks is not None or gate_negatives is not None or gate_negative_pictures is not None) and not gate:
-        fail("--gate-blocks, --gate-negatives and --gate-negative-pictures shape the gate: give them with --gate",
-             USAGE)
+    shaping = (gate_blocks, gate_negatives, gate_negative_pictures, gate_head_c)
+    if any(v is not None for v in shaping) and not gate:
+        fail("--gate-blocks, --gate-negatives, --gate-negative-pictures and --gate-head-c shape the gate: give them "
+             "with --gate", USAGE)
     try:
         blocks = None if gate_blocks is None else tuple(int(b) for b in gate_blocks.split(","))
     except ValueError:
@@ -177,7 +181,8 @@ def calibrate(
                                                  None if youden else target_sensitivity, threshold_groups=groups)
             if gate:
                 result["gate"] = refit_gate(model, splits["train"], select_split(splits, split), blocks=blocks,
-                                            negatives=gate_negatives, pictures=gate_negative_pictures)
+                                            negatives=gate_negatives, pictures=gate_negative_pictures,
+                                            head_c=gate_head_c)
     except (DatasetError, ModelError, ValueError) as e:
         fail(str(e))
     out.print_json(data=result)

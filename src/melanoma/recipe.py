@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from .ood import GATE_BLOCKS, GATE_VIEWS, VIEWS
+from .ood import GATE_BLOCKS, GATE_VIEWS, HEAD_C, VIEWS
 from .views import FAMILIES
 
 
@@ -93,6 +93,9 @@ class TrainConfig:
     # non-lesion pictures (melanoma.negatives) the gate's lesion / non-lesion head is fitted on; 0: no head, the gate
     # is the distance alone (every gate before experiments/029-lesion-gate)
     gate_negatives: int = 0
+    # the head's inverse L2 penalty (scikit-learn's C) over its standardised inputs: experiments/031's choose.py picks
+    # it on a network's fit and validation data (each kind of negative and each source held out in turn)
+    gate_head_c: float = HEAD_C
     # a folder of non-lesion pictures, one subfolder per source (tools/nonlesion_pictures.sh's DEST/fit): with
     # gate_negatives, a fourth kind of negative (melanoma.negatives); a relative path is beside ``data``, as
     # extra_train's. null: the three built-in kinds only.
@@ -137,6 +140,7 @@ _RULES = [
     ("downscale_to", lambda v: v is None or v >= 32, "at least 32 (pixels), or null"),
     ("gate_views", lambda v: set(v) <= set(VIEWS), f"some of {', '.join(VIEWS)}"),
     ("gate_negatives", lambda v: v == 0 or v >= 30, "0 (no head) or at least 30"),
+    ("gate_head_c", lambda v: v > 0, "a positive number"),
     ("gate_blocks", lambda v: len(v) > 0 and set(v) <= set(GATE_BLOCKS), f"some of the stages {GATE_BLOCKS}"),
     ("pretrained", lambda v: v in ("imagenet", "none") or Path(v).is_dir(), "imagenet, none or a model folder"),
     ("lesion_crop_margin", lambda v: v >= 0, ">= 0"),

@@ -27,7 +27,7 @@ from ..config import CHECKSUMS, ModelConfig, atomic_write_bytes, atomic_write_te
 from ..diagnoses import allowed_matrix, calibrated, fit_calibration, p_cancer, softmax
 from ..engines import ONNX_FILE
 from ..negatives import gate_negatives, package_photos, picture_sources
-from ..ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, fit_gate, gate_views
+from ..ood import FIELD_SHARE, GATE_BLOCKS, GATE_VIEWS, HEAD_C, fit_gate, gate_views
 from ..recipe import load_recipe, resolved_recipe_text
 from ..sources import balanced_by_source
 from .torch_engine import TorchPredictor
@@ -141,12 +141,12 @@ def calibrate_model_folder(model_dir, val_samples, target_sensitivity: float | N
 def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile: float = 0.995,
                       batch_size: int = 32, field_share: float = FIELD_SHARE,
                       views: tuple[str, ...] = GATE_VIEWS, blocks=GATE_BLOCKS, negatives: int = 0,
-                      pictures: str | Path | None = None) -> dict:
+                      pictures: str | Path | None = None, head_c: float = HEAD_C) -> dict:
     """Fit the gate on features of ``fit_samples`` (training images, ideally every source alike) and of
     ``field_share`` of them seen through each of ``views`` (:func:`ood.gate_views`), reading the outputs of the
     backbone's stages ``blocks`` (:func:`ood.stage_columns`), with ``negatives`` non-lesion pictures
     (:func:`negatives.gate_negatives`, ``pictures`` a folder of them for its fourth kind) its lesion / non-lesion
-    head, set its threshold by :func:`gate_threshold` on
+    head (penalty ``head_c``), set its threshold by :func:`gate_threshold` on
     ``val_samples``' scores (real images only), and save it into the model folder."""
     model_dir = Path(model_dir)
     predictor = TorchPredictor(model_dir, batch_size=batch_size, num_workers=1, use_ood=False)
@@ -164,14 +164,14 @@ def fit_ood_for_model(model_dir: str | Path, fit_samples, val_samples, quantile:
         groups = np.concatenate([sources, ["view:" + v.path.rsplit("#", 1)[1] for v in val_views]])
     else:
         fit_val, groups = val_f, sources
-    det = fit_gate(fit_f, fit_val, groups, columns, quantile, negative_features=neg_f)
+    det = fit_gate(fit_f, fit_val, groups, columns, quantile, negative_features=neg_f, c=head_c)
     val_scores = det.score(val_f)
     det.save(model_dir)
     n_views = {kind: sum(v.path.endswith(f"#{kind}") for v in extra) for kind in views}
     return {"n_fit": len(fit_f) - len(extra), "n_views": n_views, "n_val": len(val_f), "quantile": quantile,
             "n_negatives": 0 if neg_f is None else len(neg_f), "n_val_views": len(fit_val) - len(val_f),
             **({"negatives": _negatives_record(negs, pictures)} if negs else {}),
-            "blocks": sorted(set(blocks)),
+            "blocks": sorted(set(blocks)), **({"head_c": head_c} if negatives else {}),
             "threshold": det.threshold,
             "val_rejected": float((val_scores > det.threshold).mean()),
             "val_rejected_per_source": {str(n): float((val_scores[sources == n] > det.threshold).mean())
@@ -187,26 +187,27 @@ def _negatives_record(negs: list, pictures: str | Path | None) -> dict:
 
 
 def refit_gate(model_dir: str | Path, train_samples, val_samples, seed: int | None = None, blocks=None,
-               negatives: int | None = None, pictures: str | Path | None = None) -> dict:
+               negatives: int | None = None, pictures: str | Path | None = None, head_c: float | None = None) -> dict:
     """Refit the gate of a trained model folder on ``train_samples`` (an equal share of each source, drawn with
     ``seed``) with its threshold on ``val_samples``, as ``train`` does, and record it in config.json's
-    ``training.gate``. ``seed``, ``blocks`` (the stages it reads), ``negatives`` (how many non-lesion pictures its
-    head is fitted on) and ``pictures`` (a folder of them): None, as the model's recipe says (its folder of
-    pictures must exist here); given, they are written into the recipe the folder records, so that the folder
-    says how its gate was made and a later refit without them makes the same gate."""
+    ``training.gate``. ``seed``, ``blocks`` (the stages it reads), ``negatives`` (how many non-lesion pictures its head
+    is fitted on), ``pictures`` (a folder of them) and ``head_c`` (the head's penalty): None, as the model's recipe says
+    (its folder of pictures must exist here); given, they are written into the recipe the folder records, so that the
+    folder says how its gate was made and a later refit without them makes the same gate."""
     model_dir = Path(model_dir)
     train_samples = list(train_samples)
     recipe = ModelConfig.load(model_dir / "config.json").training.get("recipe") or {}
     given = {k: v for k, v in (("gate_blocks", None if blocks is None else sorted(set(blocks))),
                                ("gate_negatives", negatives),
-                               ("gate_negative_pictures", None if pictures is None else str(Path(pictures).resolve())))
+                               ("gate_negative_pictures", None if pictures is None else str(Path(pictures).resolve())),
+                               ("gate_head_c", head_c))
              if v is not None}
     recipe = {**recipe, **given}
     seed = recipe.get("seed", 42) if seed is None else seed
     result = fit_ood_for_model(model_dir, balanced_by_source(train_samples, GATE_FIT_IMAGES, seed),
                                list(val_samples), views=tuple(recipe.get("gate_views", GATE_VIEWS)),
                                blocks=recipe.get("gate_blocks", GATE_BLOCKS), negatives=recipe.get("gate_negatives", 0),
-                               pictures=_recipe_pictures(recipe))
+                               pictures=_recipe_pictures(recipe), head_c=recipe.get("gate_head_c", HEAD_C))
     return record_gate(model_dir, {**result, "seed": seed}, train_samples, given)
 
 

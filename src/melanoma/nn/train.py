@@ -265,7 +265,7 @@ def finish(model_dir: Path, cfg: TrainConfig, plan: DataPlan, clock: dict | None
         fit_samples = balanced_by_source(plan.gate_pool, GATE_FIT_IMAGES, cfg.seed)
         gate = fit_ood_for_model(model_dir, fit_samples, plan.val, batch_size=cfg.batch_size, blocks=cfg.gate_blocks,
                                   views=tuple(cfg.gate_views), negatives=cfg.gate_negatives,
-                                  pictures=plan.negative_pictures)
+                                  pictures=plan.negative_pictures, head_c=cfg.gate_head_c)
         record_gate(model_dir, gate, plan.gate_pool)  # what the card says the gate reads and was fitted on
     clock["gate_end"] = time.perf_counter()
     # model.onnx makes predict, evaluate and the app take the fast torch-free path on this folder too.
