@@ -185,6 +185,13 @@ def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path:
     assert "head fitted on 30 non-lesion pictures" in gate_note(cfg)
     row = TorchPredictor(model_dir).predict_paths([parts["val"][0].path])[0]  # the folder verifies, the head scores
     assert row["ood_score"] is not None
+    weights = np.abs(OODDetector.load(model_dir).head["weights"][:-1]).mean()
+    firmer = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"), "--gate",
+                                      "--no-threshold", "--gate-head-c", "0.01"])
+    assert firmer.exit_code == 0, firmer.output
+    cfg = ModelConfig.load(model_dir / "config.json")
+    assert cfg.training["recipe"]["gate_head_c"] == 0.01 and cfg.training["gate"]["head_c"] == 0.01
+    assert np.abs(OODDetector.load(model_dir).head["weights"][:-1]).mean() < weights  # a stronger penalty
     from test_negatives import picture_folder
 
     pictures = picture_folder(tmp_path / "pictures")
@@ -209,7 +216,8 @@ def test_calibrate_gate_refits_the_gate_on_every_source_and_records_it(tmp_path:
     for bad, message in ((["--gate", "--gate-blocks", "2,4"], "must be some of"),
                          (["--gate", "--gate-blocks", "four"], "must be some of"),
                          (["--gate-blocks", "4"], "with --gate"), (["--gate-negatives", "30"], "with --gate"),
-                         (["--gate-negative-pictures", "x"], "with --gate")):
+                         (["--gate-negative-pictures", "x"], "with --gate"), (["--gate-head-c", "0.1"], "with --gate"),
+                         (["--gate", "--gate-head-c", "0"], "--gate-head-c")):
         refused = CliRunner().invoke(app, ["calibrate", str(model_dir), str(tmp_path / "split.csv"),
                                            "--no-threshold", *bad])
         assert refused.exit_code == 2 and message in refused.output, refused.output

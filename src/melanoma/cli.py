@@ -140,7 +140,7 @@ def calibrate(
     gate_negative_pictures: Annotated[Optional[Path], typer.Option(help=(
         "With --gate: a folder of non-lesion pictures, one subfolder per source, for the head's fourth kind of "
         "negative (tools/nonlesion_pictures.sh; default: as the model's recipe says)."))] = None,
-    gate_head_c: Annotated[Optional[float], typer.Option(min=0, min_open=True, help=(
+    gate_head_c: Annotated[Optional[float], typer.Option(help=(
         "With --gate: the head's inverse L2 penalty (scikit-learn's C; experiments/031's choose.py picks one; "
         "default: as the model's recipe says, else 1)."))] = None,
 ) -> None:
@@ -161,6 +161,8 @@ def calibrate(
     if any(v is not None for v in shaping) and not gate:
         fail("--gate-blocks, --gate-negatives, --gate-negative-pictures and --gate-head-c shape the gate: give them "
              "with --gate", USAGE)
+    if gate_head_c is not None and not gate_head_c > 0:
+        fail(f"--gate-head-c must be a positive number (got {gate_head_c})", USAGE)
     try:
         blocks = None if gate_blocks is None else tuple(int(b) for b in gate_blocks.split(","))
     except ValueError:
