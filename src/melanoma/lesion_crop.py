@@ -96,8 +96,10 @@ def lesion_evidence(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     confident blob; a photograph's dark patches light several weak ones, or none. A cropping model's results keep it
     (``lesion_evidence``) and a refusal with no region found says so; as an input of the gate it did not help
     (experiments/033-lesion-evidence: the map misses some zoomed-out lesions altogether)."""
+    from scipy.special import logit
+
     regions, mass = _regions(prob, threshold)
-    peak = float(np.clip(np.log(prob.max() + 1e-12) - np.log1p(-prob.max() + 1e-12), -PEAK_CLIP, PEAK_CLIP))
+    peak = float(np.clip(logit(prob.max()), -PEAK_CLIP, PEAK_CLIP))
     if not len(mass):
         return np.array([0.0, 0.0, peak, 0.0], np.float32)
     largest = regions == 1 + int(np.argmax(mass))
